@@ -1,0 +1,164 @@
+"""Process wiring: the gRPC server and the REST gateway in one event loop.
+
+:func:`create_app` returns the ASGI app (Starlette). Its lifespan reads the settings (unless
+given), starts :class:`Runtime` — the grpc.aio server with reflection and health checking,
+the LLM connection pool, and a background load of the embedding model — and stops it on
+shutdown. So both ``uvicorn server:app`` and ``python server.py`` serve both doors.
+
+Health: ``grpc.health.v1`` reports NOT_SERVING until the embedding model is loaded and warmed
+up, then SERVING; on shutdown NOT_SERVING again before the servers stop. ``GET /health``
+mirrors it (200 / 503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from autointerp_grpc.backends.embedding import EmbeddingBackend
+from autointerp_grpc.backends.llm import LLMBackend
+from autointerp_grpc.config import Settings
+from autointerp_grpc.gateway import rpc_routes
+from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc
+from autointerp_grpc.handlers import Deps
+from autointerp_grpc.openapi import build_openapi
+from autointerp_grpc.service import SERVICE, Authenticator, AutoInterpService
+from autointerp_grpc.servicer import AutoInterpServicer
+from autointerp_grpc.validation import Limits
+
+log = logging.getLogger(__name__)
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class Runtime:
+    """Everything the process holds while it serves."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.started_at = time.monotonic()
+        self.llm = LLMBackend(settings)
+        secret = settings.secret.get_secret_value() if settings.secret else None
+        self.deps = Deps(
+            llm=self.llm,
+            limits=Limits(
+                max_records=settings.max_records,
+                max_tokens_per_record=settings.max_tokens_per_record,
+            ),
+        )
+        self.service = AutoInterpService(self.deps, Authenticator(secret))
+        self.health = health.HealthServicer(experimental_non_blocking=True)
+        self.grpc_server: grpc.aio.Server | None = None
+        self.grpc_port: int | None = None
+        self._model_task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+
+    def _set_health(self, status: int) -> None:
+        for name in ("", SERVICE.full_name):
+            self.health.set(name, status)
+
+    async def start(self) -> None:
+        self._set_health(NOT_SERVING)
+        server = grpc.aio.server()
+        pb_grpc.add_AutoInterpServicer_to_server(AutoInterpServicer(self.service), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        address = f"{self.settings.host}:{self.settings.grpc_port}"
+        self.grpc_port = server.add_insecure_port(address)
+        await server.start()
+        self.grpc_server = server
+        log.info("gRPC server listening on %s:%d", self.settings.host, self.grpc_port)
+        self._model_task = asyncio.create_task(self._load_embedding_model())
+
+    async def _load_embedding_model(self) -> None:
+        try:
+            backend = await asyncio.to_thread(EmbeddingBackend.load, self.settings)
+            await backend.run(backend.warm_up)
+        except Exception:
+            # The process stays up but never reports SERVING, so orchestrators see it unhealthy.
+            log.exception("loading the embedding model failed; health stays NOT_SERVING")
+            return
+        self.deps.embedding = backend
+        self._set_health(SERVING)
+        self.ready.set()
+        log.info("SERVING %.1f s after start", time.monotonic() - self.started_at)
+
+    async def stop(self) -> None:
+        self.ready.clear()
+        self._set_health(NOT_SERVING)
+        if self._model_task is not None and not self._model_task.done():
+            self._model_task.cancel()
+        if self.grpc_server is not None:
+            await self.grpc_server.stop(self.settings.shutdown_grace_s)
+        await self.llm.aclose()
+        if self.deps.embedding is not None:
+            self.deps.embedding.close()
+        log.info("stopped")
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # sentence-transformers draws a progress bar per encode() at INFO; keep the log readable.
+    logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """The ASGI app serving the REST door; its lifespan runs the gRPC door too.
+
+    With no ``settings`` they are read from the environment when the app starts, not before.
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        effective = settings if settings is not None else Settings.from_env()
+        configure_logging(effective.log_level)
+        runtime = Runtime(effective)
+        await runtime.start()
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app: Starlette
+
+    def get_service() -> AutoInterpService:
+        return app.state.runtime.service
+
+    async def health_endpoint(request: Request) -> JSONResponse:
+        runtime: Runtime = request.app.state.runtime
+        ok = runtime.ready.is_set()
+        return JSONResponse(
+            {"status": "SERVING" if ok else "NOT_SERVING"}, status_code=200 if ok else 503
+        )
+
+    openapi_document = build_openapi()
+
+    async def openapi_endpoint(request: Request) -> JSONResponse:
+        return JSONResponse(openapi_document)
+
+    app = Starlette(
+        routes=[
+            *rpc_routes(get_service),
+            Route("/health", health_endpoint, methods=["GET"]),
+            Route("/openapi.json", openapi_endpoint, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    return app

@@ -1,0 +1,1 @@
+"""Heavy, long-lived dependencies: the LLM connection pool and the embedding model."""

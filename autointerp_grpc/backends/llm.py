@@ -1,0 +1,172 @@
+"""The LLM side: one pooled OpenAI-SDK client per process, and delphi ``Client``s over it.
+
+:class:`LLMBackend` owns the process-wide ``AsyncOpenAI`` client (one HTTP connection pool with
+keep-alive, retries with backoff for 429/5xx/connection errors, the configured base URL).
+Each request gets an :class:`LLMClient` — delphi's ``Client`` interface — that carries the
+caller's model and API key on every call through ``with_options``, which shares the pool. The
+key lives only as long as the request's client object.
+
+Provider failures become typed errors (see :func:`translate_provider_error`) whose messages
+never contain the key.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2
+import openai
+
+from autointerp_grpc.config import Settings
+from autointerp_grpc.delphi_compat import Client, Response
+from autointerp_grpc.errors import (
+    AutoInterpError,
+    FailedPrecondition,
+    InvalidArgument,
+    ResourceExhausted,
+    Unavailable,
+    UpstreamBadResponse,
+)
+
+log = logging.getLogger(__name__)
+
+# What delphi's explainers and scorers pass that the chat-completions API understands.
+_FORWARDED_KWARGS = ("max_tokens", "temperature", "logprobs", "top_logprobs", "response_format")
+_PROVIDER_MESSAGE_LIMIT = 300
+
+
+@dataclass
+class Usage:
+    """LLM usage of one request."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def _redact(text: str, secret: str) -> str:
+    return text.replace(secret, "[redacted]") if secret else text
+
+
+def _provider_message(exc: openai.APIStatusError, api_key: str) -> str:
+    body = exc.body
+    message = ""
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        message = inner.get("message", "") if isinstance(inner, dict) else str(inner)
+    message = _redact(str(message), api_key).strip()
+    if len(message) > _PROVIDER_MESSAGE_LIMIT:
+        message = message[:_PROVIDER_MESSAGE_LIMIT] + "…"
+    return f": {message}" if message else ""
+
+
+def translate_provider_error(exc: openai.OpenAIError, api_key: str) -> AutoInterpError:
+    """Map an OpenAI-SDK error (after the SDK's own retries) to one of our typed errors."""
+    if isinstance(exc, openai.APITimeoutError):
+        return Unavailable("The LLM provider did not answer in time")
+    if isinstance(exc, openai.APIConnectionError):
+        return Unavailable("Could not connect to the LLM provider")
+    if not isinstance(exc, openai.APIStatusError):
+        return UpstreamBadResponse("The LLM provider's answer could not be read")
+    status = exc.status_code
+    detail = _provider_message(exc, api_key)
+    if status in (401, 403):
+        return FailedPrecondition(
+            f"The LLM provider rejected the API key (HTTP {status}){detail}. "
+            "Check that the openrouter_key is valid."
+        )
+    if status == 402:
+        return FailedPrecondition(
+            f"The LLM provider refused the request: the account has no credits left "
+            f"(HTTP 402){detail}. Add credits or use another key."
+        )
+    if status == 429:
+        return ResourceExhausted(f"The LLM provider is rate limiting requests (HTTP 429){detail}")
+    if status >= 500:
+        return Unavailable(f"The LLM provider failed (HTTP {status}){detail}")
+    # 400, 404, 422: the provider did not accept what we sent on the caller's behalf, most often
+    # an unknown model name.
+    return InvalidArgument(f"The LLM provider rejected the request (HTTP {status}){detail}")
+
+
+class LLMBackend:
+    """The process-wide upstream connection pool and OpenAI-SDK client."""
+
+    def __init__(self, settings: Settings) -> None:
+        limits = httpx2.Limits(
+            max_connections=settings.llm_max_connections,
+            max_keepalive_connections=settings.llm_max_connections,
+        )
+        self._http = openai.DefaultAsyncHttpxClient(limits=limits)
+        self._openai = openai.AsyncOpenAI(
+            # Every request brings its own key (with_options); this placeholder is never sent.
+            api_key="unset",
+            base_url=settings.llm_base_url,
+            http_client=self._http,
+            timeout=settings.llm_timeout_s,
+            max_retries=settings.llm_max_retries,
+        )
+
+    def client(self, model: str, api_key: str) -> LLMClient:
+        """A delphi ``Client`` for one request: its model and key over the shared pool."""
+        return LLMClient(self._openai.with_options(api_key=api_key), model, api_key)
+
+    async def aclose(self) -> None:
+        await self._openai.close()
+
+
+@dataclass
+class _CallLog:
+    usage: Usage = field(default_factory=Usage)
+    errors: list[AutoInterpError] = field(default_factory=list)
+
+
+class LLMClient(Client):
+    """delphi ``Client`` backed by the OpenAI SDK's chat-completions API.
+
+    Failed calls raise typed errors; they are also remembered in :attr:`errors`, because
+    delphi's classifier scorers swallow exceptions from ``generate`` and mark the batch
+    unanswered, and the handler then needs to say why nothing was answered.
+    """
+
+    def __init__(self, openai_client: openai.AsyncOpenAI, model: str, api_key: str) -> None:
+        super().__init__(model)
+        self._openai = openai_client
+        self._api_key = api_key
+        self._log = _CallLog()
+
+    @property
+    def usage(self) -> Usage:
+        return self._log.usage
+
+    @property
+    def errors(self) -> list[AutoInterpError]:
+        return self._log.errors
+
+    async def generate(  # type: ignore[override]
+        self, prompt: str | list[dict[str, str]], **kwargs: Any
+    ) -> Response:
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        params = {k: kwargs[k] for k in _FORWARDED_KWARGS if k in kwargs}
+        self._log.usage.calls += 1
+        try:
+            completion = await self._openai.chat.completions.create(
+                model=self.model, messages=messages, **params
+            )
+        except openai.OpenAIError as exc:
+            error = translate_provider_error(exc, self._api_key)
+            self._log.errors.append(error)
+            raise error from None
+        if completion.usage is not None:
+            self._log.usage.prompt_tokens += completion.usage.prompt_tokens or 0
+            self._log.usage.completion_tokens += completion.usage.completion_tokens or 0
+        if not completion.choices:
+            error = UpstreamBadResponse("The LLM provider returned no answer")
+            self._log.errors.append(error)
+            raise error
+        choice = completion.choices[0]
+        text = choice.message.content or ""
+        logprobs = choice.logprobs.content if choice.logprobs is not None else None
+        return Response(text=text, logprobs=logprobs)

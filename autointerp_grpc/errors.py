@@ -1,0 +1,94 @@
+"""Typed errors. Each carries its gRPC status code and HTTP status.
+
+Handlers and backends raise these; the gRPC servicer turns them into a status with the message
+as details, the REST gateway into ``{"detail": message, "code": STATUS_NAME}`` with the HTTP
+status from :data:`HTTP_STATUS`. Anything that is not an :class:`AutoInterpError` is a bug or an
+unforeseen failure: it is logged and goes out as a generic INTERNAL error with a request id,
+never with its own text (which could carry a key from an upstream error).
+
+Messages must never contain a secret or an API key.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+# The standard gRPC → HTTP mapping (as in google.rpc.Code and grpc-gateway).
+HTTP_STATUS: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DATA_LOSS: 500,
+}
+
+
+class AutoInterpError(Exception):
+    """Base of every error the service reports to its callers on purpose."""
+
+    grpc_code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    @property
+    def http_status(self) -> int:
+        return HTTP_STATUS[self.grpc_code]
+
+    @property
+    def code_name(self) -> str:
+        return self.grpc_code.name
+
+
+class InvalidArgument(AutoInterpError):
+    """The request is malformed or its values break a rule; the message names field and rule."""
+
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class Unauthenticated(AutoInterpError):
+    """The caller did not present this service's shared secret."""
+
+    grpc_code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class FailedPrecondition(AutoInterpError):
+    """The request is well formed but cannot be served as things stand (e.g. the provider
+    rejected the caller's API key, or the account has no credits)."""
+
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class ResourceExhausted(AutoInterpError):
+    """A rate limit (ours or the provider's) was hit."""
+
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unavailable(AutoInterpError):
+    """A dependency (the LLM provider, the embedding model) is not reachable or not ready."""
+
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+
+
+class DeadlineExceeded(AutoInterpError):
+    """The request ran out of time."""
+
+    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class UpstreamBadResponse(Unavailable):
+    """The provider answered, but with nothing usable (e.g. no parsable explanation)."""

@@ -1,0 +1,102 @@
+"""The REST door: routes derived from the proto's ``google.api.http`` options.
+
+For every RPC of the service the gateway reads its HTTP rule (verb, path, body) from the
+method descriptor and mounts a route that parses the JSON body into the request message,
+calls :class:`~autointerp_grpc.service.AutoInterpService` in-process (no second network hop),
+and prints the response message with the proto3 JSON mapping. Errors come back as the proto's
+``ErrorResponse`` (``{"detail": ..., "code": ...}``) with the HTTP status of their gRPC code.
+Adding an RPC to the proto adds its route here and its entry in ``/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from google.api import annotations_pb2, http_pb2
+from google.protobuf.descriptor import MethodDescriptor
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from autointerp_grpc.errors import AutoInterpError
+from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+from autointerp_grpc.jsonmap import parse_json_body, to_json_dict
+from autointerp_grpc.service import SECRET_HEADER, SERVICE, AutoInterpService
+from autointerp_grpc.servicer import REQUEST_ID_HEADER, internal_error_message, request_id_from
+
+log = logging.getLogger(__name__)
+
+_VERBS = ("get", "put", "post", "delete", "patch")
+
+
+@dataclass(frozen=True)
+class HttpBinding:
+    """The REST route of one RPC, as its ``google.api.http`` option declares it."""
+
+    method: MethodDescriptor
+    verb: str
+    path: str
+    body: str
+
+
+def http_binding(method: MethodDescriptor) -> HttpBinding | None:
+    """The RPC's HTTP rule, or None when it has none."""
+    options = method.GetOptions()
+    if not options.HasExtension(annotations_pb2.http):
+        return None
+    rule: http_pb2.HttpRule = options.Extensions[annotations_pb2.http]
+    verb = rule.WhichOneof("pattern")
+    if verb not in _VERBS:
+        raise ValueError(f"{method.full_name}: unsupported HTTP rule pattern {verb!r}")
+    if rule.body != "*":
+        raise ValueError(f'{method.full_name}: only body "*" bindings are supported')
+    return HttpBinding(method=method, verb=verb, path=getattr(rule, verb), body=rule.body)
+
+
+def http_bindings() -> list[HttpBinding]:
+    """Every RPC of the service that has an HTTP rule, in proto order."""
+    return [b for m in SERVICE.methods if (b := http_binding(m)) is not None]
+
+
+def error_response(error: AutoInterpError, request_id: str) -> JSONResponse:
+    body = pb.ErrorResponse(detail=error.message, code=error.code_name)
+    return JSONResponse(
+        to_json_dict(body), status_code=error.http_status, headers={REQUEST_ID_HEADER: request_id}
+    )
+
+
+def _endpoint(
+    binding: HttpBinding, get_service: Callable[[], AutoInterpService]
+) -> Callable[[Request], object]:
+    name = binding.method.name
+
+    async def endpoint(request: Request) -> Response:
+        request_id = request_id_from(dict(request.headers))
+        service = get_service()
+        try:
+            # Authenticate before looking at the body: a stranger learns nothing about it.
+            service.authenticator.check(request.headers.get(SECRET_HEADER))
+            message = parse_json_body(await request.body(), service.methods[name].request_cls)
+            response = await service.call(name, message, request.headers.get(SECRET_HEADER))
+        except AutoInterpError as exc:
+            log.info("%s failed (%s): %s [request id %s]", name, exc.code_name, exc, request_id)
+            return error_response(exc, request_id)
+        except Exception:
+            log.exception("%s failed unexpectedly [request id %s]", name, request_id)
+            body = pb.ErrorResponse(detail=internal_error_message(request_id), code="INTERNAL")
+            return JSONResponse(
+                to_json_dict(body), status_code=500, headers={REQUEST_ID_HEADER: request_id}
+            )
+        return JSONResponse(to_json_dict(response), headers={REQUEST_ID_HEADER: request_id})
+
+    endpoint.__name__ = name
+    return endpoint
+
+
+def rpc_routes(get_service: Callable[[], AutoInterpService]) -> list[BaseRoute]:
+    """One Starlette route per RPC with an HTTP rule."""
+    return [
+        Route(b.path, _endpoint(b, get_service), methods=[b.verb.upper()]) for b in http_bindings()
+    ]

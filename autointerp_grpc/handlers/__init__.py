@@ -1,0 +1,28 @@
+"""One async handler per RPC: request message in, response message out.
+
+Handlers know nothing of gRPC or HTTP: they get the request message (already checked for
+required fields) and the :class:`Deps`, and raise :mod:`autointerp_grpc.errors` types.
+:data:`HANDLERS` maps each RPC name of the proto's service to its handler; the service
+refuses to start if an RPC has none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from google.protobuf.message import Message
+
+from autointerp_grpc.handlers.deps import Deps
+from autointerp_grpc.handlers.explain import explain_default
+from autointerp_grpc.handlers.score import score_embedding, score_fuzz_detection
+
+Handler = Callable[[Any, Deps], Awaitable[Message]]
+
+HANDLERS: dict[str, Handler] = {
+    "ExplainDefault": explain_default,
+    "ScoreEmbedding": score_embedding,
+    "ScoreFuzzDetection": score_fuzz_detection,
+}
+
+__all__ = ["HANDLERS", "Deps", "Handler"]

@@ -1,0 +1,71 @@
+"""delphi's fuzzing and detection scorers, with one fix to how they read answers.
+
+delphi 0.1.3's ``Classifier._parse`` insists that every answer lists exactly
+``n_examples_shown`` predictions. The last batch of a request is usually shorter (12 examples at
+5 per prompt are batches of 5, 5 and 2), so a correct answer to it (``[1, 0]``) fails that check
+and the whole batch silently comes back unanswered. Here ``_parse`` checks the answer against
+the size of the batch it answers instead, which ``_generate`` records in a context variable
+(each batch runs in its own task, so concurrent batches never see each other's size).
+
+An answer that is not a list of 0/1 (or true/false) of the right length leaves its batch
+unanswered (prediction None), as delphi does for any unparsable answer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from contextvars import ContextVar
+from typing import Any
+
+from autointerp_grpc.delphi_compat import (
+    ClassifierOutput,
+    DetectionScorer,
+    FuzzingScorer,
+)
+
+_batch_size: ContextVar[int] = ContextVar("autointerp_classifier_batch_size")
+_LIST_RE = re.compile(r"\[.*?\]", re.DOTALL)
+
+
+def parse_predictions(answer: str, expected: int) -> list[bool]:
+    """The first ``[...]`` list in ``answer`` as booleans; ValueError unless it holds exactly
+    ``expected`` values, each 0, 1, true or false."""
+    match = _LIST_RE.search(answer)
+    if match is None:
+        raise ValueError("the answer holds no [...] list")
+    values = json.loads(match.group(0))
+    if not isinstance(values, list) or len(values) != expected:
+        raise ValueError(f"the answer lists {len(values)} predictions for {expected} examples")
+    if any(v not in (0, 1) or isinstance(v, float) for v in values):
+        raise ValueError("the answer holds values other than 0 and 1")
+    return [bool(v) for v in values]
+
+
+class _BatchSizedAnswers:
+    """Mixin: parse each answer against the size of the batch it answers."""
+
+    n_examples_shown: int
+
+    async def _generate(self, explanation: str, batch: list[Any]) -> list[ClassifierOutput]:
+        token = _batch_size.set(len(batch))
+        try:
+            return await super()._generate(explanation, batch)  # type: ignore[misc]
+        finally:
+            _batch_size.reset(token)
+
+    def _parse(
+        self, string: str, logprobs: list[Any] | None = None
+    ) -> tuple[list[bool], list[float | None]]:
+        expected = _batch_size.get(self.n_examples_shown)
+        predictions = parse_predictions(string, expected)
+        # Log probabilities are not requested by the legacy scorers (log_prob=False).
+        return predictions, [None] * expected
+
+
+class Fuzzing(_BatchSizedAnswers, FuzzingScorer):
+    """delphi's FuzzingScorer with batch-sized answer parsing."""
+
+
+class Detection(_BatchSizedAnswers, DetectionScorer):
+    """delphi's DetectionScorer with batch-sized answer parsing."""

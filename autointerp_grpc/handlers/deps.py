@@ -1,0 +1,23 @@
+"""What handlers need, created once at startup and passed in (tests pass fakes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from autointerp_grpc.backends.embedding import EmbeddingBackend
+from autointerp_grpc.backends.llm import LLMBackend
+from autointerp_grpc.errors import Unavailable
+from autointerp_grpc.validation import Limits
+
+
+@dataclass
+class Deps:
+    llm: LLMBackend
+    limits: Limits = field(default_factory=Limits)
+    embedding: EmbeddingBackend | None = None
+    """Set once the model has loaded; None while loading."""
+
+    def embedding_model(self) -> EmbeddingBackend:
+        if self.embedding is None:
+            raise Unavailable("The embedding model is still loading; retry shortly")
+        return self.embedding

@@ -1,0 +1,88 @@
+"""Turn the wire's activation records into delphi examples.
+
+Legacy semantics (kept from the server this service replaces): a record whose values sum
+above zero is *activating*, every other record is *non-activating*. A record with negative
+values therefore counts by its sum: negative activations pull a record towards
+non-activating; they are passed to delphi unchanged.
+
+The breakdowns' ``distance`` follows the legacy convention: 1 for an activating example (its
+quantile; every record is one quantile here), -1 for a non-activating one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from autointerp_grpc.delphi_compat import ActivatingExample, NonActivatingExample
+from autointerp_grpc.errors import InvalidArgument
+from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+
+ACTIVATING_DISTANCE = 1
+NON_ACTIVATING_DISTANCE = -1
+
+
+def is_activating(record: pb.Activation) -> bool:
+    """The legacy split: activating when the values sum above zero."""
+    return sum(record.values) > 0
+
+
+def _token_ids(record: pb.Activation) -> torch.Tensor:
+    # Callers send token strings, not ids; delphi's explainers and scorers only read
+    # ``str_tokens``, so the id tensor just has the right length.
+    return torch.zeros(len(record.tokens), dtype=torch.long)
+
+
+def _normalized(values: torch.Tensor) -> torch.Tensor:
+    # delphi's convention: activations scaled to integers 0 to 10 by the record's maximum.
+    peak = float(values.max())
+    if peak <= 0:
+        return torch.zeros_like(values)
+    return torch.round(values.clamp(min=0) / peak * 10)
+
+
+def activating_example(record: pb.Activation) -> ActivatingExample:
+    values = torch.tensor(list(record.values), dtype=torch.float64)
+    return ActivatingExample(
+        tokens=_token_ids(record),
+        activations=values,
+        normalized_activations=_normalized(values),
+        str_tokens=list(record.tokens),
+        quantile=ACTIVATING_DISTANCE,
+    )
+
+
+def non_activating_example(record: pb.Activation) -> NonActivatingExample:
+    return NonActivatingExample(
+        tokens=_token_ids(record),
+        activations=torch.tensor(list(record.values), dtype=torch.float64),
+        str_tokens=list(record.tokens),
+        distance=NON_ACTIVATING_DISTANCE,
+    )
+
+
+@dataclass
+class Split:
+    """Records split into activating and non-activating examples, plus the request order."""
+
+    activating: list[ActivatingExample]
+    non_activating: list[NonActivatingExample]
+    in_order: list[ActivatingExample | NonActivatingExample]
+
+
+def split_records(records: Sequence[pb.Activation], *, need_both: bool) -> Split:
+    """Split records the legacy way; with ``need_both``, reject a request lacking either kind."""
+    in_order: list[ActivatingExample | NonActivatingExample] = [
+        activating_example(r) if is_activating(r) else non_activating_example(r) for r in records
+    ]
+    activating = [e for e in in_order if isinstance(e, ActivatingExample)]
+    non_activating = [e for e in in_order if isinstance(e, NonActivatingExample)]
+    if need_both and (not activating or not non_activating):
+        raise InvalidArgument(
+            "activations must include both activating records (values summing above 0) and "
+            f"non-activating records (summing to 0 or less) to score against each other; got "
+            f"{len(activating)} activating and {len(non_activating)} non-activating"
+        )
+    return Split(activating, non_activating, in_order)

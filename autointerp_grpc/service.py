@@ -1,0 +1,102 @@
+"""What both doors share: the RPC table, authentication, validation and dispatch.
+
+The gRPC servicer and the REST gateway each turn their transport's request into a proto
+message plus the presented secret, call :meth:`AutoInterpService.call`, and map the typed
+errors it raises to their own status (the table in :mod:`autointerp_grpc.errors`). So auth,
+validation and error semantics are written once.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from google.protobuf import message_factory
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+from google.protobuf.message import Message
+
+from autointerp_grpc.errors import Unauthenticated
+from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+from autointerp_grpc.handlers import HANDLERS, Deps, Handler
+from autointerp_grpc.validation import check_required
+
+SERVICE: ServiceDescriptor = pb.DESCRIPTOR.services_by_name["AutoInterp"]
+SECRET_HEADER = "x-secret-key"  # noqa: S105  (a header name, not a secret)
+
+
+@dataclass(frozen=True)
+class Method:
+    """One RPC: its descriptor, message classes and handler."""
+
+    descriptor: MethodDescriptor
+    request_cls: type[Message]
+    response_cls: type[Message]
+    handler: Handler
+
+    @property
+    def name(self) -> str:
+        return self.descriptor.name
+
+    @property
+    def full_name(self) -> str:
+        return f"/{SERVICE.full_name}/{self.descriptor.name}"
+
+
+def _message_class(descriptor: object) -> type[Message]:
+    return message_factory.GetMessageClass(descriptor)  # type: ignore[arg-type]
+
+
+def build_methods(handlers: dict[str, Handler] = HANDLERS) -> dict[str, Method]:
+    """Pair every RPC of the proto's service with its handler; fail fast on a missing one."""
+    missing = [m.name for m in SERVICE.methods if m.name not in handlers]
+    if missing:
+        raise RuntimeError(f"no handler registered for RPC(s): {', '.join(missing)}")
+    return {
+        m.name: Method(
+            descriptor=m,
+            request_cls=_message_class(m.input_type),
+            response_cls=_message_class(m.output_type),
+            handler=handlers[m.name],
+        )
+        for m in SERVICE.methods
+    }
+
+
+class Authenticator:
+    """The shared-secret check. No secret configured → every caller is let in."""
+
+    def __init__(self, secret: str | None) -> None:
+        self._secret = secret.encode("utf-8") if secret else None
+
+    @property
+    def enabled(self) -> bool:
+        return self._secret is not None
+
+    def check(self, presented: str | bytes | None) -> None:
+        if self._secret is None:
+            return
+        if presented is None or len(presented) == 0:
+            raise Unauthenticated(
+                "Missing secret: send it in the X-SECRET-KEY header (gRPC metadata x-secret-key)"
+            )
+        given = presented if isinstance(presented, bytes) else presented.encode("utf-8", "replace")
+        # Bytes, not str: compare_digest on str rejects non-ASCII input with a TypeError.
+        if not hmac.compare_digest(given, self._secret):
+            raise Unauthenticated(
+                "Invalid secret in the X-SECRET-KEY header (gRPC metadata x-secret-key); "
+                "check that it matches the server's SECRET"
+            )
+
+
+class AutoInterpService:
+    """Dispatches an authenticated, validated request to its handler."""
+
+    def __init__(self, deps: Deps, authenticator: Authenticator) -> None:
+        self.deps = deps
+        self.authenticator = authenticator
+        self.methods = build_methods()
+
+    async def call(self, method: str, request: Message, secret: str | bytes | None) -> Message:
+        self.authenticator.check(secret)
+        check_required(request)
+        return await self.methods[method].handler(request, self.deps)
