@@ -9,6 +9,10 @@ Either way the ASGI app's lifespan also starts the gRPC server (AUTOINTERP_GRPC_
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
+
 import uvicorn
 
 from autointerp_grpc.app import create_app
@@ -17,9 +21,27 @@ from autointerp_grpc.config import Settings
 app = create_app()
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, but SIGTERM/SIGINT end in a clean exit (status 0).
+
+    uvicorn re-raises a captured signal after its graceful shutdown, so the process would
+    die by SIGTERM even though every in-flight request finished; an orchestrator reads that
+    as a crash.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
 def main() -> None:
     settings = Settings.from_env()
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.http_port,
@@ -28,6 +50,7 @@ def main() -> None:
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) or None,
     )
+    _Server(config).run()
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import json
 from typing import Any, TypeVar
 
 from google.protobuf import json_format
-from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from autointerp_grpc.errors import InvalidArgument
@@ -34,37 +34,69 @@ def _nullable_unset(field: FieldDescriptor) -> bool:
     )
 
 
-def _fill_nulls(message: Message, out: dict[str, Any]) -> None:
+def _normalize(message: Message, printed: dict[str, Any]) -> dict[str, Any]:
+    """``printed`` (json_format's output for ``message``) with keys in proto field order and
+    unset optional fields as null, recursively.
+
+    json_format prints set fields before defaulted ones, so ``{"score": 0.0, ...}`` would come
+    out as ``{"breakdown": ..., "score": 0.0}``; the legacy API printed schema order.
+    """
+    out: dict[str, Any] = {}
     for field in message.DESCRIPTOR.fields:
-        value = getattr(message, field.name)
-        if (
-            field.type == FieldDescriptor.TYPE_MESSAGE
-            and not field.message_type.GetOptions().map_entry
-        ):
+        key = field.json_name
+        if key not in printed:
+            if _nullable_unset(field) and not message.HasField(field.name):
+                out[key] = None
+            continue
+        value = printed[key]
+        is_message = field.type == FieldDescriptor.TYPE_MESSAGE
+        if is_message and not field.message_type.GetOptions().map_entry:
+            sub = getattr(message, field.name)
             if field.is_repeated:
-                for item, item_out in zip(value, out.get(field.json_name, []), strict=False):
-                    _fill_nulls(item, item_out)
-                continue
-            if message.HasField(field.name) and isinstance(out.get(field.json_name), dict):
-                _fill_nulls(value, out[field.json_name])
-                continue
-        if _nullable_unset(field) and not message.HasField(field.name):
-            out[field.json_name] = None
+                value = [
+                    _normalize(m, v) if isinstance(v, dict) else v
+                    for m, v in zip(sub, value, strict=True)
+                ]
+            elif isinstance(value, dict) and field.message_type.file.package != "google.protobuf":
+                value = _normalize(sub, value)
+        out[key] = value
+    return out
 
 
 def to_json_dict(message: Message) -> dict[str, Any]:
-    """``message`` as its JSON object (camelCase keys, every field present)."""
-    out = json_format.MessageToDict(
+    """``message`` as its JSON object (camelCase keys in field order, every field present)."""
+    printed = json_format.MessageToDict(
         message,
         always_print_fields_with_no_presence=True,
         preserving_proto_field_name=False,
     )
-    _fill_nulls(message, out)
-    return out
+    return _normalize(message, printed)
 
 
 def _reject_constant(name: str) -> float:
     raise InvalidArgument(f"Invalid JSON: {name} is not a number JSON allows")
+
+
+def drop_unknown_keys(data: dict[str, Any], descriptor: Descriptor) -> dict[str, Any]:
+    """``data`` without the keys ``descriptor`` does not know (at any depth).
+
+    The legacy server ignored unknown keys, so we do too; but json_format's own
+    ``ignore_unknown_fields`` also silently drops unknown *enum values* (``"type": "FUZZY"``
+    would become "unset"), so unknown keys are removed here and the parse stays strict.
+    """
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        field = descriptor.fields_by_camelcase_name.get(key) or descriptor.fields_by_name.get(key)
+        if field is None:
+            continue
+        nested = field.message_type
+        if nested is not None and not nested.GetOptions().map_entry and nested.file.package != "google.protobuf":
+            if field.is_repeated and isinstance(value, list):
+                value = [drop_unknown_keys(v, nested) if isinstance(v, dict) else v for v in value]
+            elif isinstance(value, dict):
+                value = drop_unknown_keys(value, nested)
+        out[key] = value
+    return out
 
 
 def parse_json_body(body: bytes, message_cls: type[M]) -> M:
@@ -77,6 +109,7 @@ def parse_json_body(body: bytes, message_cls: type[M]) -> M:
     if not isinstance(data, dict):
         raise InvalidArgument("The request body must be a JSON object")
     try:
-        return json_format.ParseDict(data, message_cls(), ignore_unknown_fields=True)
+        known = drop_unknown_keys(data, message_cls.DESCRIPTOR)
+        return json_format.ParseDict(known, message_cls())
     except json_format.ParseError as exc:
         raise InvalidArgument(f"Invalid request body: {exc}") from None

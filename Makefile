@@ -1,0 +1,51 @@
+# autointerp: `make run` and `make test` do all the set-up (venv, installs) on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# eai-delphi's declared dependencies pull vLLM and a CUDA torch; we install it without them and
+# list what it really needs in pyproject.toml.
+DELPHI := eai-delphi==0.1.3
+# Optional extra index for torch, e.g. https://download.pytorch.org/whl/cpu for a CPU-only build
+# on a machine where PyPI's default torch wheel is a CUDA one. Empty: plain pip resolution.
+TORCH_INDEX ?=
+FAKE_LLM_PORT ?= 8900
+
+.PHONY: install run test test-fast lint format protos fake-llm clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+ifneq ($(TORCH_INDEX),)
+	$(BIN)/pip install --extra-index-url $(TORCH_INDEX) torch==2.13.0
+endif
+	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip install --no-deps $(DELPHI)
+	touch $(STAMP)
+
+run: install
+	$(BIN)/python server.py
+
+test: install
+	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+protos: install
+	$(BIN)/python -m autointerp_grpc.protogen
+
+fake-llm: install
+	$(BIN)/python -m autointerp_grpc.fake_llm --port $(FAKE_LLM_PORT)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

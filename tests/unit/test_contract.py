@@ -1,0 +1,110 @@
+"""Golden JSON: the legacy request and response shapes survive proto3's JSON mapping, and the
+OpenAPI document generated from the protos names the legacy properties and required fields."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from samples import SEED_EXPLAIN_BODY
+
+from autointerp_grpc.errors import InvalidArgument
+from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+from autointerp_grpc.jsonmap import parse_json_body, to_json_dict
+from autointerp_grpc.openapi import build_openapi
+
+
+def test_seed_request_parses() -> None:
+    request = parse_json_body(SEED_EXPLAIN_BODY.encode(), pb.ExplainDefaultRequest)
+    assert request.openrouter_key == "YOUR_OPENROUTER_KEY"
+    assert request.model == "openai/gpt-4o-mini"
+    assert list(request.activations[0].values) == [0.0, 0.8, 0.0, 0.0, 0.0, 0.0]
+    assert list(request.activations[1].tokens) == ["I", " like", " felines"]
+
+
+def test_camel_case_and_unknown_fields() -> None:
+    body = b'{"activations": [], "openrouterKey": "k", "model": "m", "secret": "ignored"}'
+    assert parse_json_body(body, pb.ExplainDefaultRequest).openrouter_key == "k"
+
+
+def test_fuzz_detection_type_by_name() -> None:
+    body = b'{"type": "DETECTION"}'
+    assert parse_json_body(body, pb.ScoreFuzzDetectionRequest).type == pb.DETECTION
+    with pytest.raises(InvalidArgument, match="FUZZY"):
+        parse_json_body(b'{"type": "FUZZY"}', pb.ScoreFuzzDetectionRequest)
+
+
+def test_explain_response_golden() -> None:
+    text = json.dumps(to_json_dict(pb.ExplainDefaultResponse(explanation="cats")), separators=(",", ":"))
+    assert text == '{"explanation":"cats"}'
+
+
+def test_embedding_response_golden() -> None:
+    response = pb.ScoreEmbeddingResponse(
+        score=0.75,
+        breakdown=[pb.ScoreEmbeddingBreakdownItem(text="The cat", distance=1, similarity=0.8)],
+    )
+    text = json.dumps(to_json_dict(response), separators=(",", ":"))
+    assert text == '{"score":0.75,"breakdown":[{"text":"The cat","distance":1,"similarity":0.8}]}'
+
+
+def test_fuzz_detection_response_golden_with_nulls() -> None:
+    answered = pb.ScoreFuzzDetectionBreakdownItem(
+        str_tokens=["a", " cat"],
+        activations=[0.0, 0.8],
+        distance=1,
+        ground_truth=True,
+        prediction=True,
+        highlighted=True,
+        correct=True,
+    )
+    unanswered = pb.ScoreFuzzDetectionBreakdownItem(
+        str_tokens=["b"], activations=[0.0], distance=-1, ground_truth=False, highlighted=False
+    )
+    response = pb.ScoreFuzzDetectionResponse(score=0.0, breakdown=[answered, unanswered])
+    text = json.dumps(to_json_dict(response), separators=(",", ":"))
+    assert text == (
+        '{"score":0.0,"breakdown":['
+        '{"strTokens":["a"," cat"],"activations":[0.0,0.8],"distance":1,"groundTruth":true,'
+        '"prediction":true,"highlighted":true,"probability":null,"correct":true},'
+        '{"strTokens":["b"],"activations":[0.0],"distance":-1,"groundTruth":false,'
+        '"prediction":null,"highlighted":false,"probability":null,"correct":null}]}'
+    )
+
+
+# The legacy server's OpenAPI: properties and required fields of each schema.
+LEGACY_SCHEMAS = {
+    "ExplainDefaultRequest": ({"activations", "openrouterKey", "model"}, {"activations", "openrouterKey", "model"}),
+    "ExplainDefaultResponse": ({"explanation"}, {"explanation"}),
+    "ScoreEmbeddingRequest": ({"activations", "explanation"}, {"activations", "explanation"}),
+    "ScoreEmbeddingResponse": ({"score", "breakdown"}, {"score", "breakdown"}),
+    "ScoreEmbeddingBreakdownItem": ({"text", "distance", "similarity"}, {"text", "distance", "similarity"}),
+    "ScoreFuzzDetectionRequest": (
+        {"activations", "explanation", "openrouterKey", "model", "type"},
+        {"activations", "explanation", "openrouterKey", "model", "type"},
+    ),
+    "ScoreFuzzDetectionResponse": ({"score", "breakdown"}, {"score", "breakdown"}),
+    "ScoreFuzzDetectionBreakdownItem": (
+        {"strTokens", "activations", "distance", "groundTruth", "prediction", "highlighted", "probability", "correct"},
+        set(),
+    ),
+    "Activation": ({"tokens", "values"}, {"tokens", "values"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LEGACY_SCHEMAS))
+def test_openapi_schema_matches_legacy(name: str) -> None:
+    schema = build_openapi()["components"]["schemas"][name]
+    properties, required = LEGACY_SCHEMAS[name]
+    assert set(schema["properties"]) == properties
+    assert set(schema.get("required", [])) == required
+
+
+def test_openapi_paths_and_enum() -> None:
+    document = build_openapi()
+    assert set(document["paths"]) == {"/v1/explain/default", "/v1/score/embedding", "/v1/score/fuzz-detection"}
+    assert document["paths"]["/v1/explain/default"]["post"]["operationId"] == "explainDefaultPost"
+    assert document["components"]["schemas"]["ScoreFuzzDetectionType"]["enum"] == ["FUZZ", "DETECTION"]
+    nullable = document["components"]["schemas"]["ScoreFuzzDetectionBreakdownItem"]["properties"]["prediction"]
+    assert {"type": "null"} in nullable["anyOf"]
+    assert document["components"]["securitySchemes"]["SimpleSecretAuth"]["name"] == "X-SECRET-KEY"
