@@ -7,6 +7,8 @@ at import time: call :meth:`Settings.from_env` (or construct ``Settings(...)`` i
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -54,6 +56,14 @@ class Settings(BaseSettings):
     )
     embedding_trust_remote_code: bool = Field(
         False, description="Allow the embedding model's own code (stella_en_400M_v5 needs it)."
+    )
+    embedding_config_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "JSON object of model-config overrides for the embedding model (stella_en_400M_v5 "
+            'without xformers needs {"use_memory_efficient_attention": false, '
+            '"unpad_inputs": false}).'
+        ),
     )
     max_records: int = Field(1000, ge=1, description="Most activation records per request.")
     max_tokens_per_record: int = Field(4096, ge=1, description="Most tokens per record.")

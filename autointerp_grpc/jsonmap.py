@@ -87,16 +87,20 @@ def drop_unknown_keys(data: dict[str, Any], descriptor: Descriptor) -> dict[str,
     out: dict[str, Any] = {}
     for key, value in data.items():
         field = descriptor.fields_by_camelcase_name.get(key) or descriptor.fields_by_name.get(key)
-        if field is None:
-            continue
-        nested = field.message_type
-        if nested is not None and not nested.GetOptions().map_entry and nested.file.package != "google.protobuf":
-            if field.is_repeated and isinstance(value, list):
-                value = [drop_unknown_keys(v, nested) if isinstance(v, dict) else v for v in value]
-            elif isinstance(value, dict):
-                value = drop_unknown_keys(value, nested)
-        out[key] = value
+        if field is not None:
+            out[key] = _drop_unknown_in_value(field, value)
     return out
+
+
+def _drop_unknown_in_value(field: FieldDescriptor, value: Any) -> Any:
+    nested = field.message_type
+    if nested is None or nested.GetOptions().map_entry or nested.file.package == "google.protobuf":
+        return value
+    if field.is_repeated and isinstance(value, list):
+        return [drop_unknown_keys(v, nested) if isinstance(v, dict) else v for v in value]
+    if isinstance(value, dict):
+        return drop_unknown_keys(value, nested)
+    return value
 
 
 def parse_json_body(body: bytes, message_cls: type[M]) -> M:

@@ -76,7 +76,9 @@ def start_server(
             pass
         time.sleep(0.25)
     process.kill()
-    raise RuntimeError(f"server not SERVING in {timeout_s} s:\n{log_path.read_text(errors='replace')}")
+    raise RuntimeError(
+        f"server not SERVING in {timeout_s} s:\n{log_path.read_text(errors='replace')}"
+    )
 
 
 def stop_server(process: subprocess.Popen) -> int:
@@ -89,7 +91,9 @@ def stop_server(process: subprocess.Popen) -> int:
 
 
 @pytest.fixture(scope="session")
-def server(fake_llm: FakeLLMServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def server(
+    fake_llm: FakeLLMServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
     """`python server.py` with SECRET set, against the fake LLM, on free loopback ports."""
     grpc_port, http_port = free_port(), free_port()
     log_path = tmp_path_factory.mktemp("server") / "server.log"

@@ -63,6 +63,7 @@ class EmbeddingBackend:
             device=device,
             trust_remote_code=settings.embedding_trust_remote_code,
             local_files_only=is_local,
+            config_kwargs=settings.embedding_config_kwargs or None,
         )
         log.info(
             "loaded embedding model %s on %s in %.1f s",

@@ -58,7 +58,9 @@ def _post(server, path: str, body: dict[str, Any] | str, headers=None) -> httpx.
 
 
 async def test_grpc_explain_default(server) -> None:
-    request = pb.ExplainDefaultRequest(activations=_records_pb(), openrouter_key=API_KEY, model=MODEL)
+    request = pb.ExplainDefaultRequest(
+        activations=_records_pb(), openrouter_key=API_KEY, model=MODEL
+    )
     response = await _grpc_call(server, "ExplainDefault", request)
     assert response.explanation == 'Mentions of "cat"'
 
@@ -108,7 +110,9 @@ async def test_grpc_invalid_argument_names_the_field(server) -> None:
 
 
 async def test_grpc_provider_rejects_key(server) -> None:
-    request = pb.ExplainDefaultRequest(activations=_records_pb(), openrouter_key="bad-key", model=MODEL)
+    request = pb.ExplainDefaultRequest(
+        activations=_records_pb(), openrouter_key="bad-key", model=MODEL
+    )
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await _grpc_call(server, "ExplainDefault", request)
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -225,7 +229,9 @@ def test_rest_explain_snake_and_camel(server, explain_key: str) -> None:
 
 
 def test_rest_embedding(server) -> None:
-    response = _post(server, "/v1/score/embedding", {"activations": cat_records(), "explanation": "cats"})
+    response = _post(
+        server, "/v1/score/embedding", {"activations": cat_records(), "explanation": "cats"}
+    )
     assert response.status_code == 200, response.text
     data = response.json()
     assert 0.9 <= data["score"] <= 1.0

@@ -35,7 +35,9 @@ def test_fuzz_detection_type_by_name() -> None:
 
 
 def test_explain_response_golden() -> None:
-    text = json.dumps(to_json_dict(pb.ExplainDefaultResponse(explanation="cats")), separators=(",", ":"))
+    text = json.dumps(
+        to_json_dict(pb.ExplainDefaultResponse(explanation="cats")), separators=(",", ":")
+    )
     assert text == '{"explanation":"cats"}'
 
 
@@ -74,18 +76,33 @@ def test_fuzz_detection_response_golden_with_nulls() -> None:
 
 # The legacy server's OpenAPI: properties and required fields of each schema.
 LEGACY_SCHEMAS = {
-    "ExplainDefaultRequest": ({"activations", "openrouterKey", "model"}, {"activations", "openrouterKey", "model"}),
+    "ExplainDefaultRequest": (
+        {"activations", "openrouterKey", "model"},
+        {"activations", "openrouterKey", "model"},
+    ),
     "ExplainDefaultResponse": ({"explanation"}, {"explanation"}),
     "ScoreEmbeddingRequest": ({"activations", "explanation"}, {"activations", "explanation"}),
     "ScoreEmbeddingResponse": ({"score", "breakdown"}, {"score", "breakdown"}),
-    "ScoreEmbeddingBreakdownItem": ({"text", "distance", "similarity"}, {"text", "distance", "similarity"}),
+    "ScoreEmbeddingBreakdownItem": (
+        {"text", "distance", "similarity"},
+        {"text", "distance", "similarity"},
+    ),
     "ScoreFuzzDetectionRequest": (
         {"activations", "explanation", "openrouterKey", "model", "type"},
         {"activations", "explanation", "openrouterKey", "model", "type"},
     ),
     "ScoreFuzzDetectionResponse": ({"score", "breakdown"}, {"score", "breakdown"}),
     "ScoreFuzzDetectionBreakdownItem": (
-        {"strTokens", "activations", "distance", "groundTruth", "prediction", "highlighted", "probability", "correct"},
+        {
+            "strTokens",
+            "activations",
+            "distance",
+            "groundTruth",
+            "prediction",
+            "highlighted",
+            "probability",
+            "correct",
+        },
         set(),
     ),
     "Activation": ({"tokens", "values"}, {"tokens", "values"}),
@@ -102,9 +119,18 @@ def test_openapi_schema_matches_legacy(name: str) -> None:
 
 def test_openapi_paths_and_enum() -> None:
     document = build_openapi()
-    assert set(document["paths"]) == {"/v1/explain/default", "/v1/score/embedding", "/v1/score/fuzz-detection"}
+    assert set(document["paths"]) == {
+        "/v1/explain/default",
+        "/v1/score/embedding",
+        "/v1/score/fuzz-detection",
+    }
     assert document["paths"]["/v1/explain/default"]["post"]["operationId"] == "explainDefaultPost"
-    assert document["components"]["schemas"]["ScoreFuzzDetectionType"]["enum"] == ["FUZZ", "DETECTION"]
-    nullable = document["components"]["schemas"]["ScoreFuzzDetectionBreakdownItem"]["properties"]["prediction"]
+    assert document["components"]["schemas"]["ScoreFuzzDetectionType"]["enum"] == [
+        "FUZZ",
+        "DETECTION",
+    ]
+    nullable = document["components"]["schemas"]["ScoreFuzzDetectionBreakdownItem"]["properties"][
+        "prediction"
+    ]
     assert {"type": "null"} in nullable["anyOf"]
     assert document["components"]["securitySchemes"]["SimpleSecretAuth"]["name"] == "X-SECRET-KEY"

@@ -18,7 +18,11 @@ def test_generated_code_is_fresh(tmp_path: Path) -> None:
         if p.is_file() and "__pycache__" not in p.parts
     )
     assert committed == written, "files in autointerp_grpc/gen differ; run `make protos`"
-    stale = [str(rel) for rel in written if (tmp_path / rel).read_bytes() != (protogen.GEN_ROOT / rel).read_bytes()]
+    stale = [
+        str(rel)
+        for rel in written
+        if (tmp_path / rel).read_bytes() != (protogen.GEN_ROOT / rel).read_bytes()
+    ]
     assert not stale, f"stale generated code {stale}; run `make protos` and commit the result"
 
 
@@ -32,5 +36,7 @@ def test_vllm_is_never_imported() -> None:
         "bad = sorted(m for m in sys.modules if m == 'vllm' or m.startswith('vllm.'))\n"
         "print(','.join(bad))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == ""

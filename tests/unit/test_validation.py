@@ -31,7 +31,10 @@ def test_complete_request_passes() -> None:
         ({"activations": []}, "activations is required"),
         ({"openrouter_key": ""}, "openrouter_key is required"),
         ({"model": "   "}, "model is required"),
-        ({"activations": [pb.Activation(tokens=[], values=[])]}, "activations[0].tokens is required"),
+        (
+            {"activations": [pb.Activation(tokens=[], values=[])]},
+            "activations[0].tokens is required",
+        ),
     ],
 )
 def test_missing_required_field_is_named(overrides, message: str) -> None:
@@ -54,9 +57,21 @@ def test_enum_zero_value_is_missing() -> None:
     ("records", "message"),
     [
         ([], "at least one record"),
-        ([pb.Activation(tokens=["a", "b"], values=[1.0])], r"activations\[0\] must have one value per token \(2 tokens, 1 values\)"),
-        ([pb.Activation(tokens=["a"], values=[math.nan])], r"activations\[0\].values\[0\] must be a finite number"),
-        ([pb.Activation(tokens=["a"], values=[1.0]), pb.Activation(tokens=["a"], values=[math.inf])], r"activations\[1\].values\[0\]"),
+        (
+            [pb.Activation(tokens=["a", "b"], values=[1.0])],
+            r"activations\[0\] must have one value per token \(2 tokens, 1 values\)",
+        ),
+        (
+            [pb.Activation(tokens=["a"], values=[math.nan])],
+            r"activations\[0\].values\[0\] must be a finite number",
+        ),
+        (
+            [
+                pb.Activation(tokens=["a"], values=[1.0]),
+                pb.Activation(tokens=["a"], values=[math.inf]),
+            ],
+            r"activations\[1\].values\[0\]",
+        ),
         ([pb.Activation(tokens=["a"], values=[1.0])] * 3, "3 records; the limit is 2"),
         ([pb.Activation(tokens=["a"] * 5, values=[0.0] * 5)], "5 tokens; the limit is 4"),
     ],

@@ -1,0 +1,456 @@
+"""Tests for the fake OpenAI-compatible LLM server (autointerp_grpc.fake_llm).
+
+The server tests start a real server on a free port and talk to it with the real
+``openai.AsyncOpenAI`` client, using delphi's own prompt builders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
+import openai
+import pytest
+
+from autointerp_grpc.fake_llm import (
+    FakeLLMServer,
+    answer_logprobs,
+    classify_answer,
+    explain_answer,
+    explanation_keywords,
+    parse_classification_prompt,
+    request_kind,
+)
+
+
+def _register_bare_delphi_clients() -> None:
+    """delphi.clients/__init__ imports vLLM; register the package bare so submodules import."""
+    if "delphi.clients" in sys.modules:
+        return
+    spec = importlib.util.find_spec("delphi")
+    assert spec is not None and spec.submodule_search_locations
+    module = types.ModuleType("delphi.clients")
+    module.__path__ = [str(Path(next(iter(spec.submodule_search_locations))) / "clients")]
+    module.__package__ = "delphi.clients"
+    sys.modules["delphi.clients"] = module
+
+
+_register_bare_delphi_clients()
+
+from delphi.explainers.default.prompt_builder import build_prompt  # noqa: E402
+from delphi.explainers.explainer import Explainer  # noqa: E402
+from delphi.scorers.classifier.classifier import Classifier  # noqa: E402
+from delphi.scorers.classifier.prompts import detection_prompt, fuzz_prompt  # noqa: E402
+
+MODEL = "openai/gpt-4o-mini"
+EXPLANATION = 'Mentions of "cat", "felines"'
+TEXTS = [
+    " The cat sat\non the mat",  # 1 for detection (cat); no spans -> 0 for fuzz
+    " A dog barked",  # 0 / 0
+    " I like<< felines>> a lot",  # 1 / 1
+    "<< Cat>> and<< dog>>",  # 1 / 0 (one span without a keyword)
+    " fe<<lines>> split by markers",  # 1 (markers removed) / 0 ("lines" has no keyword)
+]
+DETECTION = [1, 0, 1, 1, 1]
+FUZZ = [0, 0, 1, 0, 0]
+
+
+def _examples(texts: list[str]) -> str:
+    """The examples block exactly as delphi's Classifier._build_prompt writes it."""
+    return "\n".join(f"Example {i}: {text}" for i, text in enumerate(texts))
+
+
+def _explain_messages() -> list[dict]:
+    return build_prompt(
+        examples="The<< cat>> sat\nI like<< felines>>", activations=False, cot=False
+    )
+
+
+class _Scorer(Classifier):
+    """Concrete Classifier so delphi's own _parse/_parse_logprobs can check our answers."""
+
+    def _prepare(self, record):  # pragma: no cover - unused
+        raise NotImplementedError
+
+    def prompt(self, examples: str, explanation: str) -> list[dict]:  # pragma: no cover
+        return detection_prompt.prompt(examples, explanation)
+
+
+def _scorer(n: int) -> _Scorer:
+    return _Scorer(client=None, verbose=False, n_examples_shown=n)
+
+
+@pytest.fixture
+def fake():
+    with FakeLLMServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+async def client(fake):
+    oai = openai.AsyncOpenAI(base_url=fake.base_url, api_key="k", max_retries=0, timeout=10)
+    yield oai
+    await oai.close()
+
+
+async def _chat(oai: openai.AsyncOpenAI, messages: list[dict], model: str = MODEL, **kwargs):
+    return await oai.chat.completions.create(model=model, messages=messages, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------
+# Pure helpers
+# ------------------------------------------------------------------------------------------
+
+
+def test_explain_answer_lists_spans_by_frequency_then_first_occurrence():
+    assert explain_answer("x<< cat>> y<<cat >> z<<cat>>") == '[EXPLANATION]: Mentions of "cat"'
+    text = "<<a>> <<b>> <<b>> <<c>> <<d>> <<d>> <<e>>"
+    assert explain_answer(text) == '[EXPLANATION]: Mentions of "b", "d", "a"'
+    assert explain_answer("<<one\ntwo>>") == '[EXPLANATION]: Mentions of "one\ntwo"'
+
+
+def test_explain_answer_without_spans():
+    assert explain_answer("no highlights here") == "[EXPLANATION]: No clear pattern"
+    assert explain_answer("only blank << >> spans") == "[EXPLANATION]: No clear pattern"
+
+
+def test_explanation_keywords_drop_stopwords():
+    assert explanation_keywords('Mentions of "Cat", "felines"') == ["cat", "felines"]
+    assert explanation_keywords("The word 'the' in a text about tokens") == []
+    assert explanation_keywords("Dogs and dogs and don't") == ["dogs", "don't"]
+
+
+def test_parse_classification_prompt_splits_on_markers_not_lines():
+    message = detection_prompt.prompt(_examples(TEXTS), EXPLANATION)[-1]["content"]
+    parsed = parse_classification_prompt(message)
+    assert parsed is not None
+    explanation, texts = parsed
+    assert explanation == EXPLANATION
+    assert [t.strip() for t in texts] == [t.strip() for t in TEXTS]
+    # A marker-like line inside a text that is out of sequence does not split it.
+    tricky = _examples(["first\nExample 7: not a marker", "second"])
+    parsed = parse_classification_prompt(f"Latent explanation: x\n\nText examples:\n\n{tricky}\n")
+    assert parsed is not None
+    assert parsed[1] == [" first\nExample 7: not a marker", " second"]
+    assert parse_classification_prompt("hello") is None
+
+
+def test_classify_answer_detection_and_fuzz():
+    detection = detection_prompt.prompt(_examples(TEXTS), EXPLANATION)
+    fuzz = fuzz_prompt.prompt(_examples(TEXTS), EXPLANATION)
+    assert classify_answer(detection[0]["content"], detection[-1]["content"]) == DETECTION
+    assert classify_answer(fuzz[0]["content"], fuzz[-1]["content"]) == FUZZ
+
+
+def test_classify_answer_without_keywords_is_all_zero():
+    fuzz = fuzz_prompt.prompt(_examples(TEXTS), "The words of a text")
+    assert classify_answer(fuzz[0]["content"], fuzz[-1]["content"]) == [0] * len(TEXTS)
+    assert classify_answer("system", "not a classifier prompt") == []
+
+
+def test_request_kind_recognises_delphi_prompts():
+    assert request_kind(_explain_messages()) == "explain"
+    assert request_kind(build_prompt(examples="a<<b>>", activations=True, cot=True)) == "explain"
+    assert request_kind(detection_prompt.prompt(_examples(TEXTS), EXPLANATION)) == "detection"
+    assert request_kind(fuzz_prompt.prompt(_examples(TEXTS), EXPLANATION)) == "fuzz"
+    assert request_kind([{"role": "user", "content": "Hello"}]) == "other"
+
+
+def test_answer_logprobs_tokens():
+    entries = answer_logprobs("[1,0]")
+    assert [e["token"] for e in entries] == ["[", "1", ",", "0", "]"]
+    one = entries[1]
+    assert one["logprob"] == pytest.approx(math.log(0.9))
+    assert {t["token"]: round(math.exp(t["logprob"]), 6) for t in one["top_logprobs"]} == {
+        "1": 0.9,
+        "0": 0.1,
+    }
+    assert entries[0]["top_logprobs"] == [{"token": "[", "logprob": 0.0, "bytes": None}]
+
+
+# ------------------------------------------------------------------------------------------
+# Real server, real openai client
+# ------------------------------------------------------------------------------------------
+
+
+async def test_explanation_end_to_end(fake, client):
+    response = await _chat(client, _explain_messages(), model=MODEL, max_tokens=500)
+    content = response.choices[0].message.content
+    assert content == f"[EXPLANATION]: {EXPLANATION}"
+    assert Explainer.parse_explanation(SimpleNamespace(), content) == EXPLANATION
+    assert response.model == MODEL
+    assert response.object == "chat.completion"
+    assert response.choices[0].finish_reason == "stop"
+    assert response.usage.prompt_tokens > 1
+    assert response.usage.total_tokens == (
+        response.usage.prompt_tokens + response.usage.completion_tokens
+    )
+
+
+async def test_detection_and_fuzz_end_to_end(fake, client):
+    examples = _examples(TEXTS)
+    detection = await _chat(client, detection_prompt.prompt(examples, EXPLANATION))
+    fuzz = await _chat(client, fuzz_prompt.prompt(examples, EXPLANATION))
+    scorer = _scorer(len(TEXTS))
+    assert scorer._parse(detection.choices[0].message.content)[0] == [bool(x) for x in DETECTION]
+    assert scorer._parse(fuzz.choices[0].message.content)[0] == [bool(x) for x in FUZZ]
+    assert detection.choices[0].logprobs is None
+    stats = fake.stats()
+    assert stats["by_kind"] == {"detection": 1, "fuzz": 1}
+    assert [(r["kind"], r["n_examples"], r["model"]) for r in stats["records"]] == [
+        ("detection", len(TEXTS), MODEL),
+        ("fuzz", len(TEXTS), MODEL),
+    ]
+
+
+async def test_logprobs_feed_delphis_parser(fake, client):
+    messages = detection_prompt.prompt(_examples(TEXTS), EXPLANATION)
+    response = await _chat(client, messages, logprobs=True, top_logprobs=5)
+    choice = response.choices[0]
+    content = choice.logprobs.content
+    assert "".join(entry.token for entry in content) == choice.message.content
+    predictions, probabilities = _scorer(len(TEXTS))._parse(choice.message.content, content)
+    assert predictions == [bool(x) for x in DETECTION]
+    assert probabilities == pytest.approx([0.9 if x else 0.1 for x in DETECTION])
+
+
+@pytest.mark.parametrize(
+    ("mode", "error", "status"),
+    [
+        ("429", openai.RateLimitError, 429),
+        ("500", openai.InternalServerError, 500),
+        ("bad_key", openai.AuthenticationError, 401),
+        ("no_credits", openai.APIStatusError, 402),
+    ],
+)
+async def test_error_faults_map_to_sdk_errors(fake, client, mode, error, status):
+    fake.set_fault(mode)
+    with pytest.raises(error) as info:
+        await _chat(client, _explain_messages())
+    assert info.value.status_code == status
+    assert isinstance(info.value.body, dict) and info.value.body.get("message")
+    if mode == "429":
+        assert info.value.response.headers["retry-after-ms"] == "50"
+        assert "retry-after" in info.value.response.headers
+    assert fake.stats()["by_status"] == {status: 1}
+
+
+async def test_api_keys_are_checked_and_never_echoed(fake):
+    for key, status, error in [
+        ("bad-key", 401, openai.AuthenticationError),
+        ("no-credits-secret", 402, openai.APIStatusError),
+    ]:
+        async with openai.AsyncOpenAI(base_url=fake.base_url, api_key=key, max_retries=0) as oai:
+            with pytest.raises(error) as info:
+                await _chat(oai, _explain_messages())
+        assert info.value.status_code == status
+        assert key not in info.value.response.text
+    assert info.value.body["code"] == "insufficient_credits"
+    async with httpx.AsyncClient() as raw:
+        url = f"{fake.base_url}/chat/completions"
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+        missing = await raw.post(url, json=body)
+        assert missing.status_code == 401
+        bad = await raw.post(url, json=body, headers={"Authorization": "Bearer bad-key"})
+        assert bad.json() == {
+            "error": {
+                "message": "Invalid API key",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "invalid_api_key",
+            }
+        }
+    stats = fake.stats()
+    assert stats["by_kind"] == {"explain": 2, "other": 2}  # rejected requests keep their kind
+    assert stats["by_status"] == {401: 3, 402: 1}
+    assert set(stats["records"][0]) == {
+        "kind",
+        "model",
+        "status",
+        "n_examples",
+        "fault",
+        "duration_ms",
+    }
+    assert "bad-key" not in json.dumps(fake.stats())
+    assert "secret" not in json.dumps(fake.stats())
+
+
+async def test_garbage_fault(fake, client):
+    fake.set_fault("garbage")
+    explain = await _chat(client, _explain_messages())
+    assert "[EXPLANATION]" not in explain.choices[0].message.content
+    detection = await _chat(client, detection_prompt.prompt(_examples(TEXTS), EXPLANATION))
+    with pytest.raises(ValueError, match="No match"):
+        _scorer(len(TEXTS))._parse(detection.choices[0].message.content)
+
+
+async def test_wrong_length_fault(fake, client):
+    fake.set_fault("wrong_length")
+    detection = await _chat(client, detection_prompt.prompt(_examples(TEXTS), EXPLANATION))
+    labels = json.loads(detection.choices[0].message.content)
+    assert labels == DETECTION[:-1]
+    with pytest.raises(AssertionError):
+        _scorer(len(TEXTS))._parse(detection.choices[0].message.content)
+    explain = await _chat(client, _explain_messages())
+    assert "[EXPLANATION]" not in explain.choices[0].message.content
+
+
+async def test_hang_times_out_and_stop_returns_promptly(fake):
+    fake.set_fault("hang")
+    async with openai.AsyncOpenAI(
+        base_url=fake.base_url, api_key="k", max_retries=0, timeout=0.5
+    ) as oai:
+        started = time.monotonic()
+        with pytest.raises(openai.APITimeoutError):
+            await _chat(oai, _explain_messages())
+        assert time.monotonic() - started < 2
+    # The handler notices the client left and stops counting the request as in flight.
+    deadline = time.monotonic() + 2
+    while fake.stats()["in_flight"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert fake.stats()["in_flight"] == 0
+    assert fake.stats()["by_status"] == {0: 1}
+
+    async with openai.AsyncOpenAI(
+        base_url=fake.base_url, api_key="k", max_retries=0, timeout=30
+    ) as oai:
+        pending = asyncio.create_task(_chat(oai, _explain_messages()))
+        deadline = time.monotonic() + 2
+        while fake.stats()["in_flight"] == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert fake.stats()["in_flight"] == 1
+        started = time.monotonic()
+        await asyncio.to_thread(fake.stop)
+        assert time.monotonic() - started < 2
+        with pytest.raises(openai.APIConnectionError):
+            await pending
+    fake.stop()  # idempotent
+
+
+async def test_model_directives(fake, client):
+    with pytest.raises(openai.RateLimitError):
+        await _chat(client, _explain_messages(), model=f"{MODEL}@fault=429")
+    started = time.monotonic()
+    response = await _chat(client, _explain_messages(), model="x@fault=garbage@latency=50")
+    assert time.monotonic() - started >= 0.05
+    assert response.model == "x"
+    assert "[EXPLANATION]" not in response.choices[0].message.content
+    fake.set_fault("500")
+    response = await _chat(client, _explain_messages(), model="x@fault=none")
+    assert response.choices[0].message.content.startswith("[EXPLANATION]:")
+    with pytest.raises(openai.BadRequestError):
+        await _chat(client, _explain_messages(), model="x@fault=teapot")
+    assert [r["model"] for r in fake.stats()["records"]] == [MODEL, "x", "x", None]
+
+
+async def test_fault_count_then_recovery_and_sdk_retry(fake, client):
+    fake.set_fault("500", count=2)
+    for _ in range(2):
+        with pytest.raises(openai.InternalServerError):
+            await _chat(client, _explain_messages())
+    ok = await _chat(client, _explain_messages())
+    assert ok.choices[0].message.content.startswith("[EXPLANATION]:")
+    # The SDK's own retry honours retry-after-ms (50 ms) and then succeeds.
+    fake.set_fault("429", count=1)
+    retrying = client.with_options(max_retries=2)
+    started = time.monotonic()
+    ok = await _chat(retrying, _explain_messages())
+    assert ok.choices[0].message.content.startswith("[EXPLANATION]:")
+    assert time.monotonic() - started < 2
+    assert fake.stats()["by_status"] == {500: 2, 200: 2, 429: 1}
+
+
+async def test_control_and_stats_over_http(fake, client):
+    root = fake.base_url.removesuffix("/v1")
+    async with httpx.AsyncClient(base_url=root) as raw:
+        assert (await raw.get("/health")).json() == {"status": "ok"}
+        config = (await raw.post("/_control", json={"fault": "429", "fault_count": 1})).json()
+        assert config["fault"] == "429" and config["fault_count"] == 1
+        with pytest.raises(openai.RateLimitError):
+            await _chat(client, _explain_messages())
+        await _chat(client, _explain_messages())  # the one fault is used up
+
+        await raw.post("/_control", json={"fault": "500"})
+        with pytest.raises(openai.InternalServerError):
+            await _chat(client, _explain_messages())
+        await raw.post("/_control", json={"fault": None, "latency_ms": 100})
+        started = time.monotonic()
+        await _chat(client, _explain_messages())
+        assert time.monotonic() - started >= 0.1
+        assert (await raw.post("/_control", json={"fault": "nope"})).status_code == 400
+
+        stats = (await raw.get("/_stats")).json()
+        assert stats["requests"] == 4
+        assert stats["by_status"] == {"429": 1, "200": 2, "500": 1}
+        assert stats["by_kind"] == {"explain": 4}
+        assert stats["in_flight"] == 0
+        assert len(stats["records"]) == 4
+        assert (await raw.delete("/_stats")).json()["requests"] == 0
+    assert fake.stats()["requests"] == 0
+
+
+async def test_models_and_other_prompts(fake, client):
+    models = await client.models.list()
+    assert MODEL in [m.id for m in models.data]
+    other = await _chat(client, [{"role": "user", "content": "Hello?"}])
+    assert other.choices[0].message.content == "I am a fake model."
+    assert fake.stats()["by_kind"] == {"other": 1}
+
+
+async def test_peak_in_flight_with_concurrent_requests(fake, client):
+    fake.set_latency(0.2)
+    started = time.monotonic()
+    responses = await asyncio.gather(*(_chat(client, _explain_messages()) for _ in range(4)))
+    elapsed = time.monotonic() - started
+    assert len(responses) == 4
+    assert elapsed < 0.6  # they overlapped
+    stats = fake.stats()
+    assert stats["peak_in_flight"] >= 4
+    assert stats["in_flight"] == 0
+    fake.reset_stats()
+    assert fake.stats()["peak_in_flight"] == 0
+
+
+def test_lifecycle():
+    srv = FakeLLMServer(latency_s=0.0, fault="garbage", fault_count=1, retry_after_ms=10)
+    srv.stop()  # not started: no-op
+    with srv:
+        assert srv.port > 0
+        assert srv.base_url == f"http://127.0.0.1:{srv.port}/v1"
+        with pytest.raises(RuntimeError):
+            srv.start()
+    srv.stop()
+    with pytest.raises(ValueError):
+        srv.set_fault("teapot")
+    with srv:  # restartable
+        assert httpx.get(f"http://127.0.0.1:{srv.port}/health").status_code == 200
+
+
+def test_cli_serves_until_sigterm():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autointerp_grpc.fake_llm", "--port", "0", "--latency-ms", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        base_url = line.strip().rsplit(" ", 1)[-1]
+        assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
+        health = httpx.get(base_url.removesuffix("/v1") + "/health")
+        assert health.json() == {"status": "ok"}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=5) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
