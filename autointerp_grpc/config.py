@@ -37,6 +37,16 @@ class Settings(BaseSettings):
     llm_base_url: str = Field(
         DEFAULT_LLM_BASE_URL, description="OpenAI-compatible endpoint the LLM calls go to."
     )
+    llm_default_provider: str = Field(
+        "openrouter", min_length=1, description="Name of the provider AUTOINTERP_LLM_BASE_URL is."
+    )
+    llm_providers: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "More providers callers may pick by name, as a JSON object name -> base URL, e.g. "
+            '{"openai": "https://api.openai.com/v1", "local": "http://vllm:8000/v1"}.'
+        ),
+    )
     llm_timeout_s: float = Field(120.0, gt=0, description="Timeout of one upstream LLM call.")
     llm_max_retries: int = Field(
         2, ge=0, le=10, description="Retries of a failed upstream call (429, 5xx, connection)."
@@ -80,6 +90,10 @@ class Settings(BaseSettings):
         if value is not None and value.get_secret_value() == "":
             return None
         return value
+
+    def providers(self) -> dict[str, str]:
+        """Every configured provider: name -> OpenAI-compatible base URL."""
+        return {self.llm_default_provider: self.llm_base_url, **self.llm_providers}
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -34,26 +34,42 @@ _register_bare_clients_package()
 
 # ruff: noqa: E402  (the imports below must follow the shim)
 from delphi.clients.client import Client, Response
-from delphi.explainers import DefaultExplainer
+from delphi.explainers import ContrastiveExplainer, DefaultExplainer, Explainer
 from delphi.latents import ActivatingExample, Latent, LatentRecord, NonActivatingExample
-from delphi.scorers import DetectionScorer, EmbeddingScorer, FuzzingScorer
+from delphi.scorers import (
+    DetectionScorer,
+    EmbeddingScorer,
+    ExampleEmbeddingScorer,
+    FuzzingScorer,
+    IntruderScorer,
+)
 from delphi.scorers.classifier.classifier import Classifier
+from delphi.scorers.classifier.intruder import IntruderResult, IntruderSentence
 from delphi.scorers.classifier.sample import ClassifierOutput
 from delphi.scorers.embedding.embedding import EmbeddingOutput
 from delphi.scorers.embedding.embedding import examples_to_samples as embedding_samples
+from delphi.scorers.simulator.simulation.simulator import JSON_MAX_TOKENS, NeuronSimulator
 
 __all__ = [
+    "JSON_MAX_TOKENS",
     "ActivatingExample",
     "Classifier",
     "ClassifierOutput",
     "Client",
+    "ContrastiveExplainer",
     "DefaultExplainer",
     "DetectionScorer",
     "EmbeddingOutput",
     "EmbeddingScorer",
+    "ExampleEmbeddingScorer",
+    "Explainer",
     "FuzzingScorer",
+    "IntruderResult",
+    "IntruderScorer",
+    "IntruderSentence",
     "Latent",
     "LatentRecord",
+    "NeuronSimulator",
     "NonActivatingExample",
     "Response",
     "embedding_samples",

@@ -1,20 +1,40 @@
 """A fake OpenAI-compatible chat-completions server for tests, benchmarks and client examples.
 
-It is a real HTTP/1.1 server on localhost (standard library only), so the real ``openai``
-client path is exercised end to end. It recognises delphi 0.1.3's explanation, detection and
-fuzzing prompts and answers them deterministically:
+It is a real HTTP/1.1 server on localhost (standard library only, plus this package's pure
+:mod:`autointerp_grpc.prompts`), so the real ``openai`` client path is exercised end to end.
+It recognises every prompt the service sends and answers deterministically; the request kind
+(in brackets) is what :meth:`FakeLLMServer.stats` counts:
 
-* explanation prompts get ``[EXPLANATION]: Mentions of "X", "Y"`` built from the most frequent
-  ``<<highlighted>>`` spans of the last user message;
-* detection and fuzzing prompts get a list such as ``[1,0,1]``, one entry per ``Example N:``,
-  decided by whether the explanation's keywords occur in the example (detection) or in every
-  highlighted span (fuzzing); with ``logprobs: true`` per-token logprobs come back too;
-* anything else gets ``I am a fake model.``.
+* delphi's explanation prompt [explain] gets ``[EXPLANATION]: Mentions of "X", "Y"`` built
+  from the most frequent ``<<highlighted>>`` spans of the last user message;
+* delphi's detection and fuzzing prompts [detection, fuzz] get a list such as ``[1,0,1]``, one
+  entry per ``Example N:``, decided by whether the explanation's keywords occur in the example
+  (detection) or in every highlighted span (fuzzing); with ``logprobs: true`` per-token
+  logprobs come back too;
+* the OpenAI-style ``token<TAB>activation`` prompt [oai_token_act_pair] gets a phrase naming
+  the most active tokens, e.g. ``the token "cat"``;
+* the Neuronpedia-style prompts [np_max_act, np_max_act_logits] get a 1-6 word label built
+  from the most frequent ``[[marked]]`` token;
+* the recall judge [recall] gets ``{"answers": [...]}``, true where an explanation keyword
+  occurs in the text;
+* delphi's JSON simulation prompt [simulation] gets the same JSON back with each activation 10
+  where the token contains a keyword of ``to_find``, else 0;
+* delphi's intruder prompt [intruder] gets ``[RESPONSE]: i`` for the example whose
+  highlighted spans share the fewest items with the other examples' spans;
+* anything else [other] gets ``I am a fake model.``.
 
-Faults ("429", "500", "bad_key", "no_credits", "garbage", "wrong_length", "hang") and latency
-can be injected through the constructor and setters, per request through the model name
-(``gpt-4o-mini@fault=429@latency=200``) or at runtime with ``POST /_control``. ``GET /_stats``
-and :meth:`FakeLLMServer.stats` report request counts. API keys are never logged or echoed.
+``response_format`` is accepted and ignored (the JSON answers are JSON anyway). ``usage``
+carries an OpenRouter-style ``cost``.
+
+Faults ("429", "500", "bad_key", "no_credits", "garbage", "wrong_length", "hang", "think")
+and latency can be injected through the constructor and setters, per request through the
+model name (``gpt-4o-mini@fault=429@latency=200``) or at runtime with ``POST /_control``.
+"think" prepends a ``<think>`` block holding a wrong ``[EXPLANATION]:`` line and a wrong list
+to the correct answer, as reasoning models do; the ``@reasoning=1`` model directive instead
+returns that trace in ``choices[0].message.reasoning`` (as OpenRouter does) with a clean
+content. ``@logprobs=0`` makes it ignore ``logprobs: true``, like a provider without log
+probabilities. ``GET /_stats`` and :meth:`FakeLLMServer.stats` report request counts. API keys are
+never logged or echoed.
 
 Run standalone with ``python -m autointerp_grpc.fake_llm --port 8900``.
 """
@@ -37,20 +57,35 @@ from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from autointerp_grpc.prompts import (
+    FORMAT_NP_MAX_ACT,
+    FORMAT_NP_MAX_ACT_LOGITS,
+    FORMAT_OAI_TOKEN_ACT_PAIR,
+    FORMAT_RECALL_JUDGE,
+    format_marker,
+)
+
 __all__ = [
     "FAULT_MODES",
+    "REQUEST_KINDS",
+    "THINK_TRACE",
     "FakeLLMServer",
     "classify_answer",
     "explain_answer",
+    "intruder_answer",
     "main",
+    "np_answer",
+    "oai_answer",
     "parse_classification_prompt",
+    "recall_answer",
     "request_kind",
+    "simulation_answer",
 ]
 
 logger = logging.getLogger(__name__)
 
 FAULT_MODES: frozenset[str] = frozenset(
-    {"429", "500", "bad_key", "no_credits", "garbage", "wrong_length", "hang"}
+    {"429", "500", "bad_key", "no_credits", "garbage", "wrong_length", "hang", "think"}
 )
 """Fault modes accepted by :meth:`FakeLLMServer.set_fault`, ``/_control`` and ``@fault=``."""
 
@@ -64,13 +99,43 @@ STOPWORDS: frozenset[str] = frozenset(
 )
 """Words of an explanation that never count as keywords."""
 
+REQUEST_KINDS: tuple[str, ...] = (
+    "explain",
+    "detection",
+    "fuzz",
+    "oai_token_act_pair",
+    "np_max_act",
+    "np_max_act_logits",
+    "recall",
+    "simulation",
+    "intruder",
+    "other",
+)
+"""Every kind :func:`request_kind` returns (the keys of ``stats()["by_kind"]``)."""
+
+THINK_TRACE = (
+    "Let me draft an answer before checking it against the examples.\n"
+    "[EXPLANATION]: wrong trace explanation\n"
+    "Draft labels: [0,1,0,1,0,1,0,1,0]\n"
+    "That draft does not fit the examples, so the final answer is different."
+)
+"""The reasoning trace of the "think" fault and the ``@reasoning=1`` directive: its
+explanation line and list are wrong on purpose, so parsing them shows up in tests."""
+
 GARBAGE_ANSWER = "I'm not sure what you mean."
+LONG_ANSWER = (
+    "This feature seems to respond to many different things in these excerpts, and I would "
+    "need far more context before I could say which of them matters most."
+)
+"""The np_max_act answer under the "wrong_length" fault: far longer than a short label."""
 OTHER_ANSWER = "I am a fake model."
 NO_PATTERN = "No clear pattern"
 MAX_HANG_S = 600.0
 _POLL_S = 0.05
 _MAX_RECORDS = 1000
 _MAX_LISTED_SPANS = 3
+COST_PER_TOKEN = 1e-6
+"""The fake price reported as ``usage.cost`` (USD per prompt or completion token)."""
 
 _HIGHLIGHT_RE = re.compile(r"<<(.*?)>>", re.DOTALL)
 _KEYWORD_RE = re.compile(r"[a-z0-9']+")
@@ -80,6 +145,11 @@ _CLASSIFICATION_RE = re.compile(
     re.DOTALL,
 )
 _EXAMPLE_MARKER_RE = re.compile(r"^Example (\d+):", re.MULTILINE)
+_TEXT_MARKER_RE = re.compile(r"^Text (\d+):", re.MULTILINE)
+_TOKEN_ACT_LINE_RE = re.compile(r"^(.*)\t(-?\d+(?:\.\d+)?)[ \t]*$", re.MULTILINE)
+_MARKED_RE = re.compile(r"\[\[(.*?)\]\]")
+_RECALL_EXPLANATION_RE = re.compile(r"^Explanation:[ \t]*(.*)$", re.MULTILINE)
+_MAX_NP_TOKEN_WORDS = 3
 _ANSWER_TOKEN_RE = re.compile(r"\s*[\w']+|\s*[^\w\s]|\s+")
 
 _RATE_LIMIT_ERROR = {
@@ -168,9 +238,9 @@ def explanation_keywords(explanation: str) -> list[str]:
     return list(seen)
 
 
-def _split_examples(block: str) -> list[str]:
+def _split_examples(block: str, marker_re: re.Pattern[str] = _EXAMPLE_MARKER_RE) -> list[str]:
     """Split ``Example N:`` blocks; numbers must run consecutively so text can't fake a marker."""
-    markers = list(_EXAMPLE_MARKER_RE.finditer(block))
+    markers = list(marker_re.finditer(block))
     if not markers:
         return []
     accepted: list[re.Match[str]] = []
@@ -226,6 +296,154 @@ def classify_answer(system_prompt: str, last_user_message: str) -> list[int]:
     return [judge(keywords, text) for text in examples]
 
 
+def _ranked(counts: dict[str, float]) -> list[str]:
+    """Keys by value, highest first; ties keep insertion (first occurrence) order."""
+    return sorted(counts, key=lambda key: -counts[key])
+
+
+def oai_answer(last_user_message: str) -> str:
+    """The fake answer to the OpenAI-style ``token<TAB>activation`` prompt.
+
+    Names up to three distinct stripped tokens whose best activation is at least half the
+    largest one, highest first: ``the token "cat"`` or ``the tokens "cat", "dog"``.
+    """
+    best: dict[str, float] = {}
+    for match in _TOKEN_ACT_LINE_RE.finditer(last_user_message):
+        token, value = match.group(1).strip(), float(match.group(2))
+        if token and value > 0:
+            best[token] = max(best.get(token, 0.0), value)
+    if not best:
+        return NO_PATTERN.lower()
+    top = max(best.values())
+    chosen = [token for token in _ranked(best) if best[token] * 2 >= top][:_MAX_LISTED_SPANS]
+    listed = ", ".join(f'"{token}"' for token in chosen)
+    return f"the token {listed}" if len(chosen) == 1 else f"the tokens {listed}"
+
+
+def _promoted_tokens(last_user_message: str) -> list[str]:
+    """The bullet items of the np prompt's "promotes" section, quotes stripped."""
+    items: list[str] = []
+    in_section = False
+    for line in last_user_message.splitlines():
+        if "promotes" in line.lower() and line.rstrip().endswith(":"):
+            in_section = True
+        elif in_section and line.startswith("- "):
+            item = line[2:].strip().strip('"').strip()
+            if item:
+                items.append(item)
+        elif in_section:
+            break
+    return items
+
+
+def np_answer(last_user_message: str, logits: bool = False) -> str:
+    """The fake answer to the Neuronpedia-style prompts: at most six words containing the most
+    frequent ``[[marked]]`` token (stripped), e.g. ``mentions of cat``; with ``logits`` and a
+    promoted-token section, ``cat predicting dog``."""
+    marked = [span.strip() for span in _MARKED_RE.findall(last_user_message)]
+    counts = collections.Counter(span for span in marked if span)
+    if not counts:
+        return NO_PATTERN.lower()
+    top = " ".join(_ranked(dict(counts))[0].split()[:_MAX_NP_TOKEN_WORDS])
+    promoted = _promoted_tokens(last_user_message) if logits else []
+    if promoted:
+        return f"{top} predicting " + " ".join(promoted[0].split()[:_MAX_NP_TOKEN_WORDS])
+    return f"mentions of {top}"
+
+
+def parse_recall_prompt(last_user_message: str) -> tuple[str, list[str]] | None:
+    """``(explanation, texts)`` of a recall-judge prompt, or None if it isn't one."""
+    explanation = _RECALL_EXPLANATION_RE.search(last_user_message)
+    if explanation is None:
+        return None
+    texts = _split_examples(last_user_message[explanation.end() :], _TEXT_MARKER_RE)
+    # Each text is one line; the last one is followed by the closing instruction.
+    return explanation.group(1).strip(), [text.split("\n", 1)[0].strip() for text in texts]
+
+
+def recall_answer(last_user_message: str) -> list[bool] | None:
+    """The fake judge's booleans: true where one of the explanation's keywords occurs in the
+    text (case-insensitive); None if the message isn't a recall prompt."""
+    parsed = parse_recall_prompt(last_user_message)
+    if parsed is None:
+        return None
+    explanation, texts = parsed
+    keywords = explanation_keywords(explanation)
+    return [any(keyword in text.lower() for keyword in keywords) for text in texts]
+
+
+def _simulation_request(last_user_message: str) -> dict[str, Any] | None:
+    """The JSON object of delphi's simulation prompt (``to_find``, ``document``,
+    ``activations``), or None if the message isn't one."""
+    text = last_user_message.strip()
+    if not text.startswith("{"):
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("to_find"), str):
+        return None
+    entries = data.get("activations")
+    if not isinstance(entries, list) or not all(
+        isinstance(entry, dict) and isinstance(entry.get("token"), str) for entry in entries
+    ):
+        return None
+    return data
+
+
+def simulation_answer(last_user_message: str, drop_last: bool = False) -> str | None:
+    """delphi's simulation JSON with each activation filled in: 10 where the token (stripped,
+    lowercased) contains a keyword of ``to_find``, else 0; tokens verbatim, one entry per
+    token (one fewer with ``drop_last``). None if the message isn't a simulation prompt."""
+    data = _simulation_request(last_user_message)
+    if data is None:
+        return None
+    keywords = explanation_keywords(data["to_find"])
+    activations = []
+    for entry in data["activations"]:
+        token = entry["token"].strip().lower()
+        hit = any(keyword in token for keyword in keywords)
+        activations.append({"token": entry["token"], "activation": 10 if hit else 0})
+    if drop_last:
+        activations = activations[:-1]
+    answer = {
+        "to_find": data["to_find"],
+        "document": data.get("document", ""),
+        "activations": activations,
+    }
+    return json.dumps(answer, ensure_ascii=False)
+
+
+def is_intruder_system_prompt(system_prompt: str) -> bool:
+    """delphi's intruder prompt asks for ``[RESPONSE]:`` and talks about an intruder."""
+    return "[RESPONSE]:" in system_prompt and "intruder" in system_prompt.lower()
+
+
+def intruder_examples(last_user_message: str) -> list[str]:
+    """The ``Example N:`` texts of delphi's intruder prompt (numbered from 0, no space)."""
+    return _split_examples(last_user_message)
+
+
+def intruder_answer(last_user_message: str) -> int:
+    """Index of the example whose highlighted spans (stripped, lowercased) share the fewest
+    items with the other examples' spans; ties go to the lowest index, no examples give 0."""
+    span_sets = [
+        {span.lower() for span in highlighted_spans(text)}
+        for text in intruder_examples(last_user_message)
+    ]
+    best_index, best_shared = 0, None
+    for index, spans in enumerate(span_sets):
+        others: set[str] = set()
+        for other_index, other in enumerate(span_sets):
+            if other_index != index:
+                others |= other
+        shared = len(spans & others)
+        if best_shared is None or shared < best_shared:
+            best_index, best_shared = index, shared
+    return best_index
+
+
 _SYSTEM_ROLES = ("system", "developer")
 
 
@@ -242,13 +460,35 @@ def _system_prompt(messages: list[Any]) -> str:
     )
 
 
+_MARKER_KINDS = {
+    FORMAT_OAI_TOKEN_ACT_PAIR: "oai_token_act_pair",
+    FORMAT_NP_MAX_ACT: "np_max_act",
+    FORMAT_NP_MAX_ACT_LOGITS: "np_max_act_logits",
+    FORMAT_RECALL_JUDGE: "recall",
+}
+
+
 def request_kind(messages: list[Any]) -> str:
-    """``"explain"``, ``"detection"``, ``"fuzz"`` or ``"other"`` for a chat request's messages."""
+    """One of :data:`REQUEST_KINDS` for a chat request's messages.
+
+    Our own prompts are recognised by their ``FORMAT: <name>`` system line, delphi's by their
+    shapes: ``[EXPLANATION]`` in the system prompt (explain), a ``Latent explanation:`` block
+    (detection/fuzz), ``[RESPONSE]:`` and "intruder" in the system prompt (intruder), a last
+    user message that is the simulation JSON (simulation).
+    """
     system = _system_prompt(messages)
+    marker = format_marker(system)
+    if marker is not None:
+        return _MARKER_KINDS[marker]
     if "[EXPLANATION]" in system:
         return "explain"
-    if parse_classification_prompt(_last_user_message(messages)) is not None:
+    last_user = _last_user_message(messages)
+    if parse_classification_prompt(last_user) is not None:
         return "fuzz" if is_fuzz_system_prompt(system) else "detection"
+    if is_intruder_system_prompt(system):
+        return "intruder"
+    if _simulation_request(last_user) is not None:
+        return "simulation"
     if not system and any(
         "[EXPLANATION]:" in _message_text(m)
         for m in messages
@@ -309,10 +549,19 @@ def _normalise_fault(mode: object) -> str | None:
     return text
 
 
+def _flag(value: str) -> bool:
+    text = value.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"reasoning directive {value!r} is not a boolean")
+
+
 class _Directives:
     """What the ``@key=value`` suffixes of a model name ask for."""
 
-    __slots__ = ("fault", "fault_set", "latency_s", "model")
+    __slots__ = ("fault", "fault_set", "latency_s", "logprobs", "model", "reasoning")
 
     def __init__(self, model: str) -> None:
         bare, *parts = model.split("@")
@@ -320,6 +569,8 @@ class _Directives:
         self.fault: str | None = None
         self.fault_set = False
         self.latency_s: float | None = None
+        self.reasoning = False
+        self.logprobs = True
         for part in parts:
             key, sep, value = part.partition("=")
             key = key.strip().lower()
@@ -333,6 +584,11 @@ class _Directives:
                     self.latency_s = max(0.0, float(value) / 1000.0)
                 except ValueError:
                     raise ValueError(f"latency directive {value!r} is not a number") from None
+            elif key == "reasoning":
+                self.reasoning = _flag(value)
+            elif key == "logprobs":
+                # @logprobs=0: behave like a provider that ignores logprobs requests.
+                self.logprobs = _flag(value)
             else:
                 raise ValueError(f"unknown model directive {key!r}")
 
@@ -496,8 +752,9 @@ class FakeLLMServer:
         """Snapshot of chat-completion stats.
 
         ``by_status`` is keyed by int HTTP status (0: no answer, e.g. a hang or stop).
-        Each record: kind, model (bare), status, n_examples (None unless classification),
-        fault, duration_ms.
+        Each record: kind (see :data:`REQUEST_KINDS`), model (bare), status, n_examples (examples
+        of a detection, fuzz or intruder prompt, texts of a recall prompt, tokens of a
+        simulation prompt; None otherwise), fault, duration_ms.
         """
         with self._lock:
             return {
@@ -727,11 +984,8 @@ class _Handler(BaseHTTPRequestHandler):
         record["model"] = directives.model
         kind = request_kind(messages)
         record["kind"] = kind
-        system, last_user = _system_prompt(messages), _last_user_message(messages)
-        labels: list[int] | None = None
-        if kind in ("detection", "fuzz"):
-            labels = classify_answer(system, last_user)
-            record["n_examples"] = len(labels)
+        answer = _Answer(kind, _system_prompt(messages), _last_user_message(messages))
+        record["n_examples"] = answer.n_examples
         status = self._auth_error()
         if status is not None:
             return status
@@ -746,8 +1000,15 @@ class _Handler(BaseHTTPRequestHandler):
             if status is not None:
                 return status
 
-        content = _answer_content(kind, last_user, labels, fault)
-        self._send_json(200, self._completion(request, directives.model, content))
+        content = answer.content(fault)
+        reasoning = None
+        if directives.reasoning:
+            reasoning = THINK_TRACE
+        elif fault == "think":
+            content = f"<think>\n{THINK_TRACE}\n</think>\n\n{content}"
+        if not directives.logprobs:
+            request = {**request, "logprobs": False}
+        self._send_json(200, self._completion(request, directives.model, content, reasoning))
         return 200
 
     def _send_fault(self, fault: str) -> int | None:
@@ -783,10 +1044,15 @@ class _Handler(BaseHTTPRequestHandler):
                 break
         self.close_connection = True
 
-    def _completion(self, request: dict[str, Any], model: str, content: str) -> dict[str, Any]:
+    def _completion(
+        self, request: dict[str, Any], model: str, content: str, reasoning: str | None = None
+    ) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+        if reasoning is not None:
+            message["reasoning"] = reasoning
         choice: dict[str, Any] = {
             "index": 0,
-            "message": {"role": "assistant", "content": content, "refusal": None},
+            "message": message,
             "finish_reason": "stop",
             "logprobs": None,
         }
@@ -796,7 +1062,10 @@ class _Handler(BaseHTTPRequestHandler):
             choice["logprobs"] = {"content": answer_logprobs(content, top), "refusal": None}
         prompt_chars = sum(len(_message_text(m)) for m in request["messages"])
         prompt_tokens = max(1, prompt_chars // 4)
-        completion_tokens = _approx_tokens(content)
+        completion_tokens = _approx_tokens(content) + (
+            _approx_tokens(reasoning) if reasoning else 0
+        )
+        total_tokens = prompt_tokens + completion_tokens
         return {
             "id": self.owner._next_id(),
             "object": "chat.completion",
@@ -806,7 +1075,8 @@ class _Handler(BaseHTTPRequestHandler):
             "usage": {
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
+                "total_tokens": total_tokens,
+                "cost": round(total_tokens * COST_PER_TOKEN, 12),
             },
             "system_fingerprint": "fake-llm",
         }
@@ -828,14 +1098,48 @@ def _parse_chat_request(body: bytes) -> tuple[dict[str, Any], list[Any], _Direct
     return request, messages, _Directives(str(request.get("model") or "fake-model"))
 
 
-def _answer_content(kind: str, last_user: str, labels: list[int] | None, fault: str | None) -> str:
-    if fault == "garbage":
-        return GARBAGE_ANSWER
-    if kind == "explain":
-        return GARBAGE_ANSWER if fault == "wrong_length" else explain_answer(last_user)
-    if labels is not None:
-        return format_labels(labels[:-1] if fault == "wrong_length" else labels)
-    return OTHER_ANSWER
+class _Answer:
+    """The correct answer to one request, and what each answering fault makes of it."""
+
+    __slots__ = ("_correct", "_wrong_length", "n_examples")
+
+    def __init__(self, kind: str, system: str, last_user: str) -> None:
+        self.n_examples: int | None = None
+        correct: str = OTHER_ANSWER
+        wrong_length: str = OTHER_ANSWER
+        if kind == "explain":
+            correct, wrong_length = explain_answer(last_user), GARBAGE_ANSWER
+        elif kind in ("detection", "fuzz"):
+            labels = classify_answer(system, last_user)
+            self.n_examples = len(labels)
+            correct, wrong_length = format_labels(labels), format_labels(labels[:-1])
+        elif kind == "oai_token_act_pair":
+            correct, wrong_length = oai_answer(last_user), ""
+        elif kind in ("np_max_act", "np_max_act_logits"):
+            correct = np_answer(last_user, logits=kind == "np_max_act_logits")
+            wrong_length = LONG_ANSWER
+        elif kind == "recall":
+            answers = recall_answer(last_user) or []
+            self.n_examples = len(answers)
+            correct = json.dumps({"answers": answers})
+            wrong_length = json.dumps({"answers": answers[:-1]})
+        elif kind == "simulation":
+            correct = simulation_answer(last_user) or OTHER_ANSWER
+            wrong_length = simulation_answer(last_user, drop_last=True) or OTHER_ANSWER
+            self.n_examples = len((_simulation_request(last_user) or {}).get("activations", []))
+        elif kind == "intruder":
+            self.n_examples = len(intruder_examples(last_user))
+            correct = f"[RESPONSE]: {intruder_answer(last_user)}"
+            wrong_length = f"[RESPONSE]: {self.n_examples}"  # one past the last example
+        self._correct = correct
+        self._wrong_length = wrong_length
+
+    def content(self, fault: str | None) -> str:
+        if fault == "garbage":
+            return GARBAGE_ANSWER
+        if fault == "wrong_length":
+            return self._wrong_length
+        return self._correct
 
 
 def _apply_control(owner: FakeLLMServer, update: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Route
 
 from autointerp_grpc.errors import AutoInterpError
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
-from autointerp_grpc.jsonmap import parse_json_body, to_json_dict
+from autointerp_grpc.jsonmap import parse_json_body, parse_query, to_json_dict
 from autointerp_grpc.service import SECRET_HEADER, SERVICE, AutoInterpService
 from autointerp_grpc.servicer import REQUEST_ID_HEADER, internal_error_message, request_id_from
 
@@ -50,8 +50,8 @@ def http_binding(method: MethodDescriptor) -> HttpBinding | None:
     verb = rule.WhichOneof("pattern")
     if verb not in _VERBS:
         raise ValueError(f"{method.full_name}: unsupported HTTP rule pattern {verb!r}")
-    if rule.body != "*":
-        raise ValueError(f'{method.full_name}: only body "*" bindings are supported')
+    if rule.body not in ("*", ""):
+        raise ValueError(f'{method.full_name}: only body "*" or no body is supported')
     return HttpBinding(method=method, verb=verb, path=getattr(rule, verb), body=rule.body)
 
 
@@ -78,7 +78,12 @@ def _endpoint(
         try:
             # Authenticate before looking at the body: a stranger learns nothing about it.
             service.authenticator.check(request.headers.get(SECRET_HEADER))
-            message = parse_json_body(await request.body(), service.methods[name].request_cls)
+            request_cls = service.methods[name].request_cls
+            if binding.body == "*":
+                message = parse_json_body(await request.body(), request_cls)
+            else:
+                # No body: the request message's fields come from the query string.
+                message = parse_query(dict(request.query_params), request_cls)
             response = await service.call(name, message, request.headers.get(SECRET_HEADER))
         except AutoInterpError as exc:
             log.info("%s failed (%s): %s [request id %s]", name, exc.code_name, exc, request_id)

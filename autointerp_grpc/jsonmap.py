@@ -103,6 +103,15 @@ def _drop_unknown_in_value(field: FieldDescriptor, value: Any) -> Any:
     return value
 
 
+def parse_query(query: dict[str, str], message_cls: type[M]) -> M:
+    """Top-level scalar fields of ``message_cls`` from query parameters (unknown ones ignored)."""
+    try:
+        known = drop_unknown_keys(dict(query), message_cls.DESCRIPTOR)
+        return json_format.ParseDict(known, message_cls())
+    except json_format.ParseError as exc:
+        raise InvalidArgument(f"Invalid query parameters: {exc}") from None
+
+
 def parse_json_body(body: bytes, message_cls: type[M]) -> M:
     """Parse a request body into ``message_cls``; camelCase and snake_case keys both work,
     unknown keys are ignored (as the legacy server did)."""

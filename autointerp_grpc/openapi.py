@@ -9,17 +9,14 @@ with source info that ``make protos`` writes next to the generated code.
 
 from __future__ import annotations
 
-from functools import cache
-from importlib import resources
 from typing import Any
 
-from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
 from autointerp_grpc import __version__
 from autointerp_grpc.gateway import http_bindings
 from autointerp_grpc.jsonmap import is_proto3_optional
-from autointerp_grpc.protogen import DESCRIPTOR_SET
+from autointerp_grpc.proto_comments import proto_comments
 from autointerp_grpc.service import SERVICE
 from autointerp_grpc.validation import is_required
 
@@ -44,56 +41,8 @@ _SCALARS: dict[int, dict[str, Any]] = {
 }
 
 
-def _walk_message(
-    msg: descriptor_pb2.DescriptorProto, path: tuple[int, ...], prefix: str, names: dict
-) -> None:
-    full = f"{prefix}.{msg.name}"
-    names[path] = full
-    for i, field in enumerate(msg.field):
-        names[(*path, 2, i)] = f"{full}.{field.name}"
-    for i, nested in enumerate(msg.nested_type):
-        _walk_message(nested, (*path, 3, i), full, names)
-    for i, enum in enumerate(msg.enum_type):
-        _walk_enum(enum, (*path, 4, i), full, names)
-
-
-def _walk_enum(
-    enum: descriptor_pb2.EnumDescriptorProto, path: tuple[int, ...], prefix: str, names: dict
-) -> None:
-    full = f"{prefix}.{enum.name}"
-    names[path] = full
-    for i, value in enumerate(enum.value):
-        names[(*path, 2, i)] = f"{full}.{value.name}"
-
-
-@cache
-def _comments() -> dict[str, str]:
-    """Leading comments of every message, field, enum, enum value and RPC, by full name."""
-    data = (resources.files("autointerp_grpc.gen") / DESCRIPTOR_SET).read_bytes()
-    fds = descriptor_pb2.FileDescriptorSet.FromString(data)
-    out: dict[str, str] = {}
-    for file in fds.file:
-        # Source locations address elements by their path of field numbers in the
-        # FileDescriptorProto (4 = message_type, 5 = enum_type, 6 = service, ...).
-        names: dict[tuple[int, ...], str] = {}
-        for i, msg in enumerate(file.message_type):
-            _walk_message(msg, (4, i), file.package, names)
-        for i, enum in enumerate(file.enum_type):
-            _walk_enum(enum, (5, i), file.package, names)
-        for i, service in enumerate(file.service):
-            names[(6, i)] = f"{file.package}.{service.name}"
-            for j, method in enumerate(service.method):
-                names[(6, i, 2, j)] = f"{file.package}.{service.name}.{method.name}"
-        for location in file.source_code_info.location:
-            name = names.get(tuple(location.path))
-            comment = location.leading_comments.strip()
-            if name and comment:
-                out[name] = " ".join(line.strip() for line in comment.splitlines())
-    return out
-
-
 def _describe(schema: dict[str, Any], full_name: str) -> dict[str, Any]:
-    text = _comments().get(full_name)
+    text = proto_comments().get(full_name)
     if text:
         schema["description"] = text
     return schema
@@ -161,10 +110,6 @@ def build_openapi(title: str = "autointerp") -> dict[str, Any]:
         operation: dict[str, Any] = {
             "operationId": _operation_id(method.name, binding.verb),
             "summary": method.name,
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": _ref(method.input_type.name)}},
-            },
             "responses": {
                 "200": {
                     "description": "Successful response",
@@ -175,6 +120,22 @@ def build_openapi(title: str = "autointerp") -> dict[str, Any]:
                 "default": {"description": "Error", "content": error_content},
             },
         }
+        if binding.body == "*":
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": _ref(method.input_type.name)}},
+            }
+        else:
+            # No body: the request's top-level fields are query parameters.
+            operation["parameters"] = [
+                {
+                    "name": field.json_name,
+                    "in": "query",
+                    "required": is_required(field),
+                    "schema": _field_schema(field, schemas),
+                }
+                for field in method.input_type.fields
+            ]
         _describe(operation, method.full_name)
         paths.setdefault(binding.path, {})[binding.verb] = operation
     return {

@@ -44,3 +44,31 @@ def cat_records() -> list[dict[str, Any]]:
 
 RIGHT_EXPLANATION = "the word cat"
 WRONG_EXPLANATION = "stock market finance"
+
+
+_MORE_ACTIVATING = [
+    (["I", " adopted", " a", " cat", " last", " year"], 3),
+    (["The", " cat", " purred", " softly"], 1),
+    (["A", " cat", " napped", " in", " the", " sun"], 1),
+    (["His", " cat", " caught", " a", " bird"], 1),
+    (["That", " cat", " is", " very", " old"], 1),
+]
+_MORE_NON_ACTIVATING = [
+    ["The", " river", " flooded", " the", " town"],
+    ["She", " paid", " the", " rent", " late"],
+    ["They", " built", " a", " new", " bridge"],
+    ["A", " storm", " hit", " the", " coast"],
+    ["He", " sold", " his", " old", " truck"],
+    ["Prices", " rose", " again", " in", " May"],
+]
+
+
+def many_cat_records() -> list[dict[str, Any]]:
+    """12 activating and 13 non-activating records (enough for example_embedding)."""
+    records = cat_records()
+    for tokens, peak in _MORE_ACTIVATING:
+        values = [0.0] * len(tokens)
+        values[peak] = 0.7
+        records.append({"tokens": tokens, "values": values})
+    records += [{"tokens": t, "values": [0.0] * len(t)} for t in _MORE_NON_ACTIVATING]
+    return records

@@ -13,6 +13,7 @@ never contain the key.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,11 +30,19 @@ from autointerp_grpc.errors import (
     Unavailable,
     UpstreamBadResponse,
 )
+from autointerp_grpc.prompts import strip_reasoning
 
 log = logging.getLogger(__name__)
 
 # What delphi's explainers and scorers pass that the chat-completions API understands.
-_FORWARDED_KWARGS = ("max_tokens", "temperature", "logprobs", "top_logprobs", "response_format")
+_FORWARDED_KWARGS = (
+    "max_tokens",
+    "temperature",
+    "logprobs",
+    "top_logprobs",
+    "response_format",
+    "reasoning_effort",
+)
 _PROVIDER_MESSAGE_LIMIT = 300
 
 
@@ -44,6 +53,13 @@ class Usage:
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    costs: list[float] = field(default_factory=list)
+
+    @property
+    def cost(self) -> float | None:
+        """Total provider-reported cost; None when no call reported one. fsum is exact, so the
+        total does not depend on the order concurrent calls finished in."""
+        return math.fsum(self.costs) if self.costs else None
 
 
 def _redact(text: str, secret: str) -> str:
@@ -92,7 +108,12 @@ def translate_provider_error(exc: openai.OpenAIError, api_key: str) -> AutoInter
 
 
 class LLMBackend:
-    """The process-wide upstream connection pool and OpenAI-SDK client."""
+    """The process-wide upstream connection pool and one OpenAI-SDK client per provider.
+
+    Providers are the endpoints the operator configured (``Settings.providers()``); callers
+    pick one by name and never send a URL. All of them share one HTTP connection pool with
+    keep-alive (connections are pooled per origin inside it).
+    """
 
     def __init__(self, settings: Settings) -> None:
         limits = httpx2.Limits(
@@ -100,41 +121,91 @@ class LLMBackend:
             max_keepalive_connections=settings.llm_max_connections,
         )
         self._http = openai.DefaultAsyncHttpxClient(limits=limits)
-        self._openai = openai.AsyncOpenAI(
-            # Every request brings its own key (with_options); this placeholder is never sent.
-            api_key="unset",
-            base_url=settings.llm_base_url,
-            http_client=self._http,
-            timeout=settings.llm_timeout_s,
-            max_retries=settings.llm_max_retries,
-        )
+        self.default_provider = settings.llm_default_provider
+        self._providers = {
+            name: openai.AsyncOpenAI(
+                # Every request brings its own key (with_options); this placeholder is never sent.
+                api_key="unset",
+                base_url=url,
+                http_client=self._http,
+                timeout=settings.llm_timeout_s,
+                max_retries=settings.llm_max_retries,
+            )
+            for name, url in settings.providers().items()
+        }
 
-    def client(self, model: str, api_key: str) -> LLMClient:
-        """A delphi ``Client`` for one request: its model and key over the shared pool."""
-        return LLMClient(self._openai.with_options(api_key=api_key), model, api_key)
+    @property
+    def provider_names(self) -> list[str]:
+        """Configured provider names, the default first."""
+        return sorted(self._providers, key=lambda name: (name != self.default_provider, name))
+
+    def client(
+        self,
+        model: str,
+        api_key: str,
+        provider: str = "",
+        max_tokens: int | None = None,
+        reasoning_effort: str = "",
+    ) -> LLMClient:
+        """A delphi ``Client`` for one request: its model, key and options over the shared pool."""
+        name = provider or self.default_provider
+        base = self._providers.get(name)
+        if base is None:
+            raise InvalidArgument(
+                f"llm.provider {name!r} is not configured on this server; "
+                f"use one of: {', '.join(self.provider_names)}"
+            )
+        overrides: dict[str, Any] = {}
+        if max_tokens is not None:
+            overrides["max_tokens"] = max_tokens
+        if reasoning_effort:
+            overrides["reasoning_effort"] = reasoning_effort
+        return LLMClient(base.with_options(api_key=api_key), model, api_key, overrides)
 
     async def aclose(self) -> None:
-        await self._openai.close()
+        await self._http.aclose()
 
 
 @dataclass
 class _CallLog:
     usage: Usage = field(default_factory=Usage)
     errors: list[AutoInterpError] = field(default_factory=list)
+    answers: list[str] = field(default_factory=list)
+    logprobs_requested: int = 0
+    logprobs_returned: int = 0
+
+
+def _plain_messages(prompt: str | list[dict[str, Any]]) -> list[dict[str, str]]:
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    # delphi's simulator builds roles as a str Enum; send their plain values.
+    return [
+        {"role": str(getattr(m["role"], "value", m["role"])), "content": m["content"]}
+        for m in prompt
+    ]
 
 
 class LLMClient(Client):
     """delphi ``Client`` backed by the OpenAI SDK's chat-completions API.
 
-    Failed calls raise typed errors; they are also remembered in :attr:`errors`, because
+    Only the model's final answer is returned: a reasoning trace inline in the content
+    (``<think>...</think>``) is stripped, and one the provider sends separately is never
+    read. Failed calls raise typed errors; they are also remembered in :attr:`errors`, because
     delphi's classifier scorers swallow exceptions from ``generate`` and mark the batch
     unanswered, and the handler then needs to say why nothing was answered.
     """
 
-    def __init__(self, openai_client: openai.AsyncOpenAI, model: str, api_key: str) -> None:
+    def __init__(
+        self,
+        openai_client: openai.AsyncOpenAI,
+        model: str,
+        api_key: str,
+        overrides: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(model)
         self._openai = openai_client
         self._api_key = api_key
+        self._overrides = overrides or {}
         self._log = _CallLog()
 
     @property
@@ -145,28 +216,50 @@ class LLMClient(Client):
     def errors(self) -> list[AutoInterpError]:
         return self._log.errors
 
+    @property
+    def answers(self) -> list[str]:
+        """Final answers received, in order."""
+        return self._log.answers
+
+    @property
+    def logprobs_missing(self) -> bool:
+        """Log probabilities were asked for and the provider sent none."""
+        return self._log.logprobs_requested > 0 and self._log.logprobs_returned == 0
+
     async def generate(  # type: ignore[override]
-        self, prompt: str | list[dict[str, str]], **kwargs: Any
+        self, prompt: str | list[dict[str, Any]], **kwargs: Any
     ) -> Response:
-        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
         params = {k: kwargs[k] for k in _FORWARDED_KWARGS if k in kwargs}
+        params.update(self._overrides)
         self._log.usage.calls += 1
         try:
             completion = await self._openai.chat.completions.create(
-                model=self.model, messages=messages, **params
+                model=self.model, messages=_plain_messages(prompt), **params
             )
         except openai.OpenAIError as exc:
             error = translate_provider_error(exc, self._api_key)
             self._log.errors.append(error)
             raise error from None
-        if completion.usage is not None:
-            self._log.usage.prompt_tokens += completion.usage.prompt_tokens or 0
-            self._log.usage.completion_tokens += completion.usage.completion_tokens or 0
+        self._count_usage(completion.usage)
         if not completion.choices:
             error = UpstreamBadResponse("The LLM provider returned no answer")
             self._log.errors.append(error)
             raise error
         choice = completion.choices[0]
-        text = choice.message.content or ""
+        text = strip_reasoning(choice.message.content or "")
+        self._log.answers.append(text)
         logprobs = choice.logprobs.content if choice.logprobs is not None else None
-        return Response(text=text, logprobs=logprobs)
+        if params.get("logprobs"):
+            self._log.logprobs_requested += 1
+            self._log.logprobs_returned += 1 if logprobs else 0
+        return Response(text=text, logprobs=logprobs or None)
+
+    def _count_usage(self, usage: Any) -> None:
+        if usage is None:
+            return
+        self._log.usage.prompt_tokens += usage.prompt_tokens or 0
+        self._log.usage.completion_tokens += usage.completion_tokens or 0
+        # OpenRouter reports the call's cost as an extra usage field.
+        cost = (getattr(usage, "model_extra", None) or {}).get("cost")
+        if isinstance(cost, int | float) and math.isfinite(cost):
+            self._log.usage.costs.append(float(cost))

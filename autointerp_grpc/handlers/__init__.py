@@ -16,6 +16,7 @@ from google.protobuf.message import Message
 from autointerp_grpc.handlers.deps import Deps
 from autointerp_grpc.handlers.explain import explain_default
 from autointerp_grpc.handlers.score import score_embedding, score_fuzz_detection
+from autointerp_grpc.handlers.standard import explain, list_methods, score
 
 Handler = Callable[[Any, Deps], Awaitable[Message]]
 
@@ -23,6 +24,9 @@ HANDLERS: dict[str, Handler] = {
     "ExplainDefault": explain_default,
     "ScoreEmbedding": score_embedding,
     "ScoreFuzzDetection": score_fuzz_detection,
+    "ListMethods": list_methods,
+    "Explain": explain,
+    "Score": score,
 }
 
 __all__ = ["HANDLERS", "Deps", "Handler"]

@@ -20,8 +20,8 @@ from autointerp_grpc.errors import (
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.handlers import Deps
 from autointerp_grpc.handlers.explain import explain_default
-from autointerp_grpc.handlers.records import split_records
 from autointerp_grpc.handlers.score import score_fuzz_detection
+from autointerp_grpc.records import split_records
 
 KEY = "sk-handler-test"
 

@@ -123,7 +123,11 @@ def test_openapi_paths_and_enum() -> None:
         "/v1/explain/default",
         "/v1/score/embedding",
         "/v1/score/fuzz-detection",
+        "/v1/methods",
+        "/v1/explain",
+        "/v1/score",
     }
+    assert "requestBody" not in document["paths"]["/v1/methods"]["get"]
     assert document["paths"]["/v1/explain/default"]["post"]["operationId"] == "explainDefaultPost"
     assert document["components"]["schemas"]["ScoreFuzzDetectionType"]["enum"] == [
         "FUZZ",

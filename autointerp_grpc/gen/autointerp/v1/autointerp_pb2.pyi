@@ -1,5 +1,6 @@
 from google.api import annotations_pb2 as _annotations_pb2
 from google.api import field_behavior_pb2 as _field_behavior_pb2
+from google.protobuf import descriptor_pb2 as _descriptor_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -14,9 +15,32 @@ class ScoreFuzzDetectionType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SCORE_FUZZ_DETECTION_TYPE_UNSPECIFIED: _ClassVar[ScoreFuzzDetectionType]
     FUZZ: _ClassVar[ScoreFuzzDetectionType]
     DETECTION: _ClassVar[ScoreFuzzDetectionType]
+
+class MethodKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    METHOD_KIND_UNSPECIFIED: _ClassVar[MethodKind]
+    METHOD_KIND_EXPLAINER: _ClassVar[MethodKind]
+    METHOD_KIND_SCORER: _ClassVar[MethodKind]
 SCORE_FUZZ_DETECTION_TYPE_UNSPECIFIED: ScoreFuzzDetectionType
 FUZZ: ScoreFuzzDetectionType
 DETECTION: ScoreFuzzDetectionType
+METHOD_KIND_UNSPECIFIED: MethodKind
+METHOD_KIND_EXPLAINER: MethodKind
+METHOD_KIND_SCORER: MethodKind
+PARAMETER_FIELD_NUMBER: _ClassVar[int]
+parameter: _descriptor.FieldDescriptor
+
+class ParameterSpec(_message.Message):
+    __slots__ = ("minimum", "maximum", "default_value", "allowed")
+    MINIMUM_FIELD_NUMBER: _ClassVar[int]
+    MAXIMUM_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    minimum: float
+    maximum: float
+    default_value: str
+    allowed: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, minimum: _Optional[float] = ..., maximum: _Optional[float] = ..., default_value: _Optional[str] = ..., allowed: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Activation(_message.Message):
     __slots__ = ("tokens", "values")
@@ -117,3 +141,347 @@ class ErrorResponse(_message.Message):
     detail: str
     code: str
     def __init__(self, detail: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...
+
+class LlmOptions(_message.Message):
+    __slots__ = ("model", "api_key", "provider", "max_tokens", "reasoning_effort")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    API_KEY_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    REASONING_EFFORT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    api_key: str
+    provider: str
+    max_tokens: int
+    reasoning_effort: str
+    def __init__(self, model: _Optional[str] = ..., api_key: _Optional[str] = ..., provider: _Optional[str] = ..., max_tokens: _Optional[int] = ..., reasoning_effort: _Optional[str] = ...) -> None: ...
+
+class Usage(_message.Message):
+    __slots__ = ("llm_calls", "prompt_tokens", "completion_tokens", "cost")
+    LLM_CALLS_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    llm_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+    def __init__(self, llm_calls: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost: _Optional[float] = ...) -> None: ...
+
+class DefaultExplainerParams(_message.Message):
+    __slots__ = ("threshold", "show_activations", "chain_of_thought")
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    SHOW_ACTIVATIONS_FIELD_NUMBER: _ClassVar[int]
+    CHAIN_OF_THOUGHT_FIELD_NUMBER: _ClassVar[int]
+    threshold: float
+    show_activations: bool
+    chain_of_thought: bool
+    def __init__(self, threshold: _Optional[float] = ..., show_activations: _Optional[bool] = ..., chain_of_thought: _Optional[bool] = ...) -> None: ...
+
+class ContrastiveExplainerParams(_message.Message):
+    __slots__ = ("threshold", "show_activations", "max_examples", "max_non_activating")
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    SHOW_ACTIVATIONS_FIELD_NUMBER: _ClassVar[int]
+    MAX_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    MAX_NON_ACTIVATING_FIELD_NUMBER: _ClassVar[int]
+    threshold: float
+    show_activations: bool
+    max_examples: int
+    max_non_activating: int
+    def __init__(self, threshold: _Optional[float] = ..., show_activations: _Optional[bool] = ..., max_examples: _Optional[int] = ..., max_non_activating: _Optional[int] = ...) -> None: ...
+
+class OaiTokenActPairParams(_message.Message):
+    __slots__ = ("max_records",)
+    MAX_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    max_records: int
+    def __init__(self, max_records: _Optional[int] = ...) -> None: ...
+
+class NpMaxActParams(_message.Message):
+    __slots__ = ("top_tokens", "top_texts", "window", "next_tokens")
+    TOP_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    TOP_TEXTS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    NEXT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    top_tokens: int
+    top_texts: int
+    window: int
+    next_tokens: int
+    def __init__(self, top_tokens: _Optional[int] = ..., top_texts: _Optional[int] = ..., window: _Optional[int] = ..., next_tokens: _Optional[int] = ...) -> None: ...
+
+class ExplainRequest(_message.Message):
+    __slots__ = ("method", "activations", "non_activating", "top_positive_logits", "llm", "default_params", "contrastive_params", "oai_token_act_pair_params", "np_max_act_params", "np_max_act_logits_params")
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATIONS_FIELD_NUMBER: _ClassVar[int]
+    NON_ACTIVATING_FIELD_NUMBER: _ClassVar[int]
+    TOP_POSITIVE_LOGITS_FIELD_NUMBER: _ClassVar[int]
+    LLM_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    CONTRASTIVE_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    OAI_TOKEN_ACT_PAIR_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    NP_MAX_ACT_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    NP_MAX_ACT_LOGITS_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    method: str
+    activations: _containers.RepeatedCompositeFieldContainer[Activation]
+    non_activating: _containers.RepeatedCompositeFieldContainer[Activation]
+    top_positive_logits: _containers.RepeatedScalarFieldContainer[str]
+    llm: LlmOptions
+    default_params: DefaultExplainerParams
+    contrastive_params: ContrastiveExplainerParams
+    oai_token_act_pair_params: OaiTokenActPairParams
+    np_max_act_params: NpMaxActParams
+    np_max_act_logits_params: NpMaxActParams
+    def __init__(self, method: _Optional[str] = ..., activations: _Optional[_Iterable[_Union[Activation, _Mapping]]] = ..., non_activating: _Optional[_Iterable[_Union[Activation, _Mapping]]] = ..., top_positive_logits: _Optional[_Iterable[str]] = ..., llm: _Optional[_Union[LlmOptions, _Mapping]] = ..., default_params: _Optional[_Union[DefaultExplainerParams, _Mapping]] = ..., contrastive_params: _Optional[_Union[ContrastiveExplainerParams, _Mapping]] = ..., oai_token_act_pair_params: _Optional[_Union[OaiTokenActPairParams, _Mapping]] = ..., np_max_act_params: _Optional[_Union[NpMaxActParams, _Mapping]] = ..., np_max_act_logits_params: _Optional[_Union[NpMaxActParams, _Mapping]] = ...) -> None: ...
+
+class ExplainResponse(_message.Message):
+    __slots__ = ("explanation", "raw_answer", "usage", "method")
+    EXPLANATION_FIELD_NUMBER: _ClassVar[int]
+    RAW_ANSWER_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    explanation: str
+    raw_answer: str
+    usage: Usage
+    method: str
+    def __init__(self, explanation: _Optional[str] = ..., raw_answer: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., method: _Optional[str] = ...) -> None: ...
+
+class ClassifierScorerParams(_message.Message):
+    __slots__ = ("examples_per_prompt", "use_logprobs", "seed")
+    EXAMPLES_PER_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    USE_LOGPROBS_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    examples_per_prompt: int
+    use_logprobs: bool
+    seed: int
+    def __init__(self, examples_per_prompt: _Optional[int] = ..., use_logprobs: _Optional[bool] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class EmbeddingScorerParams(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SimulationScorerParams(_message.Message):
+    __slots__ = ("structured_output",)
+    STRUCTURED_OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    structured_output: bool
+    def __init__(self, structured_output: _Optional[bool] = ...) -> None: ...
+
+class IntruderScorerParams(_message.Message):
+    __slots__ = ("examples_per_prompt", "chain_of_thought", "seed")
+    EXAMPLES_PER_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    CHAIN_OF_THOUGHT_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    examples_per_prompt: int
+    chain_of_thought: bool
+    seed: int
+    def __init__(self, examples_per_prompt: _Optional[int] = ..., chain_of_thought: _Optional[bool] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class ExampleEmbeddingScorerParams(_message.Message):
+    __slots__ = ("batches", "seed")
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    batches: int
+    seed: int
+    def __init__(self, batches: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class RecallScorerParams(_message.Message):
+    __slots__ = ("examples_per_prompt", "include_decoys")
+    EXAMPLES_PER_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_DECOYS_FIELD_NUMBER: _ClassVar[int]
+    examples_per_prompt: int
+    include_decoys: bool
+    def __init__(self, examples_per_prompt: _Optional[int] = ..., include_decoys: _Optional[bool] = ...) -> None: ...
+
+class ScoreRequest(_message.Message):
+    __slots__ = ("method", "explanation", "activations", "llm", "detection_params", "fuzz_params", "embedding_params", "simulation_params", "intruder_params", "example_embedding_params", "recall_params")
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATION_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATIONS_FIELD_NUMBER: _ClassVar[int]
+    LLM_FIELD_NUMBER: _ClassVar[int]
+    DETECTION_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    FUZZ_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    SIMULATION_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    INTRUDER_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLE_EMBEDDING_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    RECALL_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    method: str
+    explanation: str
+    activations: _containers.RepeatedCompositeFieldContainer[Activation]
+    llm: LlmOptions
+    detection_params: ClassifierScorerParams
+    fuzz_params: ClassifierScorerParams
+    embedding_params: EmbeddingScorerParams
+    simulation_params: SimulationScorerParams
+    intruder_params: IntruderScorerParams
+    example_embedding_params: ExampleEmbeddingScorerParams
+    recall_params: RecallScorerParams
+    def __init__(self, method: _Optional[str] = ..., explanation: _Optional[str] = ..., activations: _Optional[_Iterable[_Union[Activation, _Mapping]]] = ..., llm: _Optional[_Union[LlmOptions, _Mapping]] = ..., detection_params: _Optional[_Union[ClassifierScorerParams, _Mapping]] = ..., fuzz_params: _Optional[_Union[ClassifierScorerParams, _Mapping]] = ..., embedding_params: _Optional[_Union[EmbeddingScorerParams, _Mapping]] = ..., simulation_params: _Optional[_Union[SimulationScorerParams, _Mapping]] = ..., intruder_params: _Optional[_Union[IntruderScorerParams, _Mapping]] = ..., example_embedding_params: _Optional[_Union[ExampleEmbeddingScorerParams, _Mapping]] = ..., recall_params: _Optional[_Union[RecallScorerParams, _Mapping]] = ...) -> None: ...
+
+class ConfidenceInterval(_message.Message):
+    __slots__ = ("lower", "upper", "level", "resamples")
+    LOWER_FIELD_NUMBER: _ClassVar[int]
+    UPPER_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    RESAMPLES_FIELD_NUMBER: _ClassVar[int]
+    lower: float
+    upper: float
+    level: float
+    resamples: int
+    def __init__(self, lower: _Optional[float] = ..., upper: _Optional[float] = ..., level: _Optional[float] = ..., resamples: _Optional[int] = ...) -> None: ...
+
+class ClassifierMetrics(_message.Message):
+    __slots__ = ("balanced_accuracy", "accuracy", "precision", "recall", "f1", "auc", "true_positives", "true_negatives", "false_positives", "false_negatives", "answered", "unanswered")
+    BALANCED_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
+    RECALL_FIELD_NUMBER: _ClassVar[int]
+    F1_FIELD_NUMBER: _ClassVar[int]
+    AUC_FIELD_NUMBER: _ClassVar[int]
+    TRUE_POSITIVES_FIELD_NUMBER: _ClassVar[int]
+    TRUE_NEGATIVES_FIELD_NUMBER: _ClassVar[int]
+    FALSE_POSITIVES_FIELD_NUMBER: _ClassVar[int]
+    FALSE_NEGATIVES_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_FIELD_NUMBER: _ClassVar[int]
+    UNANSWERED_FIELD_NUMBER: _ClassVar[int]
+    balanced_accuracy: float
+    accuracy: float
+    precision: float
+    recall: float
+    f1: float
+    auc: float
+    true_positives: int
+    true_negatives: int
+    false_positives: int
+    false_negatives: int
+    answered: int
+    unanswered: int
+    def __init__(self, balanced_accuracy: _Optional[float] = ..., accuracy: _Optional[float] = ..., precision: _Optional[float] = ..., recall: _Optional[float] = ..., f1: _Optional[float] = ..., auc: _Optional[float] = ..., true_positives: _Optional[int] = ..., true_negatives: _Optional[int] = ..., false_positives: _Optional[int] = ..., false_negatives: _Optional[int] = ..., answered: _Optional[int] = ..., unanswered: _Optional[int] = ...) -> None: ...
+
+class ScoreBreakdownItem(_message.Message):
+    __slots__ = ("record_index", "text", "str_tokens", "activating", "prediction", "correct", "probability", "similarity", "correlation", "predicted_activations", "intruder_index", "predicted_index", "delta_positive", "delta_negative", "decoy")
+    RECORD_INDEX_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    STR_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATING_FIELD_NUMBER: _ClassVar[int]
+    PREDICTION_FIELD_NUMBER: _ClassVar[int]
+    CORRECT_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_ACTIVATIONS_FIELD_NUMBER: _ClassVar[int]
+    INTRUDER_INDEX_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_INDEX_FIELD_NUMBER: _ClassVar[int]
+    DELTA_POSITIVE_FIELD_NUMBER: _ClassVar[int]
+    DELTA_NEGATIVE_FIELD_NUMBER: _ClassVar[int]
+    DECOY_FIELD_NUMBER: _ClassVar[int]
+    record_index: int
+    text: str
+    str_tokens: _containers.RepeatedScalarFieldContainer[str]
+    activating: bool
+    prediction: bool
+    correct: bool
+    probability: float
+    similarity: float
+    correlation: float
+    predicted_activations: _containers.RepeatedScalarFieldContainer[float]
+    intruder_index: int
+    predicted_index: int
+    delta_positive: float
+    delta_negative: float
+    decoy: bool
+    def __init__(self, record_index: _Optional[int] = ..., text: _Optional[str] = ..., str_tokens: _Optional[_Iterable[str]] = ..., activating: _Optional[bool] = ..., prediction: _Optional[bool] = ..., correct: _Optional[bool] = ..., probability: _Optional[float] = ..., similarity: _Optional[float] = ..., correlation: _Optional[float] = ..., predicted_activations: _Optional[_Iterable[float]] = ..., intruder_index: _Optional[int] = ..., predicted_index: _Optional[int] = ..., delta_positive: _Optional[float] = ..., delta_negative: _Optional[float] = ..., decoy: _Optional[bool] = ...) -> None: ...
+
+class ScoreResponse(_message.Message):
+    __slots__ = ("score", "metric", "method", "breakdown", "usage", "classifier", "confidence_interval", "notes")
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    BREAKDOWN_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFIER_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    score: float
+    metric: str
+    method: str
+    breakdown: _containers.RepeatedCompositeFieldContainer[ScoreBreakdownItem]
+    usage: Usage
+    classifier: ClassifierMetrics
+    confidence_interval: ConfidenceInterval
+    notes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, score: _Optional[float] = ..., metric: _Optional[str] = ..., method: _Optional[str] = ..., breakdown: _Optional[_Iterable[_Union[ScoreBreakdownItem, _Mapping]]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., classifier: _Optional[_Union[ClassifierMetrics, _Mapping]] = ..., confidence_interval: _Optional[_Union[ConfidenceInterval, _Mapping]] = ..., notes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListMethodsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class MethodRequirements(_message.Message):
+    __slots__ = ("llm", "embedding_model", "non_activating", "logits", "logprobs", "explanation")
+    LLM_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_MODEL_FIELD_NUMBER: _ClassVar[int]
+    NON_ACTIVATING_FIELD_NUMBER: _ClassVar[int]
+    LOGITS_FIELD_NUMBER: _ClassVar[int]
+    LOGPROBS_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATION_FIELD_NUMBER: _ClassVar[int]
+    llm: bool
+    embedding_model: bool
+    non_activating: bool
+    logits: bool
+    logprobs: bool
+    explanation: bool
+    def __init__(self, llm: _Optional[bool] = ..., embedding_model: _Optional[bool] = ..., non_activating: _Optional[bool] = ..., logits: _Optional[bool] = ..., logprobs: _Optional[bool] = ..., explanation: _Optional[bool] = ...) -> None: ...
+
+class ParameterInfo(_message.Message):
+    __slots__ = ("name", "type", "default_value", "minimum", "maximum", "allowed", "description")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    MINIMUM_FIELD_NUMBER: _ClassVar[int]
+    MAXIMUM_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: str
+    default_value: str
+    minimum: float
+    maximum: float
+    allowed: _containers.RepeatedScalarFieldContainer[str]
+    description: str
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., default_value: _Optional[str] = ..., minimum: _Optional[float] = ..., maximum: _Optional[float] = ..., allowed: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ...) -> None: ...
+
+class MetricInfo(_message.Message):
+    __slots__ = ("name", "minimum", "maximum", "chance")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MINIMUM_FIELD_NUMBER: _ClassVar[int]
+    MAXIMUM_FIELD_NUMBER: _ClassVar[int]
+    CHANCE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    minimum: float
+    maximum: float
+    chance: float
+    def __init__(self, name: _Optional[str] = ..., minimum: _Optional[float] = ..., maximum: _Optional[float] = ..., chance: _Optional[float] = ...) -> None: ...
+
+class MethodInfo(_message.Message):
+    __slots__ = ("name", "kind", "description", "requires", "parameters_field", "parameters", "metric")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    REQUIRES_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    kind: MethodKind
+    description: str
+    requires: MethodRequirements
+    parameters_field: str
+    parameters: _containers.RepeatedCompositeFieldContainer[ParameterInfo]
+    metric: MetricInfo
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[MethodKind, str]] = ..., description: _Optional[str] = ..., requires: _Optional[_Union[MethodRequirements, _Mapping]] = ..., parameters_field: _Optional[str] = ..., parameters: _Optional[_Iterable[_Union[ParameterInfo, _Mapping]]] = ..., metric: _Optional[_Union[MetricInfo, _Mapping]] = ...) -> None: ...
+
+class ListMethodsResponse(_message.Message):
+    __slots__ = ("methods", "providers")
+    METHODS_FIELD_NUMBER: _ClassVar[int]
+    PROVIDERS_FIELD_NUMBER: _ClassVar[int]
+    methods: _containers.RepeatedCompositeFieldContainer[MethodInfo]
+    providers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, methods: _Optional[_Iterable[_Union[MethodInfo, _Mapping]]] = ..., providers: _Optional[_Iterable[str]] = ...) -> None: ...

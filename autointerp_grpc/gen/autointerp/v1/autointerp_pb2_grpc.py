@@ -50,6 +50,21 @@ class AutoInterpStub:
                 request_serializer=autointerp_dot_v1_dot_autointerp__pb2.ScoreFuzzDetectionRequest.SerializeToString,
                 response_deserializer=autointerp_dot_v1_dot_autointerp__pb2.ScoreFuzzDetectionResponse.FromString,
                 _registered_method=True)
+        self.ListMethods = channel.unary_unary(
+                '/autointerp.v1.AutoInterp/ListMethods',
+                request_serializer=autointerp_dot_v1_dot_autointerp__pb2.ListMethodsRequest.SerializeToString,
+                response_deserializer=autointerp_dot_v1_dot_autointerp__pb2.ListMethodsResponse.FromString,
+                _registered_method=True)
+        self.Explain = channel.unary_unary(
+                '/autointerp.v1.AutoInterp/Explain',
+                request_serializer=autointerp_dot_v1_dot_autointerp__pb2.ExplainRequest.SerializeToString,
+                response_deserializer=autointerp_dot_v1_dot_autointerp__pb2.ExplainResponse.FromString,
+                _registered_method=True)
+        self.Score = channel.unary_unary(
+                '/autointerp.v1.AutoInterp/Score',
+                request_serializer=autointerp_dot_v1_dot_autointerp__pb2.ScoreRequest.SerializeToString,
+                response_deserializer=autointerp_dot_v1_dot_autointerp__pb2.ScoreResponse.FromString,
+                _registered_method=True)
 
 
 class AutoInterpServicer:
@@ -80,6 +95,29 @@ class AutoInterpServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListMethods(self, request, context):
+        """Lists every explainer and scorer this server offers: what each needs, its parameters
+        (type, default, allowed range) and, for scorers, the metric it reports.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Explain(self, request, context):
+        """Explains a latent with any explainer method, through one request shape.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Score(self, request, context):
+        """Scores an explanation (or, for explanation-free methods, the latent itself) with any
+        scorer method, through one request shape.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AutoInterpServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -97,6 +135,21 @@ def add_AutoInterpServicer_to_server(servicer, server):
                     servicer.ScoreFuzzDetection,
                     request_deserializer=autointerp_dot_v1_dot_autointerp__pb2.ScoreFuzzDetectionRequest.FromString,
                     response_serializer=autointerp_dot_v1_dot_autointerp__pb2.ScoreFuzzDetectionResponse.SerializeToString,
+            ),
+            'ListMethods': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMethods,
+                    request_deserializer=autointerp_dot_v1_dot_autointerp__pb2.ListMethodsRequest.FromString,
+                    response_serializer=autointerp_dot_v1_dot_autointerp__pb2.ListMethodsResponse.SerializeToString,
+            ),
+            'Explain': grpc.unary_unary_rpc_method_handler(
+                    servicer.Explain,
+                    request_deserializer=autointerp_dot_v1_dot_autointerp__pb2.ExplainRequest.FromString,
+                    response_serializer=autointerp_dot_v1_dot_autointerp__pb2.ExplainResponse.SerializeToString,
+            ),
+            'Score': grpc.unary_unary_rpc_method_handler(
+                    servicer.Score,
+                    request_deserializer=autointerp_dot_v1_dot_autointerp__pb2.ScoreRequest.FromString,
+                    response_serializer=autointerp_dot_v1_dot_autointerp__pb2.ScoreResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -181,6 +234,87 @@ class AutoInterp:
             '/autointerp.v1.AutoInterp/ScoreFuzzDetection',
             autointerp_dot_v1_dot_autointerp__pb2.ScoreFuzzDetectionRequest.SerializeToString,
             autointerp_dot_v1_dot_autointerp__pb2.ScoreFuzzDetectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMethods(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autointerp.v1.AutoInterp/ListMethods',
+            autointerp_dot_v1_dot_autointerp__pb2.ListMethodsRequest.SerializeToString,
+            autointerp_dot_v1_dot_autointerp__pb2.ListMethodsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Explain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autointerp.v1.AutoInterp/Explain',
+            autointerp_dot_v1_dot_autointerp__pb2.ExplainRequest.SerializeToString,
+            autointerp_dot_v1_dot_autointerp__pb2.ExplainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Score(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autointerp.v1.AutoInterp/Score',
+            autointerp_dot_v1_dot_autointerp__pb2.ScoreRequest.SerializeToString,
+            autointerp_dot_v1_dot_autointerp__pb2.ScoreResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -8,7 +8,8 @@ the size of the batch it answers instead, which ``_generate`` records in a conte
 (each batch runs in its own task, so concurrent batches never see each other's size).
 
 An answer that is not a list of 0/1 (or true/false) of the right length leaves its batch
-unanswered (prediction None), as delphi does for any unparsable answer.
+unanswered (prediction None), as delphi does for any unparsable answer. Log probabilities, when
+asked for and sent, become per-example probabilities the same batch-sized way.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from __future__ import annotations
 import json
 import re
 from contextvars import ContextVar
+from types import SimpleNamespace
 from typing import Any
 
 from autointerp_grpc.delphi_compat import (
+    Classifier,
     ClassifierOutput,
     DetectionScorer,
     FuzzingScorer,
@@ -42,6 +45,20 @@ def parse_predictions(answer: str, expected: int) -> list[bool]:
     return [bool(v) for v in values]
 
 
+def probabilities_from_logprobs(logprobs: list[Any] | None, expected: int) -> list[float | None]:
+    """P("1") per answer token from the provider's top log probabilities, by delphi's own
+    ``Classifier._parse_logprobs``; all None when there are none or they don't line up with
+    the ``expected`` answers."""
+    if not logprobs:
+        return [None] * expected
+    try:
+        # _parse_logprobs reads only n_examples_shown from self; give it this batch's size.
+        parsed = Classifier._parse_logprobs(SimpleNamespace(n_examples_shown=expected), logprobs)  # type: ignore[arg-type]
+    except (AssertionError, AttributeError, TypeError):
+        return [None] * expected
+    return [float(p) for p in parsed]
+
+
 class _BatchSizedAnswers:
     """Mixin: parse each answer against the size of the batch it answers."""
 
@@ -59,8 +76,7 @@ class _BatchSizedAnswers:
     ) -> tuple[list[bool], list[float | None]]:
         expected = _batch_size.get(self.n_examples_shown)
         predictions = parse_predictions(string, expected)
-        # Log probabilities are not requested by the legacy scorers (log_prob=False).
-        return predictions, [None] * expected
+        return predictions, probabilities_from_logprobs(logprobs, expected)
 
 
 class Fuzzing(_BatchSizedAnswers, FuzzingScorer):

@@ -55,12 +55,16 @@ def activating_example(record: pb.Activation) -> ActivatingExample:
 
 
 def non_activating_example(record: pb.Activation) -> NonActivatingExample:
-    return NonActivatingExample(
+    example = NonActivatingExample(
         tokens=_token_ids(record),
         activations=torch.tensor(list(record.values), dtype=torch.float64),
         str_tokens=list(record.tokens),
         distance=NON_ACTIVATING_DISTANCE,
     )
+    # delphi's ContrastiveExplainer and IntruderScorer read normalized_activations on every
+    # example, but NonActivatingExample does not declare it.
+    example.normalized_activations = _normalized(example.activations)  # type: ignore[attr-defined]
+    return example
 
 
 @dataclass
@@ -70,6 +74,11 @@ class Split:
     activating: list[ActivatingExample]
     non_activating: list[NonActivatingExample]
     in_order: list[ActivatingExample | NonActivatingExample]
+
+    @property
+    def activating_indices(self) -> set[int]:
+        """Request indices of the activating records."""
+        return {i for i, e in enumerate(self.in_order) if isinstance(e, ActivatingExample)}
 
 
 def split_records(records: Sequence[pb.Activation], *, need_both: bool) -> Split:

@@ -1,0 +1,167 @@
+"""The explainers: delphi's default and contrastive explainers, and the OpenAI token/activation
+and Neuronpedia max-activation formats as delphi ``Explainer`` subclasses.
+
+Each entry's ``run`` builds the explainer and the latent record for one request; the Explain
+handler runs it (retrying an unparsable answer once).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from autointerp_grpc import prompts
+from autointerp_grpc.delphi_compat import (
+    ContrastiveExplainer,
+    DefaultExplainer,
+    Explainer,
+    Latent,
+    LatentRecord,
+)
+from autointerp_grpc.errors import InvalidArgument
+from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+from autointerp_grpc.methods.spec import ExplainContext, MethodSpec, Needs
+
+
+def _record(ctx: ExplainContext) -> LatentRecord:
+    record = LatentRecord(Latent("latent", 0))
+    record.train = ctx.activating
+    record.not_active = ctx.non_activating
+    return record
+
+
+def _pairs(examples: list[Any]) -> list[tuple[list[str], list[float]]]:
+    return [(list(e.str_tokens), e.activations.tolist()) for e in examples]
+
+
+def _build_default(ctx: ExplainContext) -> tuple[Explainer, LatentRecord]:
+    p = ctx.params
+    explainer = DefaultExplainer(
+        ctx.client, threshold=p.threshold, activations=p.show_activations, cot=p.chain_of_thought
+    )
+    return explainer, _record(ctx)
+
+
+def _build_contrastive(ctx: ExplainContext) -> tuple[Explainer, LatentRecord]:
+    if not ctx.non_activating:
+        raise InvalidArgument("non_activating is required by the contrastive explainer")
+    p = ctx.params
+    explainer = ContrastiveExplainer(
+        ctx.client,
+        threshold=p.threshold,
+        activations=p.show_activations,
+        max_examples=p.max_examples,
+        max_non_activating=p.max_non_activating,
+    )
+    return explainer, _record(ctx)
+
+
+@dataclass
+class OaiTokenActPairExplainer(Explainer):
+    """The OpenAI neuron-explainer format: token<TAB>activation lines, 0 to 10."""
+
+    max_records: int = 20
+
+    def _build_prompt(self, examples: list[Any]) -> list[dict]:
+        return prompts.oai_token_act_pair_messages(_pairs(examples), max_records=self.max_records)
+
+    def parse_explanation(self, text: str) -> str:
+        return prompts.parse_oai_answer(text)
+
+
+@dataclass
+class NpMaxActExplainer(Explainer):
+    """Neuronpedia's max-activation format (optionally with next tokens and top logits)."""
+
+    top_tokens: int = 10
+    top_texts: int = 10
+    window: int = 8
+    logits: bool = False
+    next_tokens: int = 10
+    top_positive_logits: list[str] = field(default_factory=list)
+
+    def _build_prompt(self, examples: list[Any]) -> list[dict]:
+        return prompts.np_max_act_messages(
+            _pairs(examples),
+            top_tokens=self.top_tokens,
+            top_texts=self.top_texts,
+            window=self.window,
+            logits=self.logits,
+            top_positive_logits=self.top_positive_logits or None,
+            next_tokens=self.next_tokens,
+        )
+
+    def parse_explanation(self, text: str) -> str:
+        return prompts.parse_short_explanation(text)
+
+
+def _build_oai(ctx: ExplainContext) -> tuple[Explainer, LatentRecord]:
+    return OaiTokenActPairExplainer(ctx.client, max_records=ctx.params.max_records), _record(ctx)
+
+
+def _np_max_act(ctx: ExplainContext, logits: bool) -> tuple[Explainer, LatentRecord]:
+    top_logits = list(ctx.request.top_positive_logits)
+    if logits and not top_logits:
+        raise InvalidArgument("top_positive_logits is required by the np_max_act_logits explainer")
+    p = ctx.params
+    explainer = NpMaxActExplainer(
+        ctx.client,
+        top_tokens=p.top_tokens,
+        top_texts=p.top_texts,
+        window=p.window,
+        logits=logits,
+        next_tokens=p.next_tokens,
+        top_positive_logits=top_logits,
+    )
+    return explainer, _record(ctx)
+
+
+def _build_np_max_act(ctx: ExplainContext) -> tuple[Explainer, LatentRecord]:
+    return _np_max_act(ctx, logits=False)
+
+
+def _build_np_max_act_logits(ctx: ExplainContext) -> tuple[Explainer, LatentRecord]:
+    return _np_max_act(ctx, logits=True)
+
+
+EXPLAINERS: tuple[MethodSpec, ...] = (
+    MethodSpec(
+        name="default",
+        kind=pb.METHOD_KIND_EXPLAINER,
+        description="delphi's default explainer: highlighted activating tokens in context.",
+        needs=Needs(llm=True),
+        run=_build_default,
+    ),
+    MethodSpec(
+        name="contrastive",
+        kind=pb.METHOD_KIND_EXPLAINER,
+        description="delphi's contrastive explainer: activating records set against "
+        "non-activating ones.",
+        needs=Needs(llm=True, non_activating=True),
+        run=_build_contrastive,
+    ),
+    MethodSpec(
+        name="oai_token_act_pair",
+        kind=pb.METHOD_KIND_EXPLAINER,
+        description="OpenAI neuron-explainer format: token<TAB>activation (0-10) lines; "
+        'completes "the main thing this neuron does is find".',
+        needs=Needs(llm=True),
+        run=_build_oai,
+    ),
+    MethodSpec(
+        name="np_max_act",
+        kind=pb.METHOD_KIND_EXPLAINER,
+        description="Neuronpedia max-activation format: top tokens and windowed top texts; "
+        "a 1-6 word explanation.",
+        needs=Needs(llm=True),
+        run=_build_np_max_act,
+    ),
+    MethodSpec(
+        name="np_max_act_logits",
+        kind=pb.METHOD_KIND_EXPLAINER,
+        description="np_max_act plus the tokens right after the max token and the top "
+        "positive logits.",
+        needs=Needs(llm=True, logits=True),
+        run=_build_np_max_act_logits,
+    ),
+)

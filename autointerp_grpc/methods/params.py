@@ -1,0 +1,90 @@
+"""Method parameters: defaults, ranges and allowed values from the proto's ParameterSpec.
+
+A parameters message (e.g. ``ClassifierScorerParams``) declares each parameter as an
+``optional`` field with ``[(autointerp.v1.parameter) = {default_value, minimum, maximum,
+allowed}]``. :func:`resolve` turns a (possibly unset) message into plain values with the
+defaults filled in, rejecting out-of-range values with a message that names the parameter;
+:func:`describe` lists the parameters for ListMethods. Both read only the descriptors.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from types import SimpleNamespace
+from typing import Any
+
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+
+from autointerp_grpc.errors import InvalidArgument
+from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+
+_TYPE_NAMES = {
+    FieldDescriptor.TYPE_DOUBLE: "number",
+    FieldDescriptor.TYPE_FLOAT: "number",
+    FieldDescriptor.TYPE_INT32: "integer",
+    FieldDescriptor.TYPE_BOOL: "boolean",
+    FieldDescriptor.TYPE_STRING: "string",
+}
+
+
+def spec_of(field: FieldDescriptor) -> pb.ParameterSpec:
+    """The field's ParameterSpec (empty when it has none)."""
+    return field.GetOptions().Extensions[pb.parameter]
+
+
+def type_name(field: FieldDescriptor) -> str:
+    return _TYPE_NAMES.get(field.type, "string")
+
+
+def _default(field: FieldDescriptor) -> Any:
+    text = spec_of(field).default_value
+    if text:
+        return json.loads(text)
+    return None
+
+
+def check_value(field: FieldDescriptor, value: Any, where: str) -> None:
+    """Raise InvalidArgument when ``value`` breaks the field's ParameterSpec."""
+    spec = spec_of(field)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidArgument(f"{where} must be a finite number")
+    if spec.HasField("minimum") and value < spec.minimum:
+        raise InvalidArgument(f"{where} must be at least {spec.minimum:g} (got {value:g})")
+    if spec.HasField("maximum") and value > spec.maximum:
+        raise InvalidArgument(f"{where} must be at most {spec.maximum:g} (got {value:g})")
+    if spec.allowed and value and value not in spec.allowed:
+        raise InvalidArgument(f"{where} must be one of {', '.join(spec.allowed)}")
+
+
+def resolve(message: Message | None, descriptor: Descriptor, where: str) -> SimpleNamespace:
+    """Parameter values by field name: the sent ones, checked, and the defaults for the rest."""
+    values: dict[str, Any] = {}
+    for field in descriptor.fields:
+        sent = message is not None and message.HasField(field.name)
+        value = getattr(message, field.name) if sent else _default(field)
+        if sent:
+            check_value(field, value, f"{where}.{field.json_name}")
+        values[field.name] = value
+    return SimpleNamespace(**values)
+
+
+def describe(descriptor: Descriptor, comments: dict[str, str]) -> list[pb.ParameterInfo]:
+    """ListMethods' description of every parameter of ``descriptor``."""
+    infos = []
+    for field in descriptor.fields:
+        spec = spec_of(field)
+        info = pb.ParameterInfo(
+            name=field.json_name,
+            type=type_name(field),
+            default_value=spec.default_value,
+            allowed=list(spec.allowed),
+            description=comments.get(field.full_name, ""),
+        )
+        if spec.HasField("minimum"):
+            info.minimum = spec.minimum
+        if spec.HasField("maximum"):
+            info.maximum = spec.maximum
+        infos.append(info)
+    return infos

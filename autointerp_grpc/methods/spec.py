@@ -1,0 +1,104 @@
+"""What a method is: its name, needs, parameters message, metric and implementation."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from google.protobuf.descriptor import Descriptor
+
+from autointerp_grpc.backends.embedding import EmbeddingBackend
+from autointerp_grpc.backends.llm import LLMClient
+from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+from autointerp_grpc.records import Split
+from autointerp_grpc.validation import Limits
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a method needs (mirrors the proto's MethodRequirements)."""
+
+    llm: bool = False
+    embedding_model: bool = False
+    non_activating: bool = False
+    logits: bool = False
+    logprobs: bool = False
+    explanation: bool = False
+
+
+@dataclass(frozen=True)
+class Metric:
+    """The metric a scorer reports, its range and its chance level."""
+
+    name: str
+    minimum: float
+    maximum: float
+    chance: float
+
+
+@dataclass
+class ExplainContext:
+    """What an explainer gets: the request, its resolved parameters and an LLM client."""
+
+    request: pb.ExplainRequest
+    params: SimpleNamespace
+    client: LLMClient
+    activating: list[Any]
+    non_activating: list[Any]
+
+
+@dataclass
+class ScoreContext:
+    """What a scorer gets: the request's records split, the explanation, parameters and the
+    backends it declared it needs (None otherwise)."""
+
+    request: pb.ScoreRequest
+    params: SimpleNamespace
+    split: Split
+    limits: Limits
+    client: LLMClient | None = None
+    embedding: EmbeddingBackend | None = None
+
+
+@dataclass
+class ScoreResult:
+    """A scorer's output, before usage is added."""
+
+    score: float
+    breakdown: list[pb.ScoreBreakdownItem]
+    classifier: pb.ClassifierMetrics | None = None
+    confidence_interval: pb.ConfidenceInterval | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One explainer or scorer.
+
+    ``run`` is, for explainers, ``build(ctx) -> (delphi Explainer, LatentRecord)`` (the
+    handler runs it and retries an unparsable answer once) and, for scorers,
+    ``async run(ctx) -> ScoreResult``.
+    """
+
+    name: str
+    kind: int  # pb.METHOD_KIND_EXPLAINER or pb.METHOD_KIND_SCORER
+    description: str
+    needs: Needs
+    run: Callable[..., Any] | Callable[..., Awaitable[Any]]
+    metric: Metric | None = None
+
+    @property
+    def params_field(self) -> str:
+        """The request's oneof member that carries this method's parameters."""
+        return f"{self.name}_params"
+
+    @property
+    def request_descriptor(self) -> Descriptor:
+        kind = pb.METHOD_KIND_EXPLAINER
+        return (pb.ExplainRequest if self.kind == kind else pb.ScoreRequest).DESCRIPTOR
+
+    @property
+    def params_descriptor(self) -> Descriptor:
+        return self.request_descriptor.fields_by_name[self.params_field].message_type
