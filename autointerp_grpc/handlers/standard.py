@@ -74,6 +74,10 @@ async def explain(request: pb.ExplainRequest, deps: Deps) -> pb.ExplainResponse:
     spec = _lookup(EXPLAINER_REGISTRY, request.method, "explainer")
     params = _resolve_params(request, spec)
     check_activations(request.activations, deps.limits)
+    if not any(max(r.values) > 0 for r in request.activations):
+        raise InvalidArgument(
+            "activations must include at least one record with a positive activation value"
+        )
     if request.non_activating:
         check_activations(request.non_activating, deps.limits, field="non_activating")
     client = _llm_client(request.llm, deps)

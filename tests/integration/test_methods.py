@@ -250,6 +250,10 @@ def test_score_parameter_errors_name_the_parameter(
         ({"defaultParams": {"threshold": 1.5}}, "defaultParams.threshold must be at most 1"),
         ({"oaiTokenActPairParams": {}}, "oaiTokenActPairParams does not apply to method 'default'"),
         ({"llm": {**LLM, "maxTokens": 0}}, "llm.maxTokens must be at least 1"),
+        (
+            {"method": "np_max_act", "activations": [{"tokens": ["a"], "values": [0.0]}]},
+            "at least one record with a positive activation",
+        ),
     ],
 )
 def test_explain_parameter_errors_name_the_parameter(
