@@ -57,6 +57,7 @@ class Runtime:
                 max_records=settings.max_records,
                 max_tokens_per_record=settings.max_tokens_per_record,
             ),
+            request_concurrency=settings.llm_request_concurrency,
         )
         self.service = AutoInterpService(self.deps, Authenticator(secret))
         self.health = health.HealthServicer(experimental_non_blocking=True)
@@ -106,7 +107,7 @@ class Runtime:
             await self.grpc_server.stop(self.settings.shutdown_grace_s)
         await self.llm.aclose()
         if self.deps.embedding is not None:
-            self.deps.embedding.close()
+            await self.deps.embedding.close()
         log.info("stopped")
 
 

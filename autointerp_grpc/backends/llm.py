@@ -1,10 +1,12 @@
-"""The LLM side: one pooled OpenAI-SDK client per process, and delphi ``Client``s over it.
+"""The LLM side: pooled OpenAI-SDK clients for the process, and delphi ``Client``s over them.
 
-:class:`LLMBackend` owns the process-wide ``AsyncOpenAI`` client (one HTTP connection pool with
-keep-alive, retries with backoff for 429/5xx/connection errors, the configured base URL).
-Each request gets an :class:`LLMClient` — delphi's ``Client`` interface — that carries the
-caller's model and API key on every call through ``with_options``, which shares the pool. The
-key lives only as long as the request's client object.
+:class:`LLMBackend` owns one ``AsyncOpenAI`` client per configured provider, each on a
+keep-alive HTTP connection pool per base URL (retries with backoff for 429/5xx/connection
+errors come from the SDK). Each request gets an :class:`LLMClient` — delphi's ``Client``
+interface — that carries the caller's model and API key on every call through
+``with_options``, which shares the pool. The key lives only as long as the request's client
+object. A process-wide semaphore caps the upstream calls in flight across all requests
+(``AUTOINTERP_LLM_MAX_CONCURRENCY``).
 
 Provider failures become typed errors (see :func:`translate_provider_error`) whose messages
 never contain the key.
@@ -12,6 +14,7 @@ never contain the key.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from dataclasses import dataclass, field
@@ -120,19 +123,25 @@ class LLMBackend:
             max_connections=settings.llm_max_connections,
             max_keepalive_connections=settings.llm_max_connections,
         )
-        self._http = openai.DefaultAsyncHttpxClient(limits=limits)
+        # One keep-alive connection pool per base URL, shared by every request to it.
+        self._pools = {
+            url: openai.DefaultAsyncHttpxClient(limits=limits)
+            for url in set(settings.providers().values())
+        }
         self.default_provider = settings.llm_default_provider
         self._providers = {
             name: openai.AsyncOpenAI(
                 # Every request brings its own key (with_options); this placeholder is never sent.
                 api_key="unset",
                 base_url=url,
-                http_client=self._http,
+                http_client=self._pools[url],
                 timeout=settings.llm_timeout_s,
                 max_retries=settings.llm_max_retries,
             )
             for name, url in settings.providers().items()
         }
+        # Process-wide cap on upstream calls in flight, across every request.
+        self._gate = asyncio.Semaphore(settings.llm_max_concurrency)
 
     @property
     def provider_names(self) -> list[str]:
@@ -160,10 +169,11 @@ class LLMBackend:
             overrides["max_tokens"] = max_tokens
         if reasoning_effort:
             overrides["reasoning_effort"] = reasoning_effort
-        return LLMClient(base.with_options(api_key=api_key), model, api_key, overrides)
+        return LLMClient(base.with_options(api_key=api_key), model, api_key, overrides, self._gate)
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        for pool in self._pools.values():
+            await pool.aclose()
 
 
 @dataclass
@@ -201,11 +211,13 @@ class LLMClient(Client):
         model: str,
         api_key: str,
         overrides: dict[str, Any] | None = None,
+        gate: asyncio.Semaphore | None = None,
     ) -> None:
         super().__init__(model)
         self._openai = openai_client
         self._api_key = api_key
         self._overrides = overrides or {}
+        self._gate = gate or asyncio.Semaphore(1)
         self._log = _CallLog()
 
     @property
@@ -233,9 +245,10 @@ class LLMClient(Client):
         params.update(self._overrides)
         self._log.usage.calls += 1
         try:
-            completion = await self._openai.chat.completions.create(
-                model=self.model, messages=_plain_messages(prompt), **params
-            )
+            async with self._gate:
+                completion = await self._openai.chat.completions.create(
+                    model=self.model, messages=_plain_messages(prompt), **params
+                )
         except openai.OpenAIError as exc:
             error = translate_provider_error(exc, self._api_key)
             self._log.errors.append(error)

@@ -14,6 +14,8 @@ from autointerp_grpc.validation import Limits
 class Deps:
     llm: LLMBackend
     limits: Limits = field(default_factory=Limits)
+    request_concurrency: int = 8
+    """Cap on one request's upstream LLM calls in flight at once."""
     embedding: EmbeddingBackend | None = None
     """Set once the model has loaded; None while loading."""
 

@@ -65,7 +65,12 @@ async def score_fuzz_detection(
     split = split_records(request.activations, need_both=True)
     client = deps.llm.client(model=request.model, api_key=request.openrouter_key)
     outputs = await run_classifier(
-        split, request.explanation, client, fuzz=fuzz, examples_per_prompt=EXAMPLES_PER_PROMPT
+        split,
+        request.explanation,
+        client,
+        fuzz=fuzz,
+        examples_per_prompt=EXAMPLES_PER_PROMPT,
+        concurrency=deps.request_concurrency,
     )
     answered = [o for o in outputs if o.prediction is not None]
     truth = [bool(o.activating) for o in answered]

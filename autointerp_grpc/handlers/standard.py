@@ -115,6 +115,7 @@ async def score(request: pb.ScoreRequest, deps: Deps) -> pb.ScoreResponse:
         params=params,
         split=split,
         limits=deps.limits,
+        request_concurrency=deps.request_concurrency,
         client=client,
         embedding=deps.embedding_model() if spec.needs.embedding_model else None,
     )

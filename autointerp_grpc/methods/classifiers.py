@@ -14,6 +14,7 @@ asked for and sent, become per-example probabilities the same batch-sized way.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from contextvars import ContextVar
@@ -60,9 +61,24 @@ def probabilities_from_logprobs(logprobs: list[Any] | None, expected: int) -> li
 
 
 class _BatchSizedAnswers:
-    """Mixin: parse each answer against the size of the batch it answers."""
+    """Mixin: parse each answer against the size of the batch it answers, and send a
+    request's batches concurrently (delphi sends them one at a time)."""
 
     n_examples_shown: int
+    request_concurrency: int = 1
+    """Batches of one request in flight at once; 1 is delphi's sequential behaviour."""
+
+    async def _query(self, explanation: str, batches: list[list[Any]]) -> list[ClassifierOutput]:
+        # delphi's Classifier._query with its Semaphore(1) widened: same prompts, same order of
+        # results (gather keeps it), so the outcome equals the sequential path's.
+        semaphore = asyncio.Semaphore(self.request_concurrency)
+
+        async def one(batch: list[Any]) -> list[ClassifierOutput]:
+            async with semaphore:
+                return await self._generate(explanation, batch)
+
+        results = await asyncio.gather(*(one(b) for b in batches))
+        return [output for batch in results for output in batch]
 
     async def _generate(self, explanation: str, batch: list[Any]) -> list[ClassifierOutput]:
         token = _batch_size.set(len(batch))

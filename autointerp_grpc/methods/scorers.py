@@ -26,7 +26,6 @@ from autointerp_grpc.delphi_compat import (
     JSON_MAX_TOKENS,
     ClassifierOutput,
     EmbeddingOutput,
-    EmbeddingScorer,
     ExampleEmbeddingScorer,
     IntruderResult,
     IntruderScorer,
@@ -45,8 +44,6 @@ from autointerp_grpc.records import Split
 
 T = TypeVar("T")
 
-# Upstream calls one scoring request keeps in flight at once (simulation, recall).
-REQUEST_CONCURRENCY = 8
 SIMULATION_MAX = 10.0
 LOGPROBS_MISSING_NOTE = (
     "The provider returned no log probabilities for this model, so per-example probabilities "
@@ -105,6 +102,7 @@ async def run_classifier(
     examples_per_prompt: int = 5,
     use_logprobs: bool = False,
     seed: int = 42,
+    concurrency: int = 1,
 ) -> list[ClassifierOutput]:
     """delphi's fuzzing or detection scorer over the split records."""
     record = LatentRecord(Latent("latent", 0))
@@ -120,6 +118,7 @@ async def run_classifier(
         temperature=0.0,
     )
     scorer.rng = random.Random(seed)
+    scorer.request_concurrency = concurrency
     return (await scorer(record)).score
 
 
@@ -171,6 +170,7 @@ def _classifier_scorer(fuzz: bool) -> Callable[[ScoreContext], Awaitable[ScoreRe
             examples_per_prompt=p.examples_per_prompt,
             use_logprobs=p.use_logprobs,
             seed=p.seed,
+            concurrency=ctx.request_concurrency,
         )
         index = _index_by_tokens(ctx.split)
         items = [_classifier_item(o, index.get(id(o.str_tokens), -1)) for o in outputs]
@@ -186,12 +186,19 @@ def _classifier_scorer(fuzz: bool) -> Callable[[ScoreContext], Awaitable[ScoreRe
 async def embedding_similarities(
     split: Split, explanation: str, backend: EmbeddingBackend
 ) -> list[EmbeddingOutput]:
-    """delphi's EmbeddingScorer similarities, in request order, computed on the model thread."""
-    scorer = EmbeddingScorer(backend.model)
-    # EmbeddingScorer.__call__ shuffles with the global random module and encodes on the event
-    # loop; its _query does the actual work.
+    """Similarities as delphi's EmbeddingScorer computes them, in request order.
+
+    delphi's samples (texts, distances) are used as they are; the encoding goes through the
+    backend so it runs off the event loop, with the explanation and the texts in one encode
+    call that concurrent requests share (EmbeddingScorer.__call__ would shuffle with the
+    global random module and encode twice on the event loop).
+    """
     samples = embedding_samples(split.in_order)
-    outputs = await backend.run(scorer._query, explanation, samples)
+    similarities = await backend.explanation_similarities(explanation, [s.text for s in samples])
+    outputs = []
+    for sample, similarity in zip(samples, similarities, strict=True):
+        sample.data.similarity = similarity
+        outputs.append(sample.data)
     if not all(np.isfinite(float(o.similarity)) for o in outputs):
         raise UpstreamBadResponse("The embedding model produced a non-finite similarity")
     return outputs
@@ -306,7 +313,7 @@ async def _score_simulation(ctx: ScoreContext) -> ScoreResult:
 
     records = ctx.split.in_order
     predictions = await _bounded_gather(
-        [lambda e=e: simulate(list(e.str_tokens)) for e in records], REQUEST_CONCURRENCY
+        [lambda e=e: simulate(list(e.str_tokens)) for e in records], ctx.request_concurrency
     )
     return _simulation_result(ctx.split, predictions, client.errors, notes)
 
@@ -376,11 +383,20 @@ _UNANSWERED = -1
 
 
 class Intruder(IntruderScorer):
-    """delphi's IntruderScorer, keeping the batch of an unanswered prompt.
+    """delphi's IntruderScorer, keeping the batch of an unanswered prompt, with its prompts
+    sent concurrently.
 
     delphi returns an empty ``IntruderResult()`` (correct=False) when the model's answer
     cannot be used, which would count as a wrong answer; here it is marked unanswered.
     """
+
+    request_concurrency: int = 1
+
+    async def _query(self, samples: list[IntruderSentence]) -> list[IntruderResult]:
+        # delphi's IntruderScorer._query with its Semaphore(1) widened; gather keeps the order.
+        return await _bounded_gather(
+            [lambda s=s: self._generate(s) for s in samples], self.request_concurrency
+        )
 
     async def _generate(self, sample: IntruderSentence) -> IntruderResult:
         result = await super()._generate(sample)
@@ -407,6 +423,7 @@ async def _score_intruder(ctx: ScoreContext) -> ScoreResult:
         seed=p.seed,
         temperature=0.0,
     )
+    scorer.request_concurrency = ctx.request_concurrency
     results: list[IntruderResult] = (await scorer(record)).score
     items = []
     correct: list[bool] = []
@@ -527,7 +544,7 @@ async def _score_recall(ctx: ScoreContext) -> ScoreResult:
             items[i].prediction = answer
             items[i].correct = answer == items[i].activating
 
-    await _bounded_gather([lambda b=b: judge(b) for b in batches], REQUEST_CONCURRENCY)
+    await _bounded_gather([lambda b=b: judge(b) for b in batches], ctx.request_concurrency)
     return classifier_result(items, client.errors, [])
 
 

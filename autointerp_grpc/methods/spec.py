@@ -58,6 +58,7 @@ class ScoreContext:
     params: SimpleNamespace
     split: Split
     limits: Limits
+    request_concurrency: int = 1
     client: LLMClient | None = None
     embedding: EmbeddingBackend | None = None
 
