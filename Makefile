@@ -11,7 +11,7 @@ DELPHI := eai-delphi==0.1.3
 TORCH_INDEX ?=
 FAKE_LLM_PORT ?= 8900
 
-.PHONY: install run test test-fast lint format protos fake-llm clean
+.PHONY: install run test test-fast lint format protos fake-llm bench clean
 
 install: $(STAMP)
 
@@ -43,6 +43,9 @@ format: install
 
 protos: install
 	$(BIN)/python -m autointerp_grpc.protogen
+
+bench: install
+	$(BIN)/python bench/run.py
 
 fake-llm: install
 	$(BIN)/python -m autointerp_grpc.fake_llm --port $(FAKE_LLM_PORT)

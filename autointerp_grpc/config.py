@@ -85,7 +85,7 @@ class Settings(BaseSettings):
         True, description="Coalesce concurrent requests' texts into shared encode calls."
     )
     embedding_batch_window_ms: float = Field(
-        2.0, ge=0, le=1000, description="How long a batch waits for more requests to join."
+        1.0, ge=0, le=1000, description="How long a batch waits for more requests to join."
     )
     embedding_max_batch: int = Field(
         256, ge=1, description="Most texts in one coalesced encode call."

@@ -91,13 +91,17 @@ class EncodeBatcher:
             size = len(batch[0].texts)
             deadline = time.monotonic() + self._window_s
             while size < self._max_batch:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 and self._queue.empty():
-                    break
                 try:
-                    item = await asyncio.wait_for(self._queue.get(), max(remaining, 0))
-                except TimeoutError:
-                    break
+                    # Everything already waiting (e.g. queued during the last encode) joins.
+                    item = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    try:
+                        item = await asyncio.wait_for(self._queue.get(), remaining)
+                    except TimeoutError:
+                        break
                 batch.append(item)
                 size += len(item.texts)
             await self._run(batch, size)
@@ -134,7 +138,7 @@ class EmbeddingBackend:
         model: Any,
         name: str,
         coalesce: bool = True,
-        window_s: float = 0.002,
+        window_s: float = 0.001,
         max_batch: int = 256,
     ) -> None:
         self.model = model

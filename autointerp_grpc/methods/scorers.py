@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from autointerp_grpc import prompts
 from autointerp_grpc.backends.embedding import EmbeddingBackend
@@ -208,7 +207,7 @@ def embedding_auc(outputs: Sequence[EmbeddingOutput]) -> float:
     """ROC AUC of similarity as a predictor of activating."""
     truth = [o.distance > 0 for o in outputs]
     similarities = [float(o.similarity) for o in outputs]
-    return metrics.finite(roc_auc_score(truth, similarities), "The ROC AUC")
+    return metrics.finite(metrics.roc_auc(truth, similarities), "The ROC AUC")
 
 
 async def _score_embedding(ctx: ScoreContext) -> ScoreResult:

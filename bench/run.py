@@ -1,0 +1,406 @@
+"""Benchmark: the service against stock delphi called the way the legacy server did.
+
+    make bench            (or: .venv/bin/python bench/run.py [--quick])
+
+Starts the repo's fake LLM (its own process, a fixed injected latency per request through the
+model name) and the real server (`python server.py`, twice: embedding coalescing on and off),
+then measures, each row side by side in this one run:
+
+* fuzz and detection latency for 10, 40 and 100 examples at 200 ms LLM latency: ours
+  (ScoreFuzzDetection over gRPC) vs the baseline (stock delphi scorers, sequential batches,
+  a new delphi OpenRouter client per request, in this process: no server hop at all);
+* ExplainDefault over gRPC and over REST at concurrency 1, 16 and 64 with a 0 ms and a 200 ms
+  LLM: requests/s, p50 and p99 latency, and the overhead (p50 minus the injected LLM time;
+  it includes the fake LLM's own handling and loopback, measured separately as a reference),
+  next to the baseline's p50 (stock delphi DefaultExplainer, new client per request);
+* ScoreEmbedding throughput (examples/s) at concurrency 1 and 16, coalescing on vs off;
+* each server's peak RSS and time from process start to SERVING.
+
+Prints a Markdown table. Nothing here is a test: numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from autointerp_grpc import delphi_compat  # noqa: E402  (registers the vLLM shim first)
+from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb  # noqa: E402
+from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc  # noqa: E402
+from autointerp_grpc.records import activating_example, split_records  # noqa: E402
+
+from delphi.clients.openrouter import OpenRouter  # noqa: E402  isort: skip
+
+API_KEY = "sk-bench"
+MODEL = "bench/model"
+EXPLAIN_RECORDS = [
+    {"tokens": ["The", " cat", " sat", " on", " the", " mat"], "values": [0, 0.8, 0, 0, 0, 0]},
+    {"tokens": ["I", " like", " felines"], "values": [0, 0, 0.9]},
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def records(n: int) -> list[dict[str, Any]]:
+    """n records, half activating on a cat token, half not."""
+    out = []
+    for i in range(n):
+        if i % 2 == 0:
+            out.append({"tokens": ["My", " cat", " sat", f" {i}"], "values": [0, 0.9, 0, 0]})
+        else:
+            out.append({"tokens": ["The", " bank", " rose", f" {i}"], "values": [0, 0, 0, 0]})
+    return out
+
+
+# --- processes ------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen
+    grpc_target: str
+    http_base: str
+    start_to_serving_s: float
+
+    def peak_rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def wait_http(url: str, process: subprocess.Popen, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited early")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} not ready in {timeout_s} s")
+
+
+def start_fake_llm() -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "autointerp_grpc.fake_llm", "--port", str(port)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_http(f"http://127.0.0.1:{port}/health", process)
+    return process, f"http://127.0.0.1:{port}/v1"
+
+
+def start_server(llm_base_url: str, coalesce: bool) -> Server:
+    grpc_port, http_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if k != "SECRET" and not k.startswith("AUTOINTERP_")}
+    env.update(
+        AUTOINTERP_HOST="127.0.0.1",
+        AUTOINTERP_GRPC_PORT=str(grpc_port),
+        AUTOINTERP_HTTP_PORT=str(http_port),
+        AUTOINTERP_LLM_BASE_URL=llm_base_url,
+        AUTOINTERP_EMBEDDING_COALESCE=str(coalesce).lower(),
+        AUTOINTERP_LOG_LEVEL="WARNING",
+        HF_HUB_OFFLINE="1",
+    )
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "server.py"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_http(f"http://127.0.0.1:{http_port}/health", process)
+    return Server(
+        process,
+        f"127.0.0.1:{grpc_port}",
+        f"http://127.0.0.1:{http_port}",
+        time.monotonic() - started,
+    )
+
+
+# --- measuring ------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    latencies_s: list[float]
+    wall_s: float
+
+    @property
+    def rps(self) -> float:
+        return len(self.latencies_s) / self.wall_s
+
+    def pct_ms(self, q: float) -> float:
+        ordered = sorted(self.latencies_s)
+        index = min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))
+        return ordered[index] * 1000
+
+
+async def load(call: Callable[[], Awaitable[Any]], concurrency: int, total: int) -> Run:
+    """``total`` calls, ``concurrency`` at a time; every call must succeed."""
+    latencies: list[float] = []
+    remaining = iter(range(total))
+
+    async def worker() -> None:
+        for _ in remaining:
+            began = time.perf_counter()
+            await call()
+            latencies.append(time.perf_counter() - began)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return Run(latencies, time.perf_counter() - began)
+
+
+def model_with_latency(ms: int) -> str:
+    return f"{MODEL}@latency={ms}"
+
+
+# --- the baseline: stock delphi as the legacy server called it ------------------------------
+
+
+def _delphi_record(recs: list[dict[str, Any]], explanation: str) -> Any:
+    record = delphi_compat.LatentRecord(delphi_compat.Latent("feature", 0))
+    # The same delphi examples the service builds, so both sides score identical inputs.
+    parts = split_records([pb.Activation(**r) for r in recs], need_both=True)
+    record.test = parts.activating
+    record.not_active = parts.non_activating
+    record.explanation = explanation
+    return record
+
+
+async def baseline_classifier(
+    llm_base_url: str, recs: list[dict[str, Any]], fuzz: bool, latency_ms: int
+) -> None:
+    client = OpenRouter(
+        model_with_latency(latency_ms), api_key=API_KEY, base_url=f"{llm_base_url}/chat/completions"
+    )
+    scorer_cls = delphi_compat.FuzzingScorer if fuzz else delphi_compat.DetectionScorer
+    scorer = scorer_cls(client, verbose=False, n_examples_shown=5, log_prob=False)
+    await scorer(_delphi_record(recs, "the word cat"))
+    await client.client.aclose()
+
+
+async def baseline_explain(llm_base_url: str, latency_ms: int) -> None:
+    client = OpenRouter(
+        model_with_latency(latency_ms), api_key=API_KEY, base_url=f"{llm_base_url}/chat/completions"
+    )
+    record = delphi_compat.LatentRecord(delphi_compat.Latent("feature", 0))
+    record.train = [activating_example(pb.Activation(**r)) for r in EXPLAIN_RECORDS]
+    explainer = delphi_compat.DefaultExplainer(client, threshold=0.6, activations=False)
+    result = await explainer(record)
+    assert result.explanation.startswith("Mentions of"), result.explanation
+    await client.client.aclose()
+
+
+# --- the rows -------------------------------------------------------------------------------
+
+
+async def bench_classifiers(server: Server, llm_base_url: str, reps: int) -> list[list[str]]:
+    rows = []
+    async with grpc.aio.insecure_channel(server.grpc_target) as channel:
+        stub = pb_grpc.AutoInterpStub(channel)
+        for kind, fuzz in (("fuzz", True), ("detection", False)):
+            for n in (10, 40, 100):
+                recs = records(n)
+                request = pb.ScoreFuzzDetectionRequest(
+                    activations=[pb.Activation(**r) for r in recs],
+                    explanation="the word cat",
+                    openrouter_key=API_KEY,
+                    model=model_with_latency(200),
+                    type=pb.FUZZ if fuzz else pb.DETECTION,
+                )
+                ours, base = [], []
+                for _ in range(reps):
+                    began = time.perf_counter()
+                    await stub.ScoreFuzzDetection(request, timeout=120)
+                    ours.append(time.perf_counter() - began)
+                    began = time.perf_counter()
+                    await baseline_classifier(llm_base_url, recs, fuzz, 200)
+                    base.append(time.perf_counter() - began)
+                o, b = statistics.median(ours), statistics.median(base)
+                rows.append([f"{kind}, {n} examples, 200 ms LLM", f"{o * 1000:.0f} ms",
+                             f"{b * 1000:.0f} ms", f"{o / b:.2f}x"])  # fmt: skip
+    return rows
+
+
+async def bench_explain(server: Server, llm_base_url: str, quick: bool) -> list[list[str]]:
+    rows = []
+    grpc_request = pb.ExplainDefaultRequest(
+        activations=[pb.Activation(**r) for r in EXPLAIN_RECORDS], openrouter_key=API_KEY
+    )
+    async with (
+        grpc.aio.insecure_channel(server.grpc_target) as channel,
+        httpx.AsyncClient(
+            base_url=server.http_base, limits=httpx.Limits(max_connections=128), timeout=60
+        ) as http,
+    ):
+        stub = pb_grpc.AutoInterpStub(channel)
+        for latency in (0, 200):
+            model = model_with_latency(latency)
+            grpc_request.model = model
+            body = json.dumps(
+                {"activations": EXPLAIN_RECORDS, "openrouter_key": API_KEY, "model": model}
+            )
+
+            async def over_grpc() -> None:
+                await stub.ExplainDefault(grpc_request, timeout=60)
+
+            async def over_rest(body: str = body) -> None:
+                response = await http.post(
+                    "/v1/explain/default",
+                    content=body,
+                    headers={"Content-Type": "application/json"},
+                )
+                response.raise_for_status()
+
+            async def baseline(latency: int = latency) -> None:
+                await baseline_explain(llm_base_url, latency)
+
+            for concurrency in (1, 16, 64):
+                total = max(20 if quick else 40, concurrency * (2 if quick else 4))
+                await load(over_grpc, min(concurrency, 8), 16)  # warm-up
+                base = await load(baseline, concurrency, total)
+                for door, call in (("gRPC", over_grpc), ("REST", over_rest)):
+                    run = await load(call, concurrency, total)
+                    rows.append([
+                        f"ExplainDefault {door}, {latency} ms LLM, concurrency {concurrency}",
+                        f"{run.rps:.1f}", f"{run.pct_ms(50):.1f}", f"{run.pct_ms(99):.1f}",
+                        f"{run.pct_ms(50) - latency:.1f}", f"{base.pct_ms(50):.1f}",
+                    ])  # fmt: skip
+    return rows
+
+
+async def bench_embedding(servers: dict[str, Server], quick: bool) -> list[list[str]]:
+    rows = []
+    recs = records(20)
+    request = pb.ScoreEmbeddingRequest(
+        activations=[pb.Activation(**r) for r in recs], explanation="the word cat"
+    )
+    for concurrency in (1, 16):
+        result = {}
+        for label, server in servers.items():
+            async with grpc.aio.insecure_channel(server.grpc_target) as channel:
+                stub = pb_grpc.AutoInterpStub(channel)
+
+                async def call(stub: pb_grpc.AutoInterpStub = stub) -> None:
+                    await stub.ScoreEmbedding(request, timeout=120)
+
+                await load(call, concurrency, concurrency)  # warm-up
+                total = concurrency * (4 if quick else 10)
+                run = await load(call, concurrency, total)
+                result[label] = total * len(recs) / run.wall_s
+        on, off = result["coalescing on"], result["coalescing off"]
+        rows.append([f"ScoreEmbedding (gRPC), 20 examples/request, concurrency {concurrency}",
+                     f"{on:.0f}", f"{off:.0f}", f"{on / off:.2f}x"])  # fmt: skip
+    return rows
+
+
+async def fake_round_trip_ms(llm_base_url: str) -> float:
+    async with httpx.AsyncClient(timeout=10) as http:
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+
+        async def call() -> None:
+            (
+                await http.post(f"{llm_base_url}/chat/completions", json=body, headers=headers)
+            ).raise_for_status()
+
+        await load(call, 1, 10)
+        return (await load(call, 1, 50)).pct_ms(50)
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return (
+        f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, {platform.system()}"
+    )
+
+
+async def main(quick: bool) -> None:
+    # delphi's OpenRouter client warns about logprobs on every construction.
+    logging.getLogger("delphi").setLevel(logging.ERROR)
+    fake, llm_base_url = start_fake_llm()
+    servers: dict[str, Server] = {}
+    try:
+        servers["coalescing on"] = start_server(llm_base_url, coalesce=True)
+        servers["coalescing off"] = start_server(llm_base_url, coalesce=False)
+        ours = servers["coalescing on"]
+        reps = 1 if quick else 3
+        classifier_rows = await bench_classifiers(ours, llm_base_url, reps)
+        explain_rows = await bench_explain(ours, llm_base_url, quick)
+        embedding_rows = await bench_embedding(servers, quick)
+        round_trip = await fake_round_trip_ms(llm_base_url)
+        process_rows = [
+            [label, f"{s.start_to_serving_s:.1f} s", f"{s.peak_rss_mib():.0f} MiB"]
+            for label, s in servers.items()
+        ]
+    finally:
+        for server in servers.values():
+            server.stop()
+        fake.terminate()
+    print(f"Machine: {machine()}\n")
+    print(table([f"fuzz/detection latency (median of {reps})", "ours", "baseline", "ratio"],
+                classifier_rows))  # fmt: skip
+    print()
+    print(table(["ExplainDefault", "req/s", "p50 ms", "p99 ms", "overhead p50 ms",
+                 "baseline p50 ms"], explain_rows))  # fmt: skip
+    print(
+        f"\n(fake LLM round trip from a client, p50: {round_trip:.1f} ms; part of every overhead)\n"
+    )
+    print(table(["ScoreEmbedding", "examples/s coalescing on", "off", "ratio"], embedding_rows))
+    print()
+    print(table(["server", "start to SERVING", "peak RSS"], process_rows))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
+    asyncio.run(main(parser.parse_args().quick))
