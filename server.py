@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import signal
 from collections.abc import Iterator
+from types import FrameType
 
 import uvicorn
+from starlette.applications import Starlette
 
 from autointerp_grpc.app import create_app
 from autointerp_grpc.config import Settings
@@ -22,12 +24,22 @@ app = create_app()
 
 
 class _Server(uvicorn.Server):
+    autointerp_app: Starlette
+
     """uvicorn's server, but SIGTERM/SIGINT end in a clean exit (status 0).
 
     uvicorn re-raises a captured signal after its graceful shutdown, so the process would
     die by SIGTERM even though every in-flight request finished; an orchestrator reads that
     as a crash.
     """
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Before uvicorn stops accepting connections and waits for in-flight requests: health
+        # turns NOT_SERVING and new requests on either door are refused.
+        runtime = getattr(self.autointerp_app.state, "runtime", None)
+        if runtime is not None:
+            runtime.begin_shutdown()
+        super().handle_exit(sig, frame)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -43,8 +55,9 @@ class _Server(uvicorn.Server):
 
 def main() -> None:
     settings = Settings.from_env()
+    asgi_app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        asgi_app,
         host=settings.host,
         port=settings.http_port,
         # grpc.aio shares uvicorn's event loop; the plain asyncio loop is the one it supports.
@@ -52,7 +65,9 @@ def main() -> None:
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) or None,
     )
-    _Server(config).run()
+    server = _Server(config)
+    server.autointerp_app = asgi_app
+    server.run()
 
 
 if __name__ == "__main__":

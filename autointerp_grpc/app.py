@@ -26,15 +26,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from autointerp_grpc import redaction
 from autointerp_grpc.backends.embedding import EmbeddingBackend
 from autointerp_grpc.backends.llm import LLMBackend
 from autointerp_grpc.config import Settings
 from autointerp_grpc.gateway import rpc_routes
-from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc
 from autointerp_grpc.handlers import Deps
 from autointerp_grpc.openapi import build_openapi
+from autointerp_grpc.redaction import Secrets
 from autointerp_grpc.service import SERVICE, Authenticator, AutoInterpService
-from autointerp_grpc.servicer import AutoInterpServicer
+from autointerp_grpc.servicer import rpc_handler
 from autointerp_grpc.validation import Limits
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,9 @@ class Runtime:
         self.started_at = time.monotonic()
         self.llm = LLMBackend(settings)
         secret = settings.secret.get_secret_value() if settings.secret else None
+        self.secrets = Secrets()
+        if secret:
+            self.secrets.add(secret)
         self.deps = Deps(
             llm=self.llm,
             limits=Limits(
@@ -59,7 +63,13 @@ class Runtime:
             ),
             request_concurrency=settings.llm_request_concurrency,
         )
-        self.service = AutoInterpService(self.deps, Authenticator(secret))
+        self.service = AutoInterpService(
+            self.deps,
+            Authenticator(secret),
+            max_in_flight=settings.max_in_flight,
+            request_timeout_s=settings.request_timeout_s,
+            secrets=self.secrets,
+        )
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self.grpc_server: grpc.aio.Server | None = None
         self.grpc_port: int | None = None
@@ -72,8 +82,14 @@ class Runtime:
 
     async def start(self) -> None:
         self._set_health(NOT_SERVING)
-        server = grpc.aio.server()
-        pb_grpc.add_AutoInterpServicer_to_server(AutoInterpServicer(self.service), server)
+        server = grpc.aio.server(
+            options=[
+                # Larger messages are refused by grpc itself with RESOURCE_EXHAUSTED.
+                ("grpc.max_receive_message_length", self.settings.max_request_bytes),
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ]
+        )
+        server.add_generic_rpc_handlers((rpc_handler(self.service),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -98,9 +114,17 @@ class Runtime:
         self.ready.set()
         log.info("SERVING %.1f s after start", time.monotonic() - self.started_at)
 
-    async def stop(self) -> None:
+    def begin_shutdown(self) -> None:
+        """First step of a graceful stop (on SIGTERM): health turns NOT_SERVING and new
+        requests are refused, while in-flight ones carry on."""
+        if not self.service.draining:
+            log.info("shutting down: NOT_SERVING, refusing new requests")
+        self.service.draining = True
         self.ready.clear()
         self._set_health(NOT_SERVING)
+
+    async def stop(self) -> None:
+        self.begin_shutdown()
         if self._model_task is not None and not self._model_task.done():
             self._model_task.cancel()
         if self.grpc_server is not None:
@@ -130,6 +154,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         effective = settings if settings is not None else Settings.from_env()
         configure_logging(effective.log_level)
         runtime = Runtime(effective)
+        redaction.install(runtime.secrets)
         await runtime.start()
         app.state.runtime = runtime
         try:
@@ -156,7 +181,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     app = Starlette(
         routes=[
-            *rpc_routes(get_service),
+            *rpc_routes(get_service, lambda: app.state.runtime.settings.max_request_bytes),
             Route("/health", health_endpoint, methods=["GET"]),
             Route("/openapi.json", openapi_endpoint, methods=["GET"]),
         ],

@@ -91,6 +91,15 @@ class Settings(BaseSettings):
         256, ge=1, description="Most texts in one coalesced encode call."
     )
     max_records: int = Field(1000, ge=1, description="Most activation records per request.")
+    max_request_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="Largest request body, on both doors (bytes)."
+    )
+    max_in_flight: int = Field(
+        256, ge=1, description="Requests served at once; beyond it, RESOURCE_EXHAUSTED / 429."
+    )
+    request_timeout_s: float = Field(
+        600.0, gt=0, description="Server-side time limit of one request, on both doors."
+    )
     max_tokens_per_record: int = Field(4096, ge=1, description="Most tokens per record.")
     shutdown_grace_s: float = Field(
         10.0, ge=0, description="How long in-flight requests get to finish on shutdown."

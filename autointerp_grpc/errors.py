@@ -92,3 +92,17 @@ class DeadlineExceeded(AutoInterpError):
 
 class UpstreamBadResponse(Unavailable):
     """The provider answered, but with nothing usable (e.g. no parsable explanation)."""
+
+
+class RequestTooLarge(ResourceExhausted):
+    """The request body is larger than the configured cap (HTTP 413 on the REST door)."""
+
+    @property
+    def http_status(self) -> int:
+        return 413
+
+
+class Cancelled(AutoInterpError):
+    """The caller went away before the answer was ready."""
+
+    grpc_code = grpc.StatusCode.CANCELLED

@@ -10,17 +10,20 @@ Adding an RPC to the proto adds its route here and its entry in ``/openapi.json`
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from google.api import annotations_pb2, http_pb2
 from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.message import Message
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from autointerp_grpc.errors import AutoInterpError
+from autointerp_grpc.errors import AutoInterpError, RequestTooLarge
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.jsonmap import parse_json_body, parse_query, to_json_dict
 from autointerp_grpc.service import SECRET_HEADER, SERVICE, AutoInterpService
@@ -67,24 +70,66 @@ def error_response(error: AutoInterpError, request_id: str) -> JSONResponse:
     )
 
 
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (413) as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    too_large = RequestTooLarge(f"The request body is larger than the limit of {limit} bytes")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _client_gone(request: Request) -> None:
+    """Returns when the client disconnects (the body has been read by then)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_disconnected(request: Request, work: Awaitable[Message]) -> Message | None:
+    """``work``'s result, or None when the client left first; then the work (and with it
+    every upstream LLM call it has in flight) is cancelled."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_client_gone(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, AutoInterpError):
+        await task
+    return None
+
+
 def _endpoint(
-    binding: HttpBinding, get_service: Callable[[], AutoInterpService]
-) -> Callable[[Request], object]:
+    binding: HttpBinding,
+    get_service: Callable[[], AutoInterpService],
+    max_request_bytes: Callable[[], int],
+) -> Callable[[Request], Awaitable[Response]]:
     name = binding.method.name
 
     async def endpoint(request: Request) -> Response:
         request_id = request_id_from(dict(request.headers))
         service = get_service()
+        secret = request.headers.get(SECRET_HEADER)
         try:
             # Authenticate before looking at the body: a stranger learns nothing about it.
-            service.authenticator.check(request.headers.get(SECRET_HEADER))
+            service.authenticator.check(secret)
             request_cls = service.methods[name].request_cls
             if binding.body == "*":
-                message = parse_json_body(await request.body(), request_cls)
+                body = await read_body(request, max_request_bytes())
+                message = parse_json_body(body, request_cls)
             else:
                 # No body: the request message's fields come from the query string.
                 message = parse_query(dict(request.query_params), request_cls)
-            response = await service.call(name, message, request.headers.get(SECRET_HEADER))
+            response = await _unless_disconnected(request, service.call(name, message, secret))
         except AutoInterpError as exc:
             log.info("%s failed (%s): %s [request id %s]", name, exc.code_name, exc, request_id)
             return error_response(exc, request_id)
@@ -94,14 +139,21 @@ def _endpoint(
             return JSONResponse(
                 to_json_dict(body), status_code=500, headers={REQUEST_ID_HEADER: request_id}
             )
+        if response is None:
+            log.info("%s cancelled: the client disconnected [request id %s]", name, request_id)
+            # Nobody reads it; 499 is the conventional "client closed request" in access logs.
+            return Response(status_code=499)
         return JSONResponse(to_json_dict(response), headers={REQUEST_ID_HEADER: request_id})
 
     endpoint.__name__ = name
     return endpoint
 
 
-def rpc_routes(get_service: Callable[[], AutoInterpService]) -> list[BaseRoute]:
+def rpc_routes(
+    get_service: Callable[[], AutoInterpService], max_request_bytes: Callable[[], int]
+) -> list[BaseRoute]:
     """One Starlette route per RPC with an HTTP rule."""
     return [
-        Route(b.path, _endpoint(b, get_service), methods=[b.verb.upper()]) for b in http_bindings()
+        Route(b.path, _endpoint(b, get_service, max_request_bytes), methods=[b.verb.upper()])
+        for b in http_bindings()
     ]

@@ -103,6 +103,20 @@ def _drop_unknown_in_value(field: FieldDescriptor, value: Any) -> Any:
     return value
 
 
+def check_secret_fields(data: dict[str, Any], descriptor: Descriptor, path: str = "") -> None:
+    """Secret fields (``debug_redact``) must be strings; checked here so that json_format,
+    whose parse errors quote the offending value, never sees a malformed secret."""
+    for key, value in data.items():
+        field = descriptor.fields_by_camelcase_name.get(key) or descriptor.fields_by_name.get(key)
+        if field is None:
+            continue
+        if field.GetOptions().debug_redact and not isinstance(value, str):
+            raise InvalidArgument(f"{path}{field.json_name} must be a string")
+        nested = field.message_type
+        if nested is not None and isinstance(value, dict):
+            check_secret_fields(value, nested, f"{path}{field.json_name}.")
+
+
 def parse_query(query: dict[str, str], message_cls: type[M]) -> M:
     """Top-level scalar fields of ``message_cls`` from query parameters (unknown ones ignored)."""
     try:
@@ -119,10 +133,13 @@ def parse_json_body(body: bytes, message_cls: type[M]) -> M:
         data = json.loads(body, parse_constant=_reject_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidArgument(f"The request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidArgument("The request body is nested too deeply") from None
     if not isinstance(data, dict):
         raise InvalidArgument("The request body must be a JSON object")
     try:
         known = drop_unknown_keys(data, message_cls.DESCRIPTOR)
+        check_secret_fields(known, message_cls.DESCRIPTOR)
         return json_format.ParseDict(known, message_cls())
     except json_format.ParseError as exc:
         raise InvalidArgument(f"Invalid request body: {exc}") from None

@@ -8,6 +8,7 @@ validation and error semantics are written once.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from dataclasses import dataclass
 
@@ -15,9 +16,10 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 
-from autointerp_grpc.errors import Unauthenticated
+from autointerp_grpc.errors import DeadlineExceeded, ResourceExhausted, Unauthenticated, Unavailable
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.handlers import HANDLERS, Deps, Handler
+from autointerp_grpc.redaction import Secrets, secret_fields
 from autointerp_grpc.validation import check_required
 
 SERVICE: ServiceDescriptor = pb.DESCRIPTOR.services_by_name["AutoInterp"]
@@ -89,14 +91,56 @@ class Authenticator:
 
 
 class AutoInterpService:
-    """Dispatches an authenticated, validated request to its handler."""
+    """Dispatches an authenticated, validated request to its handler.
 
-    def __init__(self, deps: Deps, authenticator: Authenticator) -> None:
+    Also where both doors' load rules live: at most ``max_in_flight`` requests are served at
+    once (beyond that, RESOURCE_EXHAUSTED at once rather than an unbounded queue), each within
+    ``request_timeout_s``, and none once the server has begun shutting down.
+    """
+
+    def __init__(
+        self,
+        deps: Deps,
+        authenticator: Authenticator,
+        max_in_flight: int = 256,
+        request_timeout_s: float = 600.0,
+        secrets: Secrets | None = None,
+    ) -> None:
         self.deps = deps
         self.authenticator = authenticator
         self.methods = build_methods()
+        self.max_in_flight = max_in_flight
+        self.request_timeout_s = request_timeout_s
+        self.in_flight = 0
+        self.draining = False
+        self.secrets = secrets or Secrets()
 
     async def call(self, method: str, request: Message, secret: str | bytes | None) -> Message:
         self.authenticator.check(secret)
+        if self.draining:
+            raise Unavailable("The server is shutting down; retry (another replica will answer)")
+        if self.in_flight >= self.max_in_flight:
+            raise ResourceExhausted(
+                f"The server is at its limit of {self.max_in_flight} requests in flight; "
+                "retry shortly"
+            )
+        self.in_flight += 1
+        try:
+            with self.secrets.holding(secret_fields(request)):
+                return await self._dispatch(method, request)
+        finally:
+            self.in_flight -= 1
+
+    async def _dispatch(self, method: str, request: Message) -> Message:
         check_required(request)
-        return await self.methods[method].handler(request, self.deps)
+        timeout = asyncio.timeout(self.request_timeout_s)
+        try:
+            async with timeout:
+                return await self.methods[method].handler(request, self.deps)
+        except TimeoutError:
+            if not timeout.expired():
+                raise
+            raise DeadlineExceeded(
+                f"The request did not finish within the server's limit of "
+                f"{self.request_timeout_s:g} s"
+            ) from None

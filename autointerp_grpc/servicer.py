@@ -1,9 +1,16 @@
-"""The gRPC door: a thin grpc.aio servicer over :class:`AutoInterpService`.
+"""The gRPC door: a thin grpc.aio handler over :class:`AutoInterpService`.
 
-Every RPC of the proto's service gets the same method: read the secret and request id from
-the metadata, call the service, and map a typed error to its status. Any other exception is
-logged with the request id and answered with a generic INTERNAL status; grpc.aio would
-otherwise send ``str(exception)`` to the caller, and an upstream error's text may carry a key.
+Every RPC of the proto's service gets the same behaviour: parse the request bytes, read the
+secret and request id from the metadata, call the service, and map a typed error to its status.
+
+* Requests are parsed here rather than by grpc: a message grpc cannot deserialize (a string
+  field with invalid UTF-8, truncated bytes) would otherwise come back as a bare INTERNAL /
+  UNKNOWN; here it is INVALID_ARGUMENT with a reason.
+* Any exception that is not one of ours is logged with the request id and answered with a
+  generic INTERNAL status: grpc.aio would otherwise send ``str(exception)`` to the caller, and
+  an upstream error's text may carry a key.
+* A client's deadline or cancellation cancels the handler task, and with it the in-flight
+  upstream LLM calls.
 """
 
 from __future__ import annotations
@@ -14,11 +21,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import grpc
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from autointerp_grpc.errors import AutoInterpError
-from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc
-from autointerp_grpc.service import SECRET_HEADER, SERVICE, AutoInterpService
+from autointerp_grpc.service import SECRET_HEADER, SERVICE, AutoInterpService, Method
 
 log = logging.getLogger(__name__)
 
@@ -37,42 +43,49 @@ def internal_error_message(request_id: str) -> str:
     return f"Internal error; the server log has the details under request id {request_id}"
 
 
-class AutoInterpServicer(pb_grpc.AutoInterpServicer):
-    """Implements every RPC by delegating to the shared service."""
-
-    def __init__(self, service: AutoInterpService) -> None:
-        self._service = service
-
-    async def _invoke(
-        self, method: str, request: Message, context: grpc.aio.ServicerContext
-    ) -> Message:
+def _behavior(
+    service: AutoInterpService, method: Method
+) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[Message]]:
+    async def rpc(raw: bytes, context: grpc.aio.ServicerContext) -> Message:
         metadata = dict(context.invocation_metadata() or ())
         request_id = request_id_from(metadata)
         await context.send_initial_metadata(((REQUEST_ID_HEADER, request_id),))
         try:
-            return await self._service.call(method, request, metadata.get(SECRET_HEADER))
+            request = method.request_cls.FromString(raw)
+        except DecodeError:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"The request is not a valid {method.descriptor.input_type.full_name} message "
+                "(e.g. a string field holds invalid UTF-8)",
+            )
+        try:
+            return await service.call(method.name, request, metadata.get(SECRET_HEADER))
         except AutoInterpError as exc:
-            log.info("%s failed (%s): %s [request id %s]", method, exc.code_name, exc, request_id)
+            log.info(
+                "%s failed (%s): %s [request id %s]", method.name, exc.code_name, exc, request_id
+            )
             await context.abort(exc.grpc_code, exc.message)
         except asyncio.CancelledError:
+            log.info("%s cancelled by the client [request id %s]", method.name, request_id)
             raise
         except Exception:
-            log.exception("%s failed unexpectedly [request id %s]", method, request_id)
+            log.exception("%s failed unexpectedly [request id %s]", method.name, request_id)
             await context.abort(grpc.StatusCode.INTERNAL, internal_error_message(request_id))
         raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
 
-
-def _rpc(name: str) -> Callable[..., Awaitable[Message]]:
-    async def rpc(
-        self: AutoInterpServicer, request: Message, context: grpc.aio.ServicerContext
-    ) -> Message:
-        return await self._invoke(name, request, context)
-
-    rpc.__name__ = name
-    rpc.__doc__ = f"{SERVICE.full_name}.{name}"
+    rpc.__name__ = method.name
     return rpc
 
 
-# One method per RPC in the proto, so adding an RPC needs no edit here.
-for _method in SERVICE.methods:
-    setattr(AutoInterpServicer, _method.name, _rpc(_method.name))
+def rpc_handler(service: AutoInterpService) -> grpc.GenericRpcHandler:
+    """The grpc handler for every RPC of the proto's service (so adding an RPC needs no edit
+    here). Requests arrive as bytes and are parsed by :func:`_behavior`."""
+    handlers = {
+        method.name: grpc.unary_unary_rpc_method_handler(
+            _behavior(service, method),
+            request_deserializer=None,
+            response_serializer=method.response_cls.SerializeToString,
+        )
+        for method in service.methods.values()
+    }
+    return grpc.method_handlers_generic_handler(SERVICE.full_name, handlers)
