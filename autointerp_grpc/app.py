@@ -124,11 +124,18 @@ class Runtime:
         self._set_health(NOT_SERVING)
 
     async def stop(self) -> None:
+        """Graceful stop: refuse new requests (health NOT_SERVING), let the in-flight ones
+        finish within the grace period, then stop the gRPC server."""
         self.begin_shutdown()
         if self._model_task is not None and not self._model_task.done():
             self._model_task.cancel()
+        deadline = time.monotonic() + self.settings.shutdown_grace_s
+        # The gRPC server keeps running meanwhile, so health checks see NOT_SERVING and new
+        # calls get UNAVAILABLE from the service rather than a closed port.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.service.idle.wait(), self.settings.shutdown_grace_s)
         if self.grpc_server is not None:
-            await self.grpc_server.stop(self.settings.shutdown_grace_s)
+            await self.grpc_server.stop(max(0.0, deadline - time.monotonic()))
         await self.llm.aclose()
         if self.deps.embedding is not None:
             await self.deps.embedding.close()

@@ -112,6 +112,9 @@ class AutoInterpService:
         self.max_in_flight = max_in_flight
         self.request_timeout_s = request_timeout_s
         self.in_flight = 0
+        self.idle = asyncio.Event()
+        """Set whenever no request is in flight."""
+        self.idle.set()
         self.draining = False
         self.secrets = secrets or Secrets()
 
@@ -125,11 +128,14 @@ class AutoInterpService:
                 "retry shortly"
             )
         self.in_flight += 1
+        self.idle.clear()
         try:
             with self.secrets.holding(secret_fields(request)):
                 return await self._dispatch(method, request)
         finally:
             self.in_flight -= 1
+            if self.in_flight == 0:
+                self.idle.set()
 
     async def _dispatch(self, method: str, request: Message) -> Message:
         check_required(request)

@@ -103,6 +103,8 @@ def server(
             "SECRET": TEST_SECRET,
             "AUTOINTERP_LLM_BASE_URL": fake_llm.base_url,
             "AUTOINTERP_LLM_MAX_RETRIES": "0",
+            # Everything is logged, so the no-secrets-in-logs tests see every line.
+            "AUTOINTERP_LOG_LEVEL": "DEBUG",
         },
         log_path,
         http_port,
