@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from google.api import annotations_pb2, http_pb2
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from autointerp_grpc.errors import AutoInterpError, RequestTooLarge
@@ -108,6 +109,46 @@ async def _unless_disconnected(request: Request, work: Awaitable[Message]) -> Me
     return None
 
 
+def _json_line(message: Message) -> bytes:
+    return (
+        json.dumps(to_json_dict(message), ensure_ascii=False, separators=(",", ":")).encode()
+        + b"\n"
+    )
+
+
+async def _ndjson_stream(stream: AsyncIterator[Message], request_id: str) -> Response:
+    """A server-streaming RPC as newline-delimited JSON, one message per line.
+
+    The first message is awaited before the response starts, so errors found up front (bad
+    input, auth) still get their HTTP status; a later error becomes a final ErrorResponse line.
+    When the client disconnects, Starlette stops the body and the stream is closed, which
+    cancels the work behind it.
+    """
+    try:
+        first = await anext(stream)
+    except StopAsyncIteration:
+        first = None
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            if first is not None:
+                yield _json_line(first)
+            async for message in stream:
+                yield _json_line(message)
+        except AutoInterpError as exc:
+            yield _json_line(pb.ErrorResponse(detail=exc.message, code=exc.code_name))
+        except Exception:
+            log.exception("stream failed unexpectedly [request id %s]", request_id)
+            detail = internal_error_message(request_id)
+            yield _json_line(pb.ErrorResponse(detail=detail, code="INTERNAL"))
+        finally:
+            await stream.aclose()
+
+    return StreamingResponse(
+        body(), media_type="application/x-ndjson", headers={REQUEST_ID_HEADER: request_id}
+    )
+
+
 def _endpoint(
     binding: HttpBinding,
     get_service: Callable[[], AutoInterpService],
@@ -129,6 +170,8 @@ def _endpoint(
             else:
                 # No body: the request message's fields come from the query string.
                 message = parse_query(dict(request.query_params), request_cls)
+            if service.methods[name].streaming:
+                return await _ndjson_stream(service.call_stream(name, message, secret), request_id)
             response = await _unless_disconnected(request, service.call(name, message, secret))
         except AutoInterpError as exc:
             log.info("%s failed (%s): %s [request id %s]", name, exc.code_name, exc, request_id)

@@ -112,8 +112,16 @@ def build_openapi(title: str = "autointerp") -> dict[str, Any]:
             "summary": method.name,
             "responses": {
                 "200": {
-                    "description": "Successful response",
-                    "content": {"application/json": {"schema": _ref(method.output_type.name)}},
+                    "description": (
+                        "A stream of messages, one JSON object per line"
+                        if method.server_streaming
+                        else "Successful response"
+                    ),
+                    "content": {
+                        "application/x-ndjson" if method.server_streaming else "application/json": {
+                            "schema": _ref(method.output_type.name)
+                        }
+                    },
                 },
                 "400": {"description": "Invalid request", "content": error_content},
                 "401": {"description": "Missing or wrong X-SECRET-KEY", "content": error_content},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from google.protobuf import message_factory
@@ -42,6 +43,11 @@ class Method:
     @property
     def full_name(self) -> str:
         return f"/{SERVICE.full_name}/{self.descriptor.name}"
+
+    @property
+    def streaming(self) -> bool:
+        """Server-streaming: the handler is an async generator of responses."""
+        return self.descriptor.server_streaming
 
 
 def _message_class(descriptor: object) -> type[Message]:
@@ -118,7 +124,7 @@ class AutoInterpService:
         self.draining = False
         self.secrets = secrets or Secrets()
 
-    async def call(self, method: str, request: Message, secret: str | bytes | None) -> Message:
+    def _admit(self, secret: str | bytes | None) -> None:
         self.authenticator.check(secret)
         if self.draining:
             raise Unavailable("The server is shutting down; retry (another replica will answer)")
@@ -129,13 +135,34 @@ class AutoInterpService:
             )
         self.in_flight += 1
         self.idle.clear()
+
+    def _release(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self.idle.set()
+
+    async def call(self, method: str, request: Message, secret: str | bytes | None) -> Message:
+        """A unary RPC: its response, within the server's time limit."""
+        self._admit(secret)
         try:
             with self.secrets.holding(secret_fields(request)):
                 return await self._dispatch(method, request)
         finally:
-            self.in_flight -= 1
-            if self.in_flight == 0:
-                self.idle.set()
+            self._release()
+
+    async def call_stream(
+        self, method: str, request: Message, secret: str | bytes | None
+    ) -> AsyncIterator[Message]:
+        """A server-streaming RPC: its messages as they come. A bulk run may take hours, so
+        the server's per-request time limit does not apply (the client's deadline does)."""
+        self._admit(secret)
+        try:
+            with self.secrets.holding(secret_fields(request)):
+                check_required(request)
+                async for message in self.methods[method].handler(request, self.deps):
+                    yield message
+        finally:
+            self._release()
 
     async def _dispatch(self, method: str, request: Message) -> Message:
         check_required(request)

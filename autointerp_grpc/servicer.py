@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 from google.protobuf.message import DecodeError, Message
@@ -43,35 +43,68 @@ def internal_error_message(request_id: str) -> str:
     return f"Internal error; the server log has the details under request id {request_id}"
 
 
-def _behavior(
+async def _prologue(
+    method: Method, raw: bytes, context: grpc.aio.ServicerContext
+) -> tuple[Message, dict[str, str | bytes], str]:
+    """Request id out, request parsed: (request, metadata, request id)."""
+    metadata = dict(context.invocation_metadata() or ())
+    request_id = request_id_from(metadata)
+    await context.send_initial_metadata(((REQUEST_ID_HEADER, request_id),))
+    try:
+        request = method.request_cls.FromString(raw)
+    except DecodeError:
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"The request is not a valid {method.descriptor.input_type.full_name} message "
+            "(e.g. a string field holds invalid UTF-8)",
+        )
+    return request, metadata, request_id
+
+
+async def _fail(
+    method: Method, exc: BaseException, context: grpc.aio.ServicerContext, request_id: str
+) -> None:
+    """Abort the call with the status ``exc`` maps to (always raises)."""
+    if isinstance(exc, AutoInterpError):
+        log.info("%s failed (%s): %s [request id %s]", method.name, exc.code_name, exc, request_id)
+        await context.abort(exc.grpc_code, exc.message)
+    log.error("%s failed unexpectedly [request id %s]", method.name, request_id, exc_info=exc)
+    await context.abort(grpc.StatusCode.INTERNAL, internal_error_message(request_id))
+
+
+def _unary(
     service: AutoInterpService, method: Method
 ) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[Message]]:
     async def rpc(raw: bytes, context: grpc.aio.ServicerContext) -> Message:
-        metadata = dict(context.invocation_metadata() or ())
-        request_id = request_id_from(metadata)
-        await context.send_initial_metadata(((REQUEST_ID_HEADER, request_id),))
-        try:
-            request = method.request_cls.FromString(raw)
-        except DecodeError:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"The request is not a valid {method.descriptor.input_type.full_name} message "
-                "(e.g. a string field holds invalid UTF-8)",
-            )
+        request, metadata, request_id = await _prologue(method, raw, context)
         try:
             return await service.call(method.name, request, metadata.get(SECRET_HEADER))
-        except AutoInterpError as exc:
-            log.info(
-                "%s failed (%s): %s [request id %s]", method.name, exc.code_name, exc, request_id
-            )
-            await context.abort(exc.grpc_code, exc.message)
         except asyncio.CancelledError:
             log.info("%s cancelled by the client [request id %s]", method.name, request_id)
             raise
-        except Exception:
-            log.exception("%s failed unexpectedly [request id %s]", method.name, request_id)
-            await context.abort(grpc.StatusCode.INTERNAL, internal_error_message(request_id))
+        except Exception as exc:
+            await _fail(method, exc, context, request_id)
         raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
+
+    rpc.__name__ = method.name
+    return rpc
+
+
+def _streaming(
+    service: AutoInterpService, method: Method
+) -> Callable[[bytes, grpc.aio.ServicerContext], AsyncIterator[Message]]:
+    async def rpc(raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Message]:
+        request, metadata, request_id = await _prologue(method, raw, context)
+        try:
+            async for message in service.call_stream(
+                method.name, request, metadata.get(SECRET_HEADER)
+            ):
+                yield message
+        except asyncio.CancelledError:
+            log.info("%s cancelled by the client [request id %s]", method.name, request_id)
+            raise
+        except Exception as exc:
+            await _fail(method, exc, context, request_id)
 
     rpc.__name__ = method.name
     return rpc
@@ -79,13 +112,19 @@ def _behavior(
 
 def rpc_handler(service: AutoInterpService) -> grpc.GenericRpcHandler:
     """The grpc handler for every RPC of the proto's service (so adding an RPC needs no edit
-    here). Requests arrive as bytes and are parsed by :func:`_behavior`."""
-    handlers = {
-        method.name: grpc.unary_unary_rpc_method_handler(
-            _behavior(service, method),
-            request_deserializer=None,
-            response_serializer=method.response_cls.SerializeToString,
-        )
-        for method in service.methods.values()
-    }
+    here). Requests arrive as bytes and are parsed by the handler itself."""
+    handlers = {}
+    for method in service.methods.values():
+        if method.streaming:
+            handlers[method.name] = grpc.unary_stream_rpc_method_handler(
+                _streaming(service, method),
+                request_deserializer=None,
+                response_serializer=method.response_cls.SerializeToString,
+            )
+        else:
+            handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+                _unary(service, method),
+                request_deserializer=None,
+                response_serializer=method.response_cls.SerializeToString,
+            )
     return grpc.method_handlers_generic_handler(SERVICE.full_name, handlers)

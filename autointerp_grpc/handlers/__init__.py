@@ -8,17 +8,19 @@ refuses to start if an RPC has none.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from google.protobuf.message import Message
 
+from autointerp_grpc.handlers.bulk import explain_and_score
 from autointerp_grpc.handlers.deps import Deps
 from autointerp_grpc.handlers.explain import explain_default
 from autointerp_grpc.handlers.score import score_embedding, score_fuzz_detection
 from autointerp_grpc.handlers.standard import explain, list_methods, score
 
-Handler = Callable[[Any, Deps], Awaitable[Message]]
+# Unary handlers return a response; server-streaming ones are async generators of them.
+Handler = Callable[[Any, Deps], Awaitable[Message] | AsyncIterator[Message]]
 
 HANDLERS: dict[str, Handler] = {
     "ExplainDefault": explain_default,
@@ -27,6 +29,7 @@ HANDLERS: dict[str, Handler] = {
     "ListMethods": list_methods,
     "Explain": explain,
     "Score": score,
+    "ExplainAndScore": explain_and_score,
 }
 
 __all__ = ["HANDLERS", "Deps", "Handler"]

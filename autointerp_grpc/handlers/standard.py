@@ -24,7 +24,7 @@ from autointerp_grpc.records import (
 from autointerp_grpc.validation import check_activations
 
 
-def _lookup(registry: dict[str, MethodSpec], name: str, kind: str) -> MethodSpec:
+def lookup(registry: dict[str, MethodSpec], name: str, kind: str) -> MethodSpec:
     spec = registry.get(name)
     if spec is None:
         raise InvalidArgument(
@@ -33,7 +33,7 @@ def _lookup(registry: dict[str, MethodSpec], name: str, kind: str) -> MethodSpec
     return spec
 
 
-def _resolve_params(request: Message, spec: MethodSpec) -> SimpleNamespace:
+def resolve_params(request: Message, spec: MethodSpec) -> SimpleNamespace:
     sent = request.WhichOneof("params")
     fields = request.DESCRIPTOR.fields_by_name
     expected = fields[spec.params_field].json_name
@@ -70,9 +70,12 @@ def usage_message(usage: LLMUsage) -> pb.Usage:
     return message
 
 
-async def explain(request: pb.ExplainRequest, deps: Deps) -> pb.ExplainResponse:
-    spec = _lookup(EXPLAINER_REGISTRY, request.method, "explainer")
-    params = _resolve_params(request, spec)
+async def explain(
+    request: pb.ExplainRequest, deps: Deps, temperature: float | None = None
+) -> pb.ExplainResponse:
+    """The Explain RPC; ``temperature`` overrides the explainer's (bulk best-of-k sampling)."""
+    spec = lookup(EXPLAINER_REGISTRY, request.method, "explainer")
+    params = resolve_params(request, spec)
     check_activations(request.activations, deps.limits)
     if not any(max(r.values) > 0 for r in request.activations):
         raise InvalidArgument(
@@ -89,6 +92,8 @@ async def explain(request: pb.ExplainRequest, deps: Deps) -> pb.ExplainResponse:
         non_activating=[non_activating_example(r) for r in request.non_activating],
     )
     explainer, record = spec.run(ctx)
+    if temperature is not None:
+        explainer.temperature = temperature
     explanation = await run_explainer(explainer, record)
     return pb.ExplainResponse(
         explanation=explanation,
@@ -99,8 +104,8 @@ async def explain(request: pb.ExplainRequest, deps: Deps) -> pb.ExplainResponse:
 
 
 async def score(request: pb.ScoreRequest, deps: Deps) -> pb.ScoreResponse:
-    spec = _lookup(SCORER_REGISTRY, request.method, "scorer")
-    params = _resolve_params(request, spec)
+    spec = lookup(SCORER_REGISTRY, request.method, "scorer")
+    params = resolve_params(request, spec)
     if spec.needs.explanation and not request.explanation.strip():
         raise InvalidArgument(f"explanation is required by the {spec.name} scorer")
     check_activations(request.activations, deps.limits)

@@ -62,7 +62,12 @@ def resolve(message: Message | None, descriptor: Descriptor, where: str) -> Simp
     """Parameter values by field name: the sent ones, checked, and the defaults for the rest."""
     values: dict[str, Any] = {}
     for field in descriptor.fields:
-        sent = message is not None and message.HasField(field.name)
+        if message is None:
+            sent = False
+        elif field.has_presence:
+            sent = message.HasField(field.name)
+        else:  # a plain proto3 field: sent when not empty
+            sent = bool(getattr(message, field.name))
         value = getattr(message, field.name) if sent else _default(field)
         if sent:
             check_value(field, value, f"{where}.{field.json_name}")

@@ -485,3 +485,153 @@ class ListMethodsResponse(_message.Message):
     methods: _containers.RepeatedCompositeFieldContainer[MethodInfo]
     providers: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, methods: _Optional[_Iterable[_Union[MethodInfo, _Mapping]]] = ..., providers: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Feature(_message.Message):
+    __slots__ = ("id", "activations", "non_activating", "top_positive_logits")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATIONS_FIELD_NUMBER: _ClassVar[int]
+    NON_ACTIVATING_FIELD_NUMBER: _ClassVar[int]
+    TOP_POSITIVE_LOGITS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    activations: _containers.RepeatedCompositeFieldContainer[Activation]
+    non_activating: _containers.RepeatedCompositeFieldContainer[Activation]
+    top_positive_logits: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., activations: _Optional[_Iterable[_Union[Activation, _Mapping]]] = ..., non_activating: _Optional[_Iterable[_Union[Activation, _Mapping]]] = ..., top_positive_logits: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ExplainerChoice(_message.Message):
+    __slots__ = ("method", "default_params", "contrastive_params", "oai_token_act_pair_params", "np_max_act_params", "np_max_act_logits_params")
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    CONTRASTIVE_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    OAI_TOKEN_ACT_PAIR_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    NP_MAX_ACT_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    NP_MAX_ACT_LOGITS_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    method: str
+    default_params: DefaultExplainerParams
+    contrastive_params: ContrastiveExplainerParams
+    oai_token_act_pair_params: OaiTokenActPairParams
+    np_max_act_params: NpMaxActParams
+    np_max_act_logits_params: NpMaxActParams
+    def __init__(self, method: _Optional[str] = ..., default_params: _Optional[_Union[DefaultExplainerParams, _Mapping]] = ..., contrastive_params: _Optional[_Union[ContrastiveExplainerParams, _Mapping]] = ..., oai_token_act_pair_params: _Optional[_Union[OaiTokenActPairParams, _Mapping]] = ..., np_max_act_params: _Optional[_Union[NpMaxActParams, _Mapping]] = ..., np_max_act_logits_params: _Optional[_Union[NpMaxActParams, _Mapping]] = ...) -> None: ...
+
+class ScorerChoice(_message.Message):
+    __slots__ = ("method", "detection_params", "fuzz_params", "embedding_params", "simulation_params", "intruder_params", "example_embedding_params", "recall_params")
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    DETECTION_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    FUZZ_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    SIMULATION_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    INTRUDER_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLE_EMBEDDING_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    RECALL_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    method: str
+    detection_params: ClassifierScorerParams
+    fuzz_params: ClassifierScorerParams
+    embedding_params: EmbeddingScorerParams
+    simulation_params: SimulationScorerParams
+    intruder_params: IntruderScorerParams
+    example_embedding_params: ExampleEmbeddingScorerParams
+    recall_params: RecallScorerParams
+    def __init__(self, method: _Optional[str] = ..., detection_params: _Optional[_Union[ClassifierScorerParams, _Mapping]] = ..., fuzz_params: _Optional[_Union[ClassifierScorerParams, _Mapping]] = ..., embedding_params: _Optional[_Union[EmbeddingScorerParams, _Mapping]] = ..., simulation_params: _Optional[_Union[SimulationScorerParams, _Mapping]] = ..., intruder_params: _Optional[_Union[IntruderScorerParams, _Mapping]] = ..., example_embedding_params: _Optional[_Union[ExampleEmbeddingScorerParams, _Mapping]] = ..., recall_params: _Optional[_Union[RecallScorerParams, _Mapping]] = ...) -> None: ...
+
+class BulkOptions(_message.Message):
+    __slots__ = ("candidates", "candidate_scorer", "candidate_temperature", "holdout", "seed", "concurrency")
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_SCORER_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    candidates: int
+    candidate_scorer: str
+    candidate_temperature: float
+    holdout: float
+    seed: int
+    concurrency: int
+    def __init__(self, candidates: _Optional[int] = ..., candidate_scorer: _Optional[str] = ..., candidate_temperature: _Optional[float] = ..., holdout: _Optional[float] = ..., seed: _Optional[int] = ..., concurrency: _Optional[int] = ...) -> None: ...
+
+class ExplainAndScoreRequest(_message.Message):
+    __slots__ = ("features", "explainer", "scorers", "llm", "options")
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    EXPLAINER_FIELD_NUMBER: _ClassVar[int]
+    SCORERS_FIELD_NUMBER: _ClassVar[int]
+    LLM_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    features: _containers.RepeatedCompositeFieldContainer[Feature]
+    explainer: ExplainerChoice
+    scorers: _containers.RepeatedCompositeFieldContainer[ScorerChoice]
+    llm: LlmOptions
+    options: BulkOptions
+    def __init__(self, features: _Optional[_Iterable[_Union[Feature, _Mapping]]] = ..., explainer: _Optional[_Union[ExplainerChoice, _Mapping]] = ..., scorers: _Optional[_Iterable[_Union[ScorerChoice, _Mapping]]] = ..., llm: _Optional[_Union[LlmOptions, _Mapping]] = ..., options: _Optional[_Union[BulkOptions, _Mapping]] = ...) -> None: ...
+
+class ScorerOutcome(_message.Message):
+    __slots__ = ("method", "score", "metric", "confidence_interval", "error")
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    method: str
+    score: float
+    metric: str
+    confidence_interval: ConfidenceInterval
+    error: FeatureError
+    def __init__(self, method: _Optional[str] = ..., score: _Optional[float] = ..., metric: _Optional[str] = ..., confidence_interval: _Optional[_Union[ConfidenceInterval, _Mapping]] = ..., error: _Optional[_Union[FeatureError, _Mapping]] = ...) -> None: ...
+
+class Candidate(_message.Message):
+    __slots__ = ("explanation", "score")
+    EXPLANATION_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    explanation: str
+    score: float
+    def __init__(self, explanation: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
+
+class FeatureError(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    message: str
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class FeatureResult(_message.Message):
+    __slots__ = ("id", "explanation", "scores", "candidates", "train_records", "test_records", "usage", "error", "seconds")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATION_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    TEST_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    explanation: str
+    scores: _containers.RepeatedCompositeFieldContainer[ScorerOutcome]
+    candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
+    train_records: int
+    test_records: int
+    usage: Usage
+    error: FeatureError
+    seconds: float
+    def __init__(self, id: _Optional[str] = ..., explanation: _Optional[str] = ..., scores: _Optional[_Iterable[_Union[ScorerOutcome, _Mapping]]] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., train_records: _Optional[int] = ..., test_records: _Optional[int] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., error: _Optional[_Union[FeatureError, _Mapping]] = ..., seconds: _Optional[float] = ...) -> None: ...
+
+class Progress(_message.Message):
+    __slots__ = ("done", "total", "failed", "usage")
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    done: int
+    total: int
+    failed: int
+    usage: Usage
+    def __init__(self, done: _Optional[int] = ..., total: _Optional[int] = ..., failed: _Optional[int] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ...) -> None: ...
+
+class ExplainAndScoreEvent(_message.Message):
+    __slots__ = ("result", "progress")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    result: FeatureResult
+    progress: Progress
+    def __init__(self, result: _Optional[_Union[FeatureResult, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ...) -> None: ...

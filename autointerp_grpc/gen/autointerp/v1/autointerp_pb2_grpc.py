@@ -65,6 +65,11 @@ class AutoInterpStub:
                 request_serializer=autointerp_dot_v1_dot_autointerp__pb2.ScoreRequest.SerializeToString,
                 response_deserializer=autointerp_dot_v1_dot_autointerp__pb2.ScoreResponse.FromString,
                 _registered_method=True)
+        self.ExplainAndScore = channel.unary_stream(
+                '/autointerp.v1.AutoInterp/ExplainAndScore',
+                request_serializer=autointerp_dot_v1_dot_autointerp__pb2.ExplainAndScoreRequest.SerializeToString,
+                response_deserializer=autointerp_dot_v1_dot_autointerp__pb2.ExplainAndScoreEvent.FromString,
+                _registered_method=True)
 
 
 class AutoInterpServicer:
@@ -118,6 +123,15 @@ class AutoInterpServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExplainAndScore(self, request, context):
+        """Explains and scores many features in one call, streaming one result per feature as soon
+        as it is done, plus progress. A feature's failure is reported in its result and does not
+        stop the run. Over REST the stream is newline-delimited JSON, one event per line.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AutoInterpServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -150,6 +164,11 @@ def add_AutoInterpServicer_to_server(servicer, server):
                     servicer.Score,
                     request_deserializer=autointerp_dot_v1_dot_autointerp__pb2.ScoreRequest.FromString,
                     response_serializer=autointerp_dot_v1_dot_autointerp__pb2.ScoreResponse.SerializeToString,
+            ),
+            'ExplainAndScore': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExplainAndScore,
+                    request_deserializer=autointerp_dot_v1_dot_autointerp__pb2.ExplainAndScoreRequest.FromString,
+                    response_serializer=autointerp_dot_v1_dot_autointerp__pb2.ExplainAndScoreEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -315,6 +334,33 @@ class AutoInterp:
             '/autointerp.v1.AutoInterp/Score',
             autointerp_dot_v1_dot_autointerp__pb2.ScoreRequest.SerializeToString,
             autointerp_dot_v1_dot_autointerp__pb2.ScoreResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExplainAndScore(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/autointerp.v1.AutoInterp/ExplainAndScore',
+            autointerp_dot_v1_dot_autointerp__pb2.ExplainAndScoreRequest.SerializeToString,
+            autointerp_dot_v1_dot_autointerp__pb2.ExplainAndScoreEvent.FromString,
             options,
             channel_credentials,
             insecure,
