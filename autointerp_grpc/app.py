@@ -23,7 +23,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from autointerp_grpc import redaction
@@ -32,6 +32,7 @@ from autointerp_grpc.backends.llm import LLMBackend
 from autointerp_grpc.config import Settings
 from autointerp_grpc.gateway import rpc_routes
 from autointerp_grpc.handlers import Deps
+from autointerp_grpc.observability import JsonFormatter, Metrics
 from autointerp_grpc.openapi import build_openapi
 from autointerp_grpc.redaction import Secrets
 from autointerp_grpc.service import SERVICE, Authenticator, AutoInterpService
@@ -50,7 +51,8 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.started_at = time.monotonic()
-        self.llm = LLMBackend(settings)
+        self.metrics = Metrics()
+        self.llm = LLMBackend(settings, self.metrics)
         secret = settings.secret.get_secret_value() if settings.secret else None
         self.secrets = Secrets()
         if secret:
@@ -69,11 +71,13 @@ class Runtime:
             max_in_flight=settings.max_in_flight,
             request_timeout_s=settings.request_timeout_s,
             secrets=self.secrets,
+            metrics=self.metrics,
         )
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self.grpc_server: grpc.aio.Server | None = None
         self.grpc_port: int | None = None
         self._model_task: asyncio.Task[None] | None = None
+        self._shutdown_started: float | None = None
         self.ready = asyncio.Event()
 
     def _set_health(self, status: int) -> None:
@@ -87,6 +91,9 @@ class Runtime:
                 # Larger messages are refused by grpc itself with RESOURCE_EXHAUSTED.
                 ("grpc.max_receive_message_length", self.settings.max_request_bytes),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                # Clients reconnect (and re-resolve DNS) every few minutes, so replicas added by
+                # an autoscaler get traffic; RPCs in flight on an old connection are not cut.
+                ("grpc.max_connection_age_ms", 5 * 60 * 1000),
             ]
         )
         server.add_generic_rpc_handlers((rpc_handler(self.service),))
@@ -109,6 +116,7 @@ class Runtime:
             # The process stays up but never reports SERVING, so orchestrators see it unhealthy.
             log.exception("loading the embedding model failed; health stays NOT_SERVING")
             return
+        backend.metrics = self.metrics
         self.deps.embedding = backend
         self._set_health(SERVING)
         self.ready.set()
@@ -119,6 +127,7 @@ class Runtime:
         requests are refused, while in-flight ones carry on."""
         if not self.service.draining:
             log.info("shutting down: NOT_SERVING, refusing new requests")
+            self._shutdown_started = time.monotonic()
         self.service.draining = True
         self.ready.clear()
         self._set_health(NOT_SERVING)
@@ -129,11 +138,14 @@ class Runtime:
         self.begin_shutdown()
         if self._model_task is not None and not self._model_task.done():
             self._model_task.cancel()
-        deadline = time.monotonic() + self.settings.shutdown_grace_s
+        # One grace period from the signal on, shared with uvicorn's own wait for HTTP
+        # requests: the whole stop fits in it.
+        started = self._shutdown_started or time.monotonic()
+        deadline = started + self.settings.shutdown_grace_s
         # The gRPC server keeps running meanwhile, so health checks see NOT_SERVING and new
         # calls get UNAVAILABLE from the service rather than a closed port.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.service.idle.wait(), self.settings.shutdown_grace_s)
+            await asyncio.wait_for(self.service.idle.wait(), max(0.0, deadline - time.monotonic()))
         if self.grpc_server is not None:
             await self.grpc_server.stop(max(0.0, deadline - time.monotonic()))
         await self.llm.aclose()
@@ -142,10 +154,17 @@ class Runtime:
         log.info("stopped")
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Root logging: text lines, or one JSON object per line; uvicorn's own handlers get the
+    same formatter so every line of the process has one shape."""
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if log_format == "json":
+        formatter = JsonFormatter()
+        for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access"):
+            for handler in logging.getLogger(name).handlers:
+                handler.setFormatter(formatter)
     # sentence-transformers draws a progress bar per encode() at INFO; keep the log readable.
     logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
 
@@ -159,7 +178,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         effective = settings if settings is not None else Settings.from_env()
-        configure_logging(effective.log_level)
+        configure_logging(effective.log_level, effective.log_format)
         runtime = Runtime(effective)
         redaction.install(runtime.secrets)
         await runtime.start()
@@ -181,6 +200,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             {"status": "SERVING" if ok else "NOT_SERVING"}, status_code=200 if ok else 503
         )
 
+    async def metrics_endpoint(request: Request) -> Response:
+        body, content_type = request.app.state.runtime.metrics.render()
+        return Response(body, media_type=content_type)
+
     openapi_document = build_openapi()
 
     async def openapi_endpoint(request: Request) -> JSONResponse:
@@ -190,6 +213,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=[
             *rpc_routes(get_service, lambda: app.state.runtime.settings.max_request_bytes),
             Route("/health", health_endpoint, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
             Route("/openapi.json", openapi_endpoint, methods=["GET"]),
         ],
         lifespan=lifespan,

@@ -7,7 +7,7 @@ at import time: call :meth:`Settings.from_env` (or construct ``Settings(...)`` i
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -105,6 +105,9 @@ class Settings(BaseSettings):
         10.0, ge=0, description="How long in-flight requests get to finish on shutdown."
     )
     log_level: str = Field("INFO", description="Python logging level.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text, or json for one JSON object per log line."
+    )
 
     @field_validator("secret", mode="after")
     @classmethod

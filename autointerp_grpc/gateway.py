@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -160,21 +161,29 @@ def _endpoint(
         request_id = request_id_from(dict(request.headers))
         service = get_service()
         secret = request.headers.get(SECRET_HEADER)
+        began = time.perf_counter()
         try:
-            # Authenticate before looking at the body: a stranger learns nothing about it.
-            service.authenticator.check(secret)
-            request_cls = service.methods[name].request_cls
-            if binding.body == "*":
-                body = await read_body(request, max_request_bytes())
-                message = parse_json_body(body, request_cls)
-            else:
-                # No body: the request message's fields come from the query string.
-                message = parse_query(dict(request.query_params), request_cls)
+            try:
+                # Authenticate before looking at the body: a stranger learns nothing about it.
+                service.authenticator.check(secret)
+                request_cls = service.methods[name].request_cls
+                if binding.body == "*":
+                    body = await read_body(request, max_request_bytes())
+                    message = parse_json_body(body, request_cls)
+                else:
+                    # No body: the request message's fields come from the query string.
+                    message = parse_query(dict(request.query_params), request_cls)
+            except AutoInterpError as exc:
+                # Turned away before reaching the service, which accounts for everything else.
+                elapsed = time.perf_counter() - began
+                service.record(name, exc.code_name, elapsed, request_id, detail=exc.message)
+                raise
             if service.methods[name].streaming:
-                return await _ndjson_stream(service.call_stream(name, message, secret), request_id)
-            response = await _unless_disconnected(request, service.call(name, message, secret))
+                stream = service.call_stream(name, message, secret, request_id)
+                return await _ndjson_stream(stream, request_id)
+            call = service.call(name, message, secret, request_id)
+            response = await _unless_disconnected(request, call)
         except AutoInterpError as exc:
-            log.info("%s failed (%s): %s [request id %s]", name, exc.code_name, exc, request_id)
             return error_response(exc, request_id)
         except Exception:
             log.exception("%s failed unexpectedly [request id %s]", name, request_id)
@@ -183,8 +192,8 @@ def _endpoint(
                 to_json_dict(body), status_code=500, headers={REQUEST_ID_HEADER: request_id}
             )
         if response is None:
-            log.info("%s cancelled: the client disconnected [request id %s]", name, request_id)
-            # Nobody reads it; 499 is the conventional "client closed request" in access logs.
+            # The client disconnected (the service logged the request as CANCELLED); nobody
+            # reads this. 499 is the conventional "client closed request" in access logs.
             return Response(status_code=499)
         return JSONResponse(to_json_dict(response), headers={REQUEST_ID_HEADER: request_id})
 

@@ -9,19 +9,31 @@ validation and error semantics are written once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
-from collections.abc import AsyncIterator
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 
-from autointerp_grpc.errors import DeadlineExceeded, ResourceExhausted, Unauthenticated, Unavailable
+from autointerp_grpc.errors import (
+    AutoInterpError,
+    DeadlineExceeded,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+)
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.handlers import HANDLERS, Deps, Handler
+from autointerp_grpc.observability import Metrics, RequestStats, current_request
 from autointerp_grpc.redaction import Secrets, secret_fields
 from autointerp_grpc.validation import check_required
+
+log = logging.getLogger(__name__)
 
 SERVICE: ServiceDescriptor = pb.DESCRIPTOR.services_by_name["AutoInterp"]
 SECRET_HEADER = "x-secret-key"  # noqa: S105  (a header name, not a secret)
@@ -108,9 +120,11 @@ class AutoInterpService:
         self,
         deps: Deps,
         authenticator: Authenticator,
+        *,
         max_in_flight: int = 256,
         request_timeout_s: float = 600.0,
         secrets: Secrets | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.deps = deps
         self.authenticator = authenticator
@@ -123,6 +137,7 @@ class AutoInterpService:
         self.idle.set()
         self.draining = False
         self.secrets = secrets or Secrets()
+        self.metrics = metrics or Metrics()
 
     def _admit(self, secret: str | bytes | None) -> None:
         self.authenticator.check(secret)
@@ -134,35 +149,92 @@ class AutoInterpService:
                 "retry shortly"
             )
         self.in_flight += 1
+        self.metrics.in_flight.inc()
         self.idle.clear()
 
     def _release(self) -> None:
         self.in_flight -= 1
+        self.metrics.in_flight.dec()
         if self.in_flight == 0:
             self.idle.set()
 
-    async def call(self, method: str, request: Message, secret: str | bytes | None) -> Message:
-        """A unary RPC: its response, within the server's time limit."""
-        self._admit(secret)
+    def record(
+        self,
+        method: str,
+        code: str,
+        seconds: float,
+        request_id: str,
+        *,
+        stats: RequestStats | None = None,
+        detail: str = "",
+    ) -> None:
+        """Metrics and the one log line of a finished request (also for requests a door
+        turned away before they reached the service, e.g. unparsable JSON)."""
+        stats = stats or RequestStats()
+        self.metrics.requests.labels(method, code).inc()
+        self.metrics.request_seconds.labels(method, code).observe(seconds)
+        fields = {
+            "rpc": method,
+            "status": code,
+            "duration_ms": round(seconds * 1000, 1),
+            "llm_calls": stats.llm_calls,
+            "prompt_tokens": stats.prompt_tokens,
+            "completion_tokens": stats.completion_tokens,
+            "request_id": request_id,
+        }
+        text = " ".join(f"{k}={v}" for k, v in fields.items())
+        log.info("%s%s", text, f" detail={detail!r}" if detail else "", extra=fields)
+
+    @contextlib.contextmanager
+    def _accounted(self, method: str, request_id: str) -> Iterator[RequestStats]:
+        began = time.perf_counter()
+        stats = RequestStats()
+        token = current_request.set(stats)
+        code, detail = "OK", ""
         try:
-            with self.secrets.holding(secret_fields(request)):
-                return await self._dispatch(method, request)
+            yield stats
+        except AutoInterpError as exc:
+            code, detail = exc.code_name, exc.message
+            raise
+        except asyncio.CancelledError:
+            code = "CANCELLED"
+            raise
+        except Exception:
+            code = "INTERNAL"
+            raise
         finally:
-            self._release()
+            # A stream closed from another context cannot reset; its context dies with it.
+            with contextlib.suppress(ValueError):
+                current_request.reset(token)
+            elapsed = time.perf_counter() - began
+            self.record(method, code, elapsed, request_id, stats=stats, detail=detail)
+
+    async def call(
+        self, method: str, request: Message, secret: str | bytes | None, request_id: str = ""
+    ) -> Message:
+        """A unary RPC: its response, within the server's time limit."""
+        with self._accounted(method, request_id):
+            self._admit(secret)
+            try:
+                with self.secrets.holding(secret_fields(request)):
+                    return await self._dispatch(method, request)
+            finally:
+                self._release()
 
     async def call_stream(
-        self, method: str, request: Message, secret: str | bytes | None
+        self, method: str, request: Message, secret: str | bytes | None, request_id: str = ""
     ) -> AsyncIterator[Message]:
         """A server-streaming RPC: its messages as they come. A bulk run may take hours, so
         the server's per-request time limit does not apply (the client's deadline does)."""
-        self._admit(secret)
-        try:
-            with self.secrets.holding(secret_fields(request)):
-                check_required(request)
-                async for message in self.methods[method].handler(request, self.deps):
-                    yield message
-        finally:
-            self._release()
+        with self._accounted(method, request_id):
+            self._admit(secret)
+            try:
+                with self.secrets.holding(secret_fields(request)):
+                    check_required(request)
+                    async for message in self.methods[method].handler(request, self.deps):
+                        yield message
+            finally:
+                self._release()
 
     async def _dispatch(self, method: str, request: Message) -> Message:
         check_required(request)

@@ -15,7 +15,6 @@ secret and request id from the metadata, call the service, and map a typed error
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -44,7 +43,7 @@ def internal_error_message(request_id: str) -> str:
 
 
 async def _prologue(
-    method: Method, raw: bytes, context: grpc.aio.ServicerContext
+    service: AutoInterpService, method: Method, raw: bytes, context: grpc.aio.ServicerContext
 ) -> tuple[Message, dict[str, str | bytes], str]:
     """Request id out, request parsed: (request, metadata, request id)."""
     metadata = dict(context.invocation_metadata() or ())
@@ -53,11 +52,12 @@ async def _prologue(
     try:
         request = method.request_cls.FromString(raw)
     except DecodeError:
-        await context.abort(
-            grpc.StatusCode.INVALID_ARGUMENT,
+        detail = (
             f"The request is not a valid {method.descriptor.input_type.full_name} message "
-            "(e.g. a string field holds invalid UTF-8)",
+            "(e.g. a string field holds invalid UTF-8)"
         )
+        service.record(method.name, "INVALID_ARGUMENT", 0.0, request_id, detail=detail)
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, detail)
     return request, metadata, request_id
 
 
@@ -65,8 +65,7 @@ async def _fail(
     method: Method, exc: BaseException, context: grpc.aio.ServicerContext, request_id: str
 ) -> None:
     """Abort the call with the status ``exc`` maps to (always raises)."""
-    if isinstance(exc, AutoInterpError):
-        log.info("%s failed (%s): %s [request id %s]", method.name, exc.code_name, exc, request_id)
+    if isinstance(exc, AutoInterpError):  # the service has logged it
         await context.abort(exc.grpc_code, exc.message)
     log.error("%s failed unexpectedly [request id %s]", method.name, request_id, exc_info=exc)
     await context.abort(grpc.StatusCode.INTERNAL, internal_error_message(request_id))
@@ -76,12 +75,9 @@ def _unary(
     service: AutoInterpService, method: Method
 ) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[Message]]:
     async def rpc(raw: bytes, context: grpc.aio.ServicerContext) -> Message:
-        request, metadata, request_id = await _prologue(method, raw, context)
+        request, metadata, request_id = await _prologue(service, method, raw, context)
         try:
-            return await service.call(method.name, request, metadata.get(SECRET_HEADER))
-        except asyncio.CancelledError:
-            log.info("%s cancelled by the client [request id %s]", method.name, request_id)
-            raise
+            return await service.call(method.name, request, metadata.get(SECRET_HEADER), request_id)
         except Exception as exc:
             await _fail(method, exc, context, request_id)
         raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
@@ -94,15 +90,12 @@ def _streaming(
     service: AutoInterpService, method: Method
 ) -> Callable[[bytes, grpc.aio.ServicerContext], AsyncIterator[Message]]:
     async def rpc(raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Message]:
-        request, metadata, request_id = await _prologue(method, raw, context)
+        request, metadata, request_id = await _prologue(service, method, raw, context)
         try:
             async for message in service.call_stream(
-                method.name, request, metadata.get(SECRET_HEADER)
+                method.name, request, metadata.get(SECRET_HEADER), request_id
             ):
                 yield message
-        except asyncio.CancelledError:
-            log.info("%s cancelled by the client [request id %s]", method.name, request_id)
-            raise
         except Exception as exc:
             await _fail(method, exc, context, request_id)
 

@@ -47,10 +47,22 @@ def _is_empty(message: Message, field: FieldDescriptor) -> bool:
     return False
 
 
+def _is_header_safe(value: str) -> bool:
+    return value.isascii() and value.isprintable()
+
+
 def check_required(message: Message, path: str = "") -> None:
-    """Raise InvalidArgument for the first REQUIRED field of ``message`` that is empty."""
+    """Raise InvalidArgument for the first REQUIRED field of ``message`` that is empty, or
+    secret field (``debug_redact``) that could not be sent as an HTTP header."""
     for field in message.DESCRIPTOR.fields:
         where = f"{path}{field.name}"
+        if (
+            field.GetOptions().debug_redact
+            and field.type == FieldDescriptor.TYPE_STRING
+            and not _is_header_safe(getattr(message, field.name))
+        ):
+            # Keys travel as HTTP headers upstream; say what is wrong, never the value.
+            raise InvalidArgument(f"{where} must be printable ASCII (it is sent as an HTTP header)")
         if is_required(field) and _is_empty(message, field):
             if field.type == FieldDescriptor.TYPE_ENUM:
                 names = [v.name for v in field.enum_type.values if v.number != 0]

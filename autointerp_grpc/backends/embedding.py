@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from autointerp_grpc.config import Settings
+from autointerp_grpc.observability import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +146,13 @@ class EmbeddingBackend:
         self.name = name
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedding")
         self.batcher = EncodeBatcher(self, window_s, max_batch) if coalesce else None
+        self.metrics: Metrics | None = None
+        """Set by the runtime; records texts per model call."""
 
     def encode_now(self, texts: Sequence[str]) -> np.ndarray:
         """Encode on the calling thread (the model thread, via :meth:`run`)."""
+        if self.metrics is not None:
+            self.metrics.embedding_batch.observe(len(texts))
         return np.asarray(self.model.encode(list(texts), show_progress_bar=False))
 
     async def encode(self, texts: list[str]) -> np.ndarray:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,7 @@ from autointerp_grpc.errors import (
     Unavailable,
     UpstreamBadResponse,
 )
+from autointerp_grpc.observability import Metrics, current_request
 from autointerp_grpc.prompts import strip_reasoning
 
 log = logging.getLogger(__name__)
@@ -118,7 +120,8 @@ class LLMBackend:
     keep-alive (connections are pooled per origin inside it).
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics or Metrics()
         limits = httpx2.Limits(
             max_connections=settings.llm_max_connections,
             max_keepalive_connections=settings.llm_max_connections,
@@ -169,11 +172,40 @@ class LLMBackend:
             overrides["max_tokens"] = max_tokens
         if reasoning_effort:
             overrides["reasoning_effort"] = reasoning_effort
-        return LLMClient(base.with_options(api_key=api_key), model, api_key, overrides, self._gate)
+        return LLMClient(
+            base.with_options(api_key=api_key),
+            model,
+            api_key,
+            overrides,
+            gate=self._gate,
+            observer=_Observer(self.metrics, name, model),
+        )
 
     async def aclose(self) -> None:
         for pool in self._pools.values():
             await pool.aclose()
+
+
+class _Observer:
+    """Records one client's upstream calls in the metrics and the current request's stats."""
+
+    def __init__(self, metrics: Metrics, provider: str, model: str) -> None:
+        self._metrics = metrics
+        self._labels = (provider, metrics.model_label(model))
+
+    def call(
+        self, seconds: float, outcome: str, prompt_tokens: int, completion_tokens: int
+    ) -> None:
+        m = self._metrics
+        m.llm_calls.labels(*self._labels, outcome).inc()
+        m.llm_seconds.labels(*self._labels).observe(seconds)
+        m.llm_tokens.labels(*self._labels, "prompt").inc(prompt_tokens)
+        m.llm_tokens.labels(*self._labels, "completion").inc(completion_tokens)
+        stats = current_request.get()
+        if stats is not None:
+            stats.llm_calls += 1
+            stats.prompt_tokens += prompt_tokens
+            stats.completion_tokens += completion_tokens
 
 
 @dataclass
@@ -211,13 +243,16 @@ class LLMClient(Client):
         model: str,
         api_key: str,
         overrides: dict[str, Any] | None = None,
+        *,
         gate: asyncio.Semaphore | None = None,
+        observer: _Observer | None = None,
     ) -> None:
         super().__init__(model)
         self._openai = openai_client
         self._api_key = api_key
         self._overrides = overrides or {}
         self._gate = gate or asyncio.Semaphore(1)
+        self._observer = observer
         self._log = _CallLog()
 
     @property
@@ -244,6 +279,7 @@ class LLMClient(Client):
         params = {k: kwargs[k] for k in _FORWARDED_KWARGS if k in kwargs}
         params.update(self._overrides)
         self._log.usage.calls += 1
+        began = time.perf_counter()
         try:
             async with self._gate:
                 completion = await self._openai.chat.completions.create(
@@ -252,8 +288,10 @@ class LLMClient(Client):
         except openai.OpenAIError as exc:
             error = translate_provider_error(exc, self._api_key)
             self._log.errors.append(error)
+            self._observe(began, error.code_name, None)
             raise error from None
         self._count_usage(completion.usage)
+        self._observe(began, "ok", completion.usage)
         if not completion.choices:
             error = UpstreamBadResponse("The LLM provider returned no answer")
             self._log.errors.append(error)
@@ -266,6 +304,12 @@ class LLMClient(Client):
             self._log.logprobs_requested += 1
             self._log.logprobs_returned += 1 if logprobs else 0
         return Response(text=text, logprobs=logprobs or None)
+
+    def _observe(self, began: float, outcome: str, usage: Any) -> None:
+        if self._observer is not None:
+            prompt = (usage.prompt_tokens or 0) if usage is not None else 0
+            completion = (usage.completion_tokens or 0) if usage is not None else 0
+            self._observer.call(time.perf_counter() - began, outcome, prompt, completion)
 
     def _count_usage(self, usage: Any) -> None:
         if usage is None:

@@ -150,6 +150,7 @@ def test_reflection_lists_the_service(server) -> None:
             "ListMethods",
             "Explain",
             "Score",
+            "ExplainAndScore",
         ]
 
 

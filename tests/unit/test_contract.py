@@ -126,6 +126,7 @@ def test_openapi_paths_and_enum() -> None:
         "/v1/methods",
         "/v1/explain",
         "/v1/score",
+        "/v1/explain-and-score",
     }
     assert "requestBody" not in document["paths"]["/v1/methods"]["get"]
     assert document["paths"]["/v1/explain/default"]["post"]["operationId"] == "explainDefaultPost"

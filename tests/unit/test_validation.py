@@ -79,3 +79,10 @@ def test_enum_zero_value_is_missing() -> None:
 def test_activation_rules(records, message: str) -> None:
     with pytest.raises(InvalidArgument, match=message):
         check_activations(records, Limits(max_records=2, max_tokens_per_record=4))
+
+
+@pytest.mark.parametrize("key", ["sk-ü-key", "sk\nkey", "sk\tkey"])
+def test_key_must_be_header_safe_and_is_never_echoed(key: str) -> None:
+    with pytest.raises(InvalidArgument, match="openrouter_key must be printable ASCII") as info:
+        check_required(_explain(openrouter_key=key))
+    assert key not in info.value.message
