@@ -14,6 +14,8 @@ then measures, each row side by side in this one run:
   it includes the fake LLM's own handling and loopback, measured separately as a reference),
   next to the baseline's p50 (stock delphi DefaultExplainer, new client per request);
 * ScoreEmbedding throughput (examples/s) at concurrency 1 and 16, coalescing on vs off;
+* bulk ExplainAndScore (1,000 features, default explainer + detection + fuzz, 200 ms LLM):
+  features per minute against a sequential stock-delphi loop (timed on 20 features);
 * each server's peak RSS and time from process start to SERVING.
 
 Prints a Markdown table. Nothing here is a test: numbers depend on the machine.
@@ -333,6 +335,62 @@ async def bench_embedding(servers: dict[str, Server], quick: bool) -> list[list[
     return rows
 
 
+def bulk_feature(i: int) -> dict[str, Any]:
+    recs = records(10)
+    return {
+        "id": f"feature-{i}",
+        "activations": [r for r in recs if sum(r["values"]) > 0],
+        "non_activating": [r for r in recs if sum(r["values"]) <= 0],
+    }
+
+
+async def bench_bulk(
+    server: Server, llm_base_url: str, n_features: int, n_baseline: int
+) -> list[str]:
+    """Features per minute: ExplainAndScore (default explainer + detection + fuzz) against a
+    sequential loop of stock delphi (explain, detect, fuzz, one feature after another, a new
+    client per call as the legacy server made them)."""
+    request = pb.ExplainAndScoreRequest(
+        features=[
+            pb.Feature(
+                id=f["id"],
+                activations=[pb.Activation(**r) for r in f["activations"]],
+                non_activating=[pb.Activation(**r) for r in f["non_activating"]],
+            )
+            for f in (bulk_feature(i) for i in range(n_features))
+        ],
+        explainer=pb.ExplainerChoice(method="default"),
+        scorers=[pb.ScorerChoice(method="detection"), pb.ScorerChoice(method="fuzz")],
+        llm=pb.LlmOptions(model=model_with_latency(200), api_key=API_KEY),
+        options=pb.BulkOptions(concurrency=64),
+    )
+    began = time.perf_counter()
+    done = failed = 0
+    async with grpc.aio.insecure_channel(server.grpc_target) as channel:
+        stream = pb_grpc.AutoInterpStub(channel).ExplainAndScore(request, timeout=3600)
+        async for event in stream:
+            if event.HasField("result"):
+                done += 1
+                failed += event.result.HasField("error")
+    ours = done / (time.perf_counter() - began) * 60
+    began = time.perf_counter()
+    for i in range(n_baseline):
+        feature = bulk_feature(i)
+        await baseline_explain(llm_base_url, 200)
+        recs = feature["activations"] + feature["non_activating"]
+        await baseline_classifier(llm_base_url, recs, fuzz=False, latency_ms=200)
+        await baseline_classifier(llm_base_url, recs, fuzz=True, latency_ms=200)
+    baseline = n_baseline / (time.perf_counter() - began) * 60
+    return [
+        f"{n_features} features, explain + detection + fuzz, 200 ms LLM "
+        f"(baseline timed on {n_baseline} features)",
+        f"{ours:.0f}",
+        f"{baseline:.1f}",
+        f"{ours / baseline:.0f}x",
+        f"{failed}",
+    ]
+
+
 async def fake_round_trip_ms(llm_base_url: str) -> float:
     async with httpx.AsyncClient(timeout=10) as http:
         body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
@@ -377,6 +435,7 @@ async def main(quick: bool) -> None:
         classifier_rows = await bench_classifiers(ours, llm_base_url, reps)
         explain_rows = await bench_explain(ours, llm_base_url, quick)
         embedding_rows = await bench_embedding(servers, quick)
+        bulk_row = await bench_bulk(ours, llm_base_url, 200 if quick else 1000, 5 if quick else 20)
         round_trip = await fake_round_trip_ms(llm_base_url)
         process_rows = [
             [label, f"{s.start_to_serving_s:.1f} s", f"{s.peak_rss_mib():.0f} MiB"]
@@ -396,6 +455,9 @@ async def main(quick: bool) -> None:
         f"\n(fake LLM round trip from a client, p50: {round_trip:.1f} ms; part of every overhead)\n"
     )
     print(table(["ScoreEmbedding", "examples/s coalescing on", "off", "ratio"], embedding_rows))
+    print()
+    print(table(["bulk ExplainAndScore", "features/min", "sequential delphi features/min",
+                 "ratio", "failed"], [bulk_row]))  # fmt: skip
     print()
     print(table(["server", "start to SERVING", "peak RSS"], process_rows))
 

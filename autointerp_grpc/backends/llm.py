@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx2
 import openai
+from openai.types.chat import ChatCompletion
 
 from autointerp_grpc.config import Settings
 from autointerp_grpc.delphi_compat import Client, Response
@@ -282,8 +283,14 @@ class LLMClient(Client):
         began = time.perf_counter()
         try:
             async with self._gate:
-                completion = await self._openai.chat.completions.create(
-                    model=self.model, messages=_plain_messages(prompt), **params
+                # The SDK's own HTTP path (auth, retries with backoff, typed errors and
+                # response), minus chat.completions.create's recursive parameter transform,
+                # which costs milliseconds per call on delphi's long prompts and has nothing
+                # to convert in plain string messages.
+                completion = await self._openai.post(
+                    "/chat/completions",
+                    body={"model": self.model, "messages": _plain_messages(prompt), **params},
+                    cast_to=ChatCompletion,
                 )
         except openai.OpenAIError as exc:
             error = translate_provider_error(exc, self._api_key)
