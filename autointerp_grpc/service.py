@@ -36,6 +36,8 @@ from autointerp_grpc.validation import check_required
 log = logging.getLogger(__name__)
 
 SERVICE: ServiceDescriptor = pb.DESCRIPTOR.services_by_name["AutoInterp"]
+# Repeated fields of streaming requests whose items are validated item by item.
+STREAMED_ITEMS = frozenset({"features"})
 SECRET_HEADER = "x-secret-key"  # noqa: S105  (a header name, not a secret)
 
 
@@ -230,7 +232,9 @@ class AutoInterpService:
             self._admit(secret)
             try:
                 with self.secrets.holding(secret_fields(request)):
-                    check_required(request)
+                    # The items a stream works through (a bulk request's features) are
+                    # checked one by one, so one bad item fails alone, not the whole stream.
+                    check_required(request, skip=STREAMED_ITEMS)
                     async for message in self.methods[method].handler(request, self.deps):
                         yield message
             finally:

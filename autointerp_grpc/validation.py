@@ -51,9 +51,12 @@ def _is_header_safe(value: str) -> bool:
     return value.isascii() and value.isprintable()
 
 
-def check_required(message: Message, path: str = "") -> None:
+def check_required(message: Message, path: str = "", *, skip: frozenset[str] = frozenset()) -> None:
     """Raise InvalidArgument for the first REQUIRED field of ``message`` that is empty, or
-    secret field (``debug_redact``) that could not be sent as an HTTP header."""
+    secret field (``debug_redact``) that could not be sent as an HTTP header.
+
+    Nested messages are checked too, except the top-level fields named in ``skip`` (whose
+    items are checked one by one elsewhere, e.g. the features of a bulk request)."""
     for field in message.DESCRIPTOR.fields:
         where = f"{path}{field.name}"
         if (
@@ -68,7 +71,11 @@ def check_required(message: Message, path: str = "") -> None:
                 names = [v.name for v in field.enum_type.values if v.number != 0]
                 raise InvalidArgument(f"{where} is required: one of {', '.join(names)}")
             raise InvalidArgument(f"{where} is required and must not be empty")
-        if field.type != FieldDescriptor.TYPE_MESSAGE or field.message_type.GetOptions().map_entry:
+        if (
+            field.type != FieldDescriptor.TYPE_MESSAGE
+            or field.message_type.GetOptions().map_entry
+            or field.name in skip
+        ):
             continue
         if field.is_repeated:
             for i, item in enumerate(getattr(message, field.name)):

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Call every autointerp RPC over gRPC with the generated stubs, and print the answers.
+"""Call the legacy autointerp RPCs over gRPC with the typed client, and print the answers.
 
     python client_examples/python_client.py --target 127.0.0.1:50051 --model openai/gpt-4o-mini
 
@@ -12,6 +12,10 @@ an explanation (ExplainDefault), then scores that explanation, or the one given 
 --explanation, by fuzzing and detection (ScoreFuzzDetection) and by embedding similarity
 (ScoreEmbedding). It exits with status 1 and the gRPC status code and details on the first
 failed call.
+
+It uses ``autointerp_grpc.client.AutoInterpClient``, which wraps the generated stubs: it sends
+the secret as ``x-secret-key`` metadata and an ``x-request-id`` with every call, and accepts
+requests as proto messages or proto3-JSON dicts.
 """
 
 from __future__ import annotations
@@ -19,24 +23,23 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
 
 try:
+    from autointerp_grpc.client import AutoInterpClient
     from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
-    from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc
 except ImportError as exc:  # pragma: no cover - only without the package installed
     raise SystemExit(
-        f"cannot import the generated stubs ({exc}); run this with the project's virtualenv "
+        f"cannot import autointerp_grpc ({exc}); run this with the project's virtualenv "
         "(`make install`, then .venv/bin/python client_examples/python_client.py)"
     ) from exc
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_MODEL = "openai/gpt-4o-mini"
-SECRET_METADATA = "x-secret-key"
-REQUEST_ID_METADATA = "x-request-id"
 PREVIEW_CHARS = 48
 
 # (tokens, index of the token where the latent fires) for the activating records.
@@ -62,14 +65,14 @@ _NON_ACTIVATING: list[list[str]] = [
 class RpcFailedError(Exception):
     """An RPC ended with a non-OK status."""
 
-    def __init__(self, method: str, error: grpc.RpcError) -> None:
+    def __init__(self, method: str, error: grpc.RpcError, request_id: str) -> None:
         code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
         details = error.details() if isinstance(error, grpc.Call) else str(error)
         super().__init__(f"{method} failed: {code.name}: {details}")
         self.method = method
         self.code = code
         self.details = details
-        self.request_id = _request_id(error) if isinstance(error, grpc.Call) else None
+        self.request_id = request_id
 
 
 def sample_records() -> list[pb.Activation]:
@@ -83,58 +86,14 @@ def sample_records() -> list[pb.Activation]:
     return records
 
 
-def _request_id(call: grpc.Call) -> str | None:
-    for key, value in call.initial_metadata() or ():
-        if key == REQUEST_ID_METADATA:
-            return value if isinstance(value, str) else value.decode("ascii", "replace")
-    return None
-
-
-class AutoInterpClient:
-    """A thin wrapper over the generated stub that adds the secret and a deadline to each call."""
-
-    def __init__(self, channel: grpc.Channel, secret: str | None, timeout_s: float) -> None:
-        self._stub = pb_grpc.AutoInterpStub(channel)
-        self._metadata: tuple[tuple[str, str], ...] = ((SECRET_METADATA, secret),) if secret else ()
-        self._timeout_s = timeout_s
-
-    def _call(self, method: str, request: Any) -> tuple[Any, str | None]:
-        try:
-            response, call = getattr(self._stub, method).with_call(
-                request, metadata=self._metadata, timeout=self._timeout_s
-            )
-        except grpc.RpcError as error:
-            raise RpcFailedError(method, error) from None
-        return response, _request_id(call)
-
-    def explain(
-        self, records: Sequence[pb.Activation], api_key: str, model: str
-    ) -> tuple[pb.ExplainDefaultResponse, str | None]:
-        request = pb.ExplainDefaultRequest(activations=records, openrouter_key=api_key, model=model)
-        return self._call("ExplainDefault", request)
-
-    def score_fuzz_detection(
-        self,
-        records: Sequence[pb.Activation],
-        explanation: str,
-        api_key: str,
-        model: str,
-        kind: pb.ScoreFuzzDetectionType,
-    ) -> tuple[pb.ScoreFuzzDetectionResponse, str | None]:
-        request = pb.ScoreFuzzDetectionRequest(
-            activations=records,
-            explanation=explanation,
-            openrouter_key=api_key,
-            model=model,
-            type=kind,
-        )
-        return self._call("ScoreFuzzDetection", request)
-
-    def score_embedding(
-        self, records: Sequence[pb.Activation], explanation: str
-    ) -> tuple[pb.ScoreEmbeddingResponse, str | None]:
-        request = pb.ScoreEmbeddingRequest(activations=records, explanation=explanation)
-        return self._call("ScoreEmbedding", request)
+def call(method: str, rpc: Callable[..., Any], request: Any) -> tuple[Any, str]:
+    """Make one call with a fresh request id (the server logs it and echoes it back); turn a
+    failure into RpcFailedError."""
+    request_id = uuid.uuid4().hex
+    try:
+        return rpc(request, request_id=request_id), request_id
+    except grpc.RpcError as error:
+        raise RpcFailedError(method, error, request_id) from None
 
 
 def _preview(text: str) -> str:
@@ -226,22 +185,33 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> None:
     """Make the four calls in order, printing each answer; raises RpcFailedError on failure."""
     records = sample_records()
-    with grpc.insecure_channel(args.target) as channel:
-        client = AutoInterpClient(channel, args.secret, args.timeout)
-
-        explained, request_id = client.explain(records, args.api_key, args.model)
+    with AutoInterpClient(args.target, secret=args.secret, timeout=args.timeout) as client:
+        request = pb.ExplainDefaultRequest(
+            activations=records, openrouter_key=args.api_key, model=args.model
+        )
+        explained, request_id = call("ExplainDefault", client.explain_default, request)
         _heading(f"ExplainDefault ({args.model})", request_id)
         print(f"explanation: {explained.explanation}")
 
         explanation = args.explanation or explained.explanation
         print(f"\nscoring the explanation: {explanation!r}")
         for kind in (pb.FUZZ, pb.DETECTION):
-            scored, request_id = client.score_fuzz_detection(
-                records, explanation, args.api_key, args.model, kind
+            scoring = pb.ScoreFuzzDetectionRequest(
+                activations=records,
+                explanation=explanation,
+                openrouter_key=args.api_key,
+                model=args.model,
+                type=kind,
             )
+            scored, request_id = call("ScoreFuzzDetection", client.score_fuzz_detection, scoring)
             print_fuzz_detection(pb.ScoreFuzzDetectionType.Name(kind), scored, request_id)
 
-        embedded, request_id = client.score_embedding(records, explanation)
+        # A dict in proto3 JSON form works as well as the message.
+        body = {
+            "activations": [{"tokens": list(r.tokens), "values": list(r.values)} for r in records],
+            "explanation": explanation,
+        }
+        embedded, request_id = call("ScoreEmbedding", client.score_embedding, body)
         print_embedding(embedded, request_id)
 
 

@@ -24,6 +24,7 @@ from autointerp_grpc.handlers.deps import Deps
 from autointerp_grpc.handlers.standard import explain, lookup, resolve_params, score
 from autointerp_grpc.methods import params as method_params
 from autointerp_grpc.methods.registry import EXPLAINER_REGISTRY, SCORER_REGISTRY
+from autointerp_grpc.validation import check_required
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,8 @@ class _Run:
         )
         self.candidate_scorer = self._candidate_scorer()
         ids = [f.id for f in request.features]
+        if any(not i.strip() for i in ids):
+            raise InvalidArgument("every feature needs an id")
         if len(set(ids)) != len(ids):
             raise InvalidArgument("features must have distinct ids")
 
@@ -159,6 +162,7 @@ class _Run:
         began = time.perf_counter()
         result = pb.FeatureResult(id=feature.id)
         try:
+            check_required(feature)
             await self._feature(feature, result)
         except Exception as exc:  # one feature's failure is reported in its result
             result.explanation = ""

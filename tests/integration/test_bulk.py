@@ -93,16 +93,18 @@ def test_holdout_split_is_disjoint_and_deterministic() -> None:
 
 async def test_a_failing_feature_does_not_stop_the_run(server) -> None:
     broken = {"id": "broken", "activations": [{"tokens": ["a", "b"], "values": [1.0]}]}
-    body = _request([_feature("cat-1"), broken, _feature("cat-2")])
+    empty = {"id": "empty", "activations": [{"tokens": [], "values": []}]}
+    body = _request([_feature("cat-1"), broken, empty, _feature("cat-2")])
     events = await _grpc_events(server, body)
     results = {e["result"]["id"]: e["result"] for e in events if "result" in e}
     assert results["broken"]["error"]["code"] == "INVALID_ARGUMENT"
     assert "one value per token" in results["broken"]["error"]["message"]
+    assert "activations[0].tokens is required" in results["empty"]["error"]["message"]
     assert results["cat-1"]["scores"] and "error" not in results["cat-1"]
     assert events[-1]["progress"] == {
-        "done": 3,
-        "total": 3,
-        "failed": 1,
+        "done": 4,
+        "total": 4,
+        "failed": 2,
         "usage": events[-1]["progress"]["usage"],
     }
 

@@ -1,0 +1,340 @@
+"""The `autointerp` command as a subprocess against real servers: methods, run (resume,
+failing features, retries), and a run spread over two servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import TEST_SECRET, free_port, start_server, stop_server
+
+from autointerp_grpc.client import AutoInterpClient
+from autointerp_grpc.fake_llm import FakeLLMServer
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "features.jsonl"
+API_KEY = "sk-cli-test-key-161803"
+MODEL = "openai/gpt-4o-mini"
+
+
+def _env(secret: str | None, **extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("SECRET", "OPENROUTER_API_KEY") and not k.startswith("AUTOINTERP_")
+    }
+    env["AUTOINTERP_API_KEY"] = API_KEY
+    if secret is not None:
+        env["SECRET"] = secret
+    env.update(extra)
+    return env
+
+
+def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "autointerp_grpc.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    for value in (API_KEY, TEST_SECRET):
+        assert value not in result.stdout
+        assert value not in result.stderr
+    return result
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _example_ids() -> list[str]:
+    return [json.loads(line)["id"] for line in EXAMPLE.read_text().splitlines() if line.strip()]
+
+
+def _run_args(server: str, tmp_path: Path, *extra: str, input_path: Path = EXAMPLE) -> list[str]:
+    return [
+        "run",
+        "--server",
+        server,
+        "--input",
+        str(input_path),
+        "--output",
+        str(tmp_path / "results.jsonl"),
+        "--model",
+        MODEL,
+        *extra,
+    ]
+
+
+# ---- one server (the session fixture) ------------------------------------------------------
+
+
+def test_methods_lists_every_method(server) -> None:
+    with AutoInterpClient(server.grpc_target, secret=server.secret, timeout=60) as client:
+        names = [m.name for m in client.list_methods().methods]
+    result = _cli(["methods", "--server", server.grpc_target], _env(server.secret))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:2] == ["name", "kind"]
+    listed = [line.split()[0] for line in lines[1:] if line.strip() and ":" not in line]
+    assert listed == names
+    assert "balanced_accuracy (0 to 1, chance 0.5)" in result.stdout
+    assert "providers: " in result.stdout
+
+    as_json = _cli(["methods", "--server", server.grpc_target, "--json"], _env(server.secret))
+    assert [m["name"] for m in json.loads(as_json.stdout)["methods"]] == names
+
+
+def test_methods_with_the_wrong_secret(server) -> None:
+    result = _cli(["methods", "--server", server.grpc_target, "--secret", "nope"], _env(None))
+    assert result.returncode == 1
+    assert "UNAUTHENTICATED" in result.stderr
+
+
+def test_run_then_resume(server, tmp_path: Path) -> None:
+    env = _env(server.secret)
+    args = _run_args(server.grpc_target, tmp_path, "--scorers", "detection,fuzz,embedding")
+    first = _cli(args, env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    results = _lines(tmp_path / "results.jsonl")
+    assert sorted(r["id"] for r in results) == sorted(_example_ids())
+    for result in results:
+        assert "error" not in result, result
+        assert result["explanation"]
+        assert [s["method"] for s in result["scores"]] == ["detection", "fuzz", "embedding"]
+        assert all(0.0 <= s["score"] <= 1.0 for s in result["scores"]), result
+        assert result["usage"]["llmCalls"] > 0
+    by_id = {r["id"]: r for r in results}
+    assert by_id["layer6/cat"]["explanation"] == 'Mentions of "cat"'
+    assert by_id["layer6/cat"]["scores"][0]["score"] == 1.0
+    # tqdm's bar on stderr, the summary table on stdout.
+    assert "explain+score" in first.stderr
+    assert f"{len(results)}/{len(results)}" in first.stderr
+    assert "tokens=" in first.stderr and "cost=$" in first.stderr
+    out = first.stdout
+    assert "== summary" in out
+    assert f"{len(results)} ok, 0 failed" in out
+    for header in ("scorer", "mean", "median", "p10", "p90"):
+        assert header in out
+    assert "detection  balanced_accuracy  8" in out
+    assert "embedding  roc_auc" in out
+    assert "prompt tokens" in out and "features/min" in out
+    output_text = (tmp_path / "results.jsonl").read_text()
+    assert API_KEY not in output_text and TEST_SECRET not in output_text
+
+    again = _cli(args, env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"{len(results)} of {len(results)} features already done" in again.stderr
+    assert "0 finished now" in again.stdout
+    assert len(_lines(tmp_path / "results.jsonl")) == len(results)
+
+
+def test_failing_features_are_reported_and_the_run_goes_on(server, tmp_path: Path) -> None:
+    good = EXAMPLE.read_text().splitlines()[:3]
+    bad = [
+        # one value for two tokens: the server fails this feature alone
+        {"id": "bad-lengths", "activations": [{"tokens": ["a", " cat"], "values": [0.9]}]},
+        # an empty record: failed by the command (the server would reject the whole batch)
+        {"id": "empty-tokens", "activations": [{"tokens": [], "values": []}]},
+        # no non-activating records: the feature is explained, its scorers report errors
+        {"id": "only-activating", "activations": [{"tokens": ["a", " cat"], "values": [0, 1]}]},
+    ]
+    path = tmp_path / "features.jsonl"
+    path.write_text("\n".join([*good, *(json.dumps(b) for b in bad)]) + "\n")
+    env = _env(server.secret)
+    args = _run_args(server.grpc_target, tmp_path, "--batch-size", "3", input_path=path)
+    result = _cli(args, env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    by_id = {r["id"]: r for r in _lines(tmp_path / "results.jsonl")}
+    assert len(by_id) == 6
+    assert by_id["bad-lengths"]["error"]["code"] == "INVALID_ARGUMENT"
+    assert "one value per token" in by_id["bad-lengths"]["error"]["message"]
+    assert by_id["empty-tokens"]["error"]["code"] == "INVALID_ARGUMENT"
+    assert "tokens" in by_id["empty-tokens"]["error"]["message"]
+    only = by_id["only-activating"]
+    assert "error" not in only and only["explanation"]
+    assert all(s["error"]["code"] == "INVALID_ARGUMENT" for s in only["scores"])
+    for feature_id in ("layer6/cat", "layer6/numbers", "layer6/the"):
+        assert "error" not in by_id[feature_id]
+        assert all("score" in s for s in by_id[feature_id]["scores"])
+    assert "4 ok, 2 failed" in result.stdout
+    assert "failed features: 2" in result.stdout
+    assert "bad-lengths  INVALID_ARGUMENT" in result.stdout
+    # No retries for errors that would only repeat.
+    assert "(0 re-submissions)" in result.stdout
+
+    # Resuming runs the failed features again (and only those).
+    again = _cli(args, env)
+    assert again.returncode == 1
+    assert "4 of 6 features already done" in again.stderr
+    assert len(_lines(tmp_path / "results.jsonl")) == 8
+
+
+@pytest.mark.parametrize(
+    ("lines", "extra", "message"),
+    [
+        (['{"id": "a", "activations": []}', "{oops"], [], "features.jsonl:2: not valid JSON"),
+        (['{"id": "a", "activations": [], "colour": 1}'], [], "features.jsonl:1: "),
+        (['{"id": "a", "activations": []}'], ["--scorers", "fuz"], "unknown scorer 'fuz'"),
+        (['{"id": "a", "activations": []}'], ["--explainer-params", "{x"], "--explainer-params"),
+        (
+            ['{"id": "a", "activations": [{"tokens": ["a"], "values": [1]}]}'],
+            ["--scorer-params", '{"fuzz": {"examplesPerPrompt": 50}}', "--scorers", "fuzz"],
+            "examplesPerPrompt must be at most 20",
+        ),
+    ],
+)
+def test_usage_errors_exit_2(
+    server, tmp_path: Path, lines: list[str], extra: list[str], message: str
+) -> None:
+    path = tmp_path / "features.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    result = _cli(
+        _run_args(server.grpc_target, tmp_path, *extra, input_path=path), _env(server.secret)
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr
+    assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_run_needs_an_api_key(server, tmp_path: Path) -> None:
+    env = _env(server.secret)
+    env.pop("AUTOINTERP_API_KEY")
+    result = _cli(_run_args(server.grpc_target, tmp_path), env)
+    assert result.returncode == 2
+    assert "AUTOINTERP_API_KEY" in result.stderr
+
+
+def test_explain_and_score_commands(server, tmp_path: Path) -> None:
+    from samples import cat_records
+
+    records = tmp_path / "records.json"
+    records.write_text(json.dumps(cat_records()))
+    env = _env(server.secret)
+    explained = _cli(
+        ["explain", "--server", server.grpc_target, "--input", str(records), "--model", MODEL],
+        env,
+    )
+    assert explained.returncode == 0, explained.stderr
+    assert explained.stdout.strip() == 'Mentions of "cat"'
+    assert "LLM calls" in explained.stderr
+    scored = _cli(
+        [
+            "score",
+            "--server",
+            server.grpc_target,
+            "--method",
+            "fuzz",
+            "--explanation",
+            "the word cat",
+            "--input",
+            str(records),
+            "--model",
+            MODEL,
+        ],
+        env,
+    )
+    assert scored.returncode == 0, scored.stderr
+    assert "score: 1.0000  (balanced_accuracy)" in scored.stdout
+    assert "95% CI: [" in scored.stdout
+
+
+# ---- two servers, each with its own fake LLM -----------------------------------------------
+
+
+@dataclass
+class Replica:
+    grpc_target: str
+    fake: FakeLLMServer
+
+
+@pytest.fixture(scope="module")
+def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Replica]]:
+    started: list[tuple[subprocess.Popen, FakeLLMServer]] = []
+    replicas: list[Replica] = []
+    try:
+        for n in range(2):
+            fake = FakeLLMServer().start()
+            grpc_port, http_port = free_port(), free_port()
+            process = start_server(
+                [sys.executable, "server.py"],
+                {
+                    "SECRET": TEST_SECRET,
+                    "AUTOINTERP_LLM_BASE_URL": fake.base_url,
+                    "AUTOINTERP_LLM_MAX_RETRIES": "0",
+                },
+                tmp_path_factory.mktemp(f"replica{n}") / "server.log",
+                http_port,
+                grpc_port,
+            )
+            started.append((process, fake))
+            replicas.append(Replica(f"127.0.0.1:{grpc_port}", fake))
+        yield replicas
+    finally:
+        for process, fake in started:
+            assert stop_server(process) == 0
+            fake.stop()
+
+
+def test_run_spreads_batches_over_two_servers(replicas: list[Replica], tmp_path: Path) -> None:
+    for replica in replicas:
+        replica.fake.reset_stats()
+    servers = ",".join(r.grpc_target for r in replicas)
+    args = _run_args(servers, tmp_path, "--batch-size", "2", "--no-progress")
+    result = _cli(args, _env(TEST_SECRET))
+    assert result.returncode == 0, result.stdout + result.stderr
+    results = _lines(tmp_path / "results.jsonl")
+    assert sorted(r["id"] for r in results) == sorted(_example_ids())
+    assert not any("error" in r for r in results)
+    for replica in replicas:
+        assert replica.fake.stats()["by_kind"].get("explain", 0) >= 2, replica.grpc_target
+
+
+def test_client_round_robins_over_two_servers(replicas: list[Replica]) -> None:
+    from samples import cat_records
+
+    for replica in replicas:
+        replica.fake.reset_stats()
+    servers = [r.grpc_target for r in replicas]
+    body = {"activations": cat_records(), "openrouterKey": API_KEY, "model": MODEL}
+    with AutoInterpClient(servers, secret=TEST_SECRET, timeout=60) as client:
+        assert client.target.startswith("ipv4:")
+        for _ in range(6):
+            assert client.explain_default(body).explanation == 'Mentions of "cat"'
+    counts = [r.fake.stats()["by_kind"].get("explain", 0) for r in replicas]
+    assert sum(counts) == 6
+    assert all(count >= 1 for count in counts), counts
+
+
+def test_transient_feature_errors_are_retried(replicas: list[Replica], tmp_path: Path) -> None:
+    replica = replicas[0]
+    replica.fake.set_fault("500", 3)  # the first three LLM calls (explanations) fail
+    try:
+        args = _run_args(replica.grpc_target, tmp_path, "--batch-size", "8", "--no-progress")
+        result = _cli(args, _env(TEST_SECRET))
+    finally:
+        replica.fake.set_fault(None)
+    assert result.returncode == 0, result.stdout + result.stderr
+    results = _lines(tmp_path / "results.jsonl")
+    assert len(results) == len(_example_ids())
+    assert not any("error" in r for r in results)
+    assert "(3 re-submissions)" in result.stdout
+
+
+def test_unreachable_server_is_left_out(replicas: list[Replica], tmp_path: Path) -> None:
+    servers = f"{replicas[1].grpc_target},127.0.0.1:{free_port()}"
+    result = _cli(_run_args(servers, tmp_path, "--no-progress"), _env(TEST_SECRET))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "not using this server" in result.stderr
+    assert len(_lines(tmp_path / "results.jsonl")) == len(_example_ids())

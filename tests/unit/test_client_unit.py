@@ -1,0 +1,115 @@
+"""The typed client's pure parts: targets for one or several servers, requests, metadata."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from google.protobuf import json_format
+
+from autointerp_grpc.client import (
+    REQUEST_ID_METADATA,
+    SECRET_METADATA,
+    AutoInterpClient,
+    channel_options,
+    grpc_target,
+    split_servers,
+    to_message,
+)
+from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+
+
+def test_one_server_is_its_own_target() -> None:
+    assert grpc_target("127.0.0.1:50051") == "127.0.0.1:50051"
+    assert grpc_target(" localhost:50051 ") == "localhost:50051"
+    assert grpc_target(["myhost.example:1"]) == "myhost.example:1"  # not resolved here
+
+
+def test_several_servers_become_one_ipv4_target() -> None:
+    assert grpc_target("127.0.0.1:1,127.0.0.2:2") == "ipv4:127.0.0.1:1,127.0.0.2:2"
+    assert grpc_target(["10.0.0.1:50051", "10.0.0.2:50051"]) == (
+        "ipv4:10.0.0.1:50051,10.0.0.2:50051"
+    )
+
+
+def test_repeats_and_blanks_are_dropped() -> None:
+    assert split_servers("a:1, ,b:2,a:1,") == ["a:1", "b:2"]
+    assert grpc_target("127.0.0.1:1,127.0.0.1:1") == "127.0.0.1:1"
+    with pytest.raises(ValueError, match="no server"):
+        split_servers(" , ")
+
+
+def test_host_names_are_resolved_ipv4_first() -> None:
+    assert grpc_target("localhost:5001,127.0.0.1:5002") == "ipv4:127.0.0.1:5001,127.0.0.1:5002"
+
+
+def test_host_names_resolved_with_getaddrinfo(monkeypatch: pytest.MonkeyPatch) -> None:
+    table = {
+        "alpha": [(socket.AF_INET6, "::1"), (socket.AF_INET, "10.1.1.1")],
+        "beta": [(socket.AF_INET, "10.2.2.2")],
+    }
+
+    def fake_getaddrinfo(host, port, *args, **kwargs):
+        return [(family, socket.SOCK_STREAM, 6, "", (ip, port)) for family, ip in table[host]]
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake_getaddrinfo)
+    assert grpc_target("alpha:1,beta:2") == "ipv4:10.1.1.1:1,10.2.2.2:2"
+
+
+def test_ipv6_servers() -> None:
+    assert grpc_target("[::1]:1,[::1]:2") == "ipv6:[::1]:1,[::1]:2"
+    with pytest.raises(ValueError, match="mix IPv4 and IPv6"):
+        grpc_target("[::1]:1,127.0.0.1:2")
+
+
+@pytest.mark.parametrize("bad", ["127.0.0.1", "127.0.0.1:x", "127.0.0.1:0", ":80", "[::1]"])
+def test_malformed_addresses_are_rejected(bad: str) -> None:
+    with pytest.raises(ValueError, match="not host:port"):
+        grpc_target(f"{bad},127.0.0.1:2")
+
+
+def test_unresolvable_host_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="cannot resolve"):
+        grpc_target("no-such-host.invalid:1,127.0.0.1:2")
+
+
+def test_channel_balances_round_robin() -> None:
+    options = dict(channel_options())
+    assert '"round_robin"' in options["grpc.service_config"]
+
+
+def test_requests_as_messages_or_json_dicts() -> None:
+    message = pb.ExplainDefaultRequest(model="m")
+    assert to_message(message, pb.ExplainDefaultRequest) is message
+    camel = to_message(
+        {"activations": [{"tokens": ["a"], "values": [1]}], "openrouterKey": "k", "model": "m"},
+        pb.ExplainDefaultRequest,
+    )
+    snake = to_message(
+        {"activations": [{"tokens": ["a"], "values": [1]}], "openrouter_key": "k", "model": "m"},
+        pb.ExplainDefaultRequest,
+    )
+    assert camel == snake
+    assert camel.openrouter_key == "k"
+    with pytest.raises(TypeError, match="ExplainDefaultRequest"):
+        to_message(pb.ScoreRequest(), pb.ExplainDefaultRequest)
+    with pytest.raises(json_format.ParseError):
+        to_message({"nope": 1}, pb.ExplainDefaultRequest)
+
+
+def test_metadata_carries_secret_and_request_id() -> None:
+    client = AutoInterpClient("127.0.0.1:1", secret="s3cret-value", timeout=5)
+    try:
+        metadata = dict(client._metadata(None))
+        assert metadata[SECRET_METADATA] == "s3cret-value"
+        assert len(metadata[REQUEST_ID_METADATA]) == 32
+        assert dict(client._metadata("my-id"))[REQUEST_ID_METADATA] == "my-id"
+        assert client._metadata(None) != client._metadata(None)  # a fresh id per call
+        assert "s3cret-value" not in repr(client)
+    finally:
+        client.close()
+    open_client = AutoInterpClient("127.0.0.1:1")
+    try:
+        assert SECRET_METADATA not in dict(open_client._metadata(None))
+    finally:
+        open_client.close()
