@@ -12,6 +12,7 @@ from autointerp_grpc.methods.scorers import (
     embedding_similarities,
     require_answers,
     run_classifier,
+    set_answer,
 )
 from autointerp_grpc.records import split_records
 from autointerp_grpc.validation import check_activations
@@ -47,11 +48,7 @@ def _breakdown_item(
         ground_truth=bool(output.activating),
         highlighted=highlighted,
     )
-    if output.prediction is not None:
-        item.prediction = bool(output.prediction)
-        item.correct = bool(output.prediction) == bool(output.activating)
-    if output.probability is not None:
-        item.probability = float(output.probability)
+    set_answer(item, output)
     return item
 
 

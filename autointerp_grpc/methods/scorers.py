@@ -142,6 +142,18 @@ def classifier_result(
     )
 
 
+def set_answer(
+    item: pb.ScoreBreakdownItem | pb.ScoreFuzzDetectionBreakdownItem, output: ClassifierOutput
+) -> None:
+    """Copy a classifier output's answer (prediction, correctness, probability) onto a
+    breakdown item of either shape; unanswered stays unset (null in JSON)."""
+    if output.prediction is not None:
+        item.prediction = bool(output.prediction)
+        item.correct = bool(output.prediction) == bool(output.activating)
+    if output.probability is not None:
+        item.probability = float(output.probability)
+
+
 def _classifier_item(output: ClassifierOutput, index: int) -> pb.ScoreBreakdownItem:
     item = pb.ScoreBreakdownItem(
         record_index=index,
@@ -149,11 +161,7 @@ def _classifier_item(output: ClassifierOutput, index: int) -> pb.ScoreBreakdownI
         str_tokens=output.str_tokens,
         activating=bool(output.activating),
     )
-    if output.prediction is not None:
-        item.prediction = bool(output.prediction)
-        item.correct = bool(output.prediction) == bool(output.activating)
-    if output.probability is not None:
-        item.probability = float(output.probability)
+    set_answer(item, output)
     return item
 
 

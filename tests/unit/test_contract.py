@@ -139,3 +139,16 @@ def test_openapi_paths_and_enum() -> None:
     ]
     assert {"type": "null"} in nullable["anyOf"]
     assert document["components"]["securitySchemes"]["SimpleSecretAuth"]["name"] == "X-SECRET-KEY"
+
+
+@pytest.mark.parametrize(
+    ("choice", "request_cls"),
+    [(pb.ExplainerChoice, pb.ExplainRequest), (pb.ScorerChoice, pb.ScoreRequest)],
+)
+def test_bulk_choices_offer_the_same_parameters_as_single_requests(choice, request_cls) -> None:
+    # ExplainerChoice/ScorerChoice repeat the params oneof of Explain/Score; they must not drift.
+    def members(message: type) -> list[tuple[str, int, str]]:
+        oneof = message.DESCRIPTOR.oneofs_by_name["params"]
+        return [(f.name, f.number, f.message_type.full_name) for f in oneof.fields]
+
+    assert members(choice) == members(request_cls)
