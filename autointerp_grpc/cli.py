@@ -1124,6 +1124,11 @@ def main(argv: list[str] | None = None) -> int:
         hint = "; results so far are kept and a rerun resumes" if args.command == "run" else ""
         print(f"interrupted{hint}", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `autointerp methods | head`): stop quietly, as Unix
+        # tools do; point stdout at devnull so the interpreter's final flush cannot fail.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
