@@ -21,7 +21,13 @@ from typing import Any
 from autointerp_grpc.errors import AutoInterpError, InvalidArgument
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.handlers.deps import Deps
-from autointerp_grpc.handlers.standard import explain, lookup, resolve_params, score
+from autointerp_grpc.handlers.standard import (
+    explain,
+    llm_client,
+    lookup,
+    resolve_params,
+    score,
+)
 from autointerp_grpc.methods import params as method_params
 from autointerp_grpc.methods.registry import EXPLAINER_REGISTRY, SCORER_REGISTRY
 from autointerp_grpc.validation import check_required
@@ -78,6 +84,9 @@ class _Run:
     def __init__(self, request: pb.ExplainAndScoreRequest, deps: Deps) -> None:
         self.request = request
         self.deps = deps
+        # Everything shared by the features is checked up front: one bad setting fails the
+        # request at once rather than every feature in turn.
+        llm_client(request.llm, deps)
         explainer = lookup(EXPLAINER_REGISTRY, request.explainer.method, "explainer")
         resolve_params(request.explainer, explainer)  # rejects bad parameters up front
         for i, choice in enumerate(request.scorers):

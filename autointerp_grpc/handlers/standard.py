@@ -46,7 +46,8 @@ def resolve_params(request: Message, spec: MethodSpec) -> SimpleNamespace:
     return method_params.resolve(message, spec.params_descriptor, expected)
 
 
-def _llm_client(llm: pb.LlmOptions, deps: Deps) -> LLMClient:
+def llm_client(llm: pb.LlmOptions, deps: Deps) -> LLMClient:
+    """A client for the request's LLM options, after checking their values."""
     for field in llm.DESCRIPTOR.fields:
         if llm.HasField(field.name) if field.has_presence else getattr(llm, field.name):
             method_params.check_value(field, getattr(llm, field.name), f"llm.{field.json_name}")
@@ -83,7 +84,7 @@ async def explain(
         )
     if request.non_activating:
         check_activations(request.non_activating, deps.limits, field="non_activating")
-    client = _llm_client(request.llm, deps)
+    client = llm_client(request.llm, deps)
     ctx = ExplainContext(
         request=request,
         params=params,
@@ -114,7 +115,7 @@ async def score(request: pb.ScoreRequest, deps: Deps) -> pb.ScoreResponse:
     if spec.needs.llm:
         if not request.HasField("llm"):
             raise InvalidArgument(f"llm (model and api_key) is required by the {spec.name} scorer")
-        client = _llm_client(request.llm, deps)
+        client = llm_client(request.llm, deps)
     ctx = ScoreContext(
         request=request,
         params=params,

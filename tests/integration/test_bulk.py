@@ -128,6 +128,10 @@ async def test_bad_request_fails_up_front(server) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await _grpc_events(server, body)
     assert "not a known scorer" in info.value.details()
+    body = {**_request([_feature("a")]), "llm": {**LLM, "provider": "elsewhere"}}
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await _grpc_events(server, body)
+    assert "llm.provider 'elsewhere' is not configured" in info.value.details()
 
 
 def test_ndjson_stream_over_rest(server) -> None:
