@@ -35,6 +35,13 @@ HTTP_STATUS: dict[grpc.StatusCode, int] = {
 }
 
 
+def shown(value: str, limit: int = 60) -> str:
+    """A caller's value quoted in an error message, cut to ``limit`` characters (never use it
+    for secret fields)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class AutoInterpError(Exception):
     """Base of every error the service reports to its callers on purpose."""
 

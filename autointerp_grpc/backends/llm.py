@@ -34,6 +34,7 @@ from autointerp_grpc.errors import (
     ResourceExhausted,
     Unavailable,
     UpstreamBadResponse,
+    shown,
 )
 from autointerp_grpc.observability import Metrics, current_request
 from autointerp_grpc.prompts import strip_reasoning
@@ -165,7 +166,7 @@ class LLMBackend:
         base = self._providers.get(name)
         if base is None:
             raise InvalidArgument(
-                f"llm.provider {name!r} is not configured on this server; "
+                f"llm.provider {shown(name)} is not configured on this server; "
                 f"use one of: {', '.join(self.provider_names)}"
             )
         overrides: dict[str, Any] = {}

@@ -8,7 +8,7 @@ from google.protobuf.message import Message
 
 from autointerp_grpc.backends.llm import LLMClient
 from autointerp_grpc.backends.llm import Usage as LLMUsage
-from autointerp_grpc.errors import InvalidArgument
+from autointerp_grpc.errors import InvalidArgument, shown
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.handlers.deps import Deps
 from autointerp_grpc.handlers.explain import run_explainer
@@ -28,7 +28,7 @@ def lookup(registry: dict[str, MethodSpec], name: str, kind: str) -> MethodSpec:
     spec = registry.get(name)
     if spec is None:
         raise InvalidArgument(
-            f"method {name!r} is not a known {kind}; use one of: {', '.join(registry)}"
+            f"method {shown(name)} is not a known {kind}; use one of: {', '.join(registry)}"
         )
     return spec
 
