@@ -172,7 +172,9 @@ def to_message(request: RequestLike, cls: type[M]) -> M:
 
 
 class _Base:
-    """What the sync and async clients share: target, metadata and deadlines."""
+    """What the sync and async clients share: target, metadata, deadlines, unary calls."""
+
+    _stub: Any  # the sync or grpc.aio stub, set by the subclass
 
     def __init__(
         self,
@@ -198,6 +200,21 @@ class _Base:
         if timeout is not None:
             return timeout
         return None if stream else self.timeout
+
+    def _unary(
+        self,
+        name: str,
+        request: RequestLike,
+        cls: type[Message],
+        timeout: float | None,
+        request_id: str | None,
+    ) -> Any:
+        """Call unary RPC ``name`` on the subclass's stub (sync: the response; async: the
+        awaitable call)."""
+        message = to_message(request, cls)
+        return getattr(self._stub, name)(
+            message, timeout=self._timeout(timeout), metadata=self._metadata(request_id)
+        )
 
 
 # ---- sync ----------------------------------------------------------------------------------
@@ -266,19 +283,6 @@ class AutoInterpClient(_Base):
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-    def _unary(
-        self,
-        name: str,
-        request: RequestLike,
-        cls: type[Message],
-        timeout: float | None,
-        request_id: str | None,
-    ) -> Any:
-        message = to_message(request, cls)
-        return getattr(self._stub, name)(
-            message, timeout=self._timeout(timeout), metadata=self._metadata(request_id)
-        )
 
     def list_methods(
         self, *, timeout: float | None = None, request_id: str | None = None
@@ -408,19 +412,6 @@ class AsyncAutoInterpClient(_Base):
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-
-    def _unary(
-        self,
-        name: str,
-        request: RequestLike,
-        cls: type[Message],
-        timeout: float | None,
-        request_id: str | None,
-    ) -> Any:
-        message = to_message(request, cls)
-        return getattr(self._stub, name)(
-            message, timeout=self._timeout(timeout), metadata=self._metadata(request_id)
-        )
 
     def list_methods(
         self, *, timeout: float | None = None, request_id: str | None = None
