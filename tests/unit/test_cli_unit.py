@@ -1,5 +1,6 @@
-"""The CLI's pure parts: input/output files, statistics, and the batch scheduler with fake
-servers (streams that fail, features that fail, requests rejected over one feature)."""
+"""The CLI's pure parts (input/output files, statistics) and the bulk scheduler it runs on
+(autointerp_grpc.client.bulk) with fake servers: streams that fail, features that fail,
+requests rejected over one feature, servers that are down."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import grpc
 import grpc.aio
 import pytest
 
-from autointerp_grpc import cli
+from autointerp_grpc.cli import inputs, results
+from autointerp_grpc.client import bulk
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 
 # ---- files ---------------------------------------------------------------------------------
@@ -38,7 +40,7 @@ def test_read_features_accepts_both_spellings_and_skips_blank_lines(tmp_path: Pa
         + "\n",
         encoding="utf-8",
     )
-    features = cli.read_features(str(path))
+    features = inputs.read_features(str(path))
     assert [f.id for f in features] == ["a", "7"]
     assert features[0].non_activating[0].tokens == ["x\u2028y"]
     assert list(features[1].top_positive_logits) == [" dogs"]
@@ -57,8 +59,8 @@ def test_read_features_accepts_both_spellings_and_skips_blank_lines(tmp_path: Pa
 def test_read_features_names_the_bad_line(tmp_path: Path, lines: list[str], message: str) -> None:
     path = tmp_path / "in.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(cli.UsageError, match=message):
-        cli.read_features(str(path))
+    with pytest.raises(inputs.UsageError, match=message):
+        inputs.read_features(str(path))
 
 
 def test_done_ids_go_by_each_ids_last_line(tmp_path: Path) -> None:
@@ -76,16 +78,16 @@ def test_done_ids_go_by_each_ids_last_line(tmp_path: Path) -> None:
             ]
         )
     )
-    done, unreadable = cli.read_done_ids(path)
+    done, unreadable = results.read_done_ids(path)
     assert done == {"ok", "failed-then-ok"}
     assert unreadable == 1
-    assert cli.read_done_ids(tmp_path / "missing.jsonl") == (set(), 0)
+    assert results.read_done_ids(tmp_path / "missing.jsonl") == (set(), 0)
 
 
 def test_writer_starts_a_new_line_after_a_cut_one(tmp_path: Path) -> None:
     path = tmp_path / "out.jsonl"
     path.write_text('{"id": "a"}\n{"id": "cut-sho')
-    writer = cli.ResultWriter(path)
+    writer = results.ResultWriter(path)
     writer.write(pb.FeatureResult(id="b", explanation="e"))
     writer.close()
     lines = path.read_text().splitlines()
@@ -95,16 +97,16 @@ def test_writer_starts_a_new_line_after_a_cut_one(tmp_path: Path) -> None:
 
 
 def test_writer_creates_nothing_until_a_result(tmp_path: Path) -> None:
-    cli.ResultWriter(tmp_path / "out.jsonl").close()
+    results.ResultWriter(tmp_path / "out.jsonl").close()
     assert not (tmp_path / "out.jsonl").exists()
 
 
 def test_quantile_matches_linear_interpolation() -> None:
     values = [0.0, 1.0, 2.0, 3.0, 4.0]
-    assert cli.quantile(values, 0.5) == 2.0
-    assert cli.quantile(values, 0.1) == pytest.approx(0.4)
-    assert cli.quantile(values, 0.9) == pytest.approx(3.6)
-    assert cli.quantile([5.0], 0.9) == 5.0
+    assert results.quantile(values, 0.5) == 2.0
+    assert results.quantile(values, 0.1) == pytest.approx(0.4)
+    assert results.quantile(values, 0.9) == pytest.approx(3.6)
+    assert results.quantile([5.0], 0.9) == 5.0
 
 
 # ---- the scheduler -------------------------------------------------------------------------
@@ -173,10 +175,10 @@ async def _run(
     retried: list[str] = []
     settings = {"batch_size": 2, "streams": 2, "retries": 2, "stream_timeout": None}
     settings.update(kwargs)
-    runner = cli.BulkRunner(
-        [cli._Server(f"server-{n}", c) for n, c in enumerate(clients)],  # type: ignore[arg-type]
+    runner = bulk.BulkRunner(
+        [bulk.Server(f"server-{n}", c) for n, c in enumerate(clients)],  # type: ignore[arg-type]
         pb.ExplainAndScoreRequest(),
-        [cli.Job(pb.Feature(id=i)) for i in ids],
+        [bulk.Job(pb.Feature(id=i)) for i in ids],
         on_result=written.append,
         on_usage=lambda usage: None,
         on_retry=lambda job, result: retried.append(job.feature.id),
@@ -262,7 +264,7 @@ async def test_fatal_stream_errors_stop_the_run(code: grpc.StatusCode) -> None:
     def script(_call: int, _ids: list[str]):
         return [], _rpc_error(code, "no")
 
-    with pytest.raises(cli.FatalRunError) as caught:
+    with pytest.raises(bulk.FatalRunError) as caught:
         await _run([FakeClient(script)], ["a", "b", "c", "d"])
     assert caught.value.code == code
 
@@ -276,3 +278,42 @@ async def test_a_down_server_is_skipped_while_cooling_down() -> None:
     assert len(written) == 6
     assert not any(r.HasField("error") for r in written)
     assert len(dead.calls) <= 2  # after its first failures it is left alone
+
+
+class MethodsClient:
+    """Answers ListMethods with ``answer`` (or raises it)."""
+
+    def __init__(self, answer: pb.ListMethodsResponse | Exception) -> None:
+        self.answer = answer
+
+    async def list_methods(self, *, timeout=None, request_id=None) -> pb.ListMethodsResponse:
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+async def test_preflight_leaves_out_unreachable_servers() -> None:
+    methods = pb.ListMethodsResponse(providers=["openrouter"])
+    down = _rpc_error(grpc.StatusCode.UNAVAILABLE, "connection refused")
+    servers = [
+        bulk.Server("up", MethodsClient(methods)),  # type: ignore[arg-type]
+        bulk.Server("down", MethodsClient(down)),  # type: ignore[arg-type]
+    ]
+    checked: list[pb.ListMethodsResponse] = []
+    left_out: list[str] = []
+    alive = await bulk.preflight(
+        servers, check=checked.append, on_unreachable=lambda s, message: left_out.append(message)
+    )
+    assert [s.address for s in alive] == ["up"]
+    assert checked == [methods]
+    assert left_out == ["ListMethods on down failed: UNAVAILABLE: connection refused"]
+
+    with pytest.raises(bulk.FatalRunError, match="no server is reachable"):
+        await bulk.preflight(servers[1:])
+    denied = bulk.Server(
+        "denied",
+        MethodsClient(_rpc_error(grpc.StatusCode.UNAUTHENTICATED, "bad secret")),  # type: ignore[arg-type]
+    )
+    with pytest.raises(bulk.FatalRunError) as caught:
+        await bulk.preflight([servers[0], denied])
+    assert caught.value.code == grpc.StatusCode.UNAUTHENTICATED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import socket
 
 import pytest
@@ -10,7 +11,9 @@ from google.protobuf import json_format
 from autointerp_grpc.client import (
     REQUEST_ID_METADATA,
     SECRET_METADATA,
+    AsyncAutoInterpClient,
     AutoInterpClient,
+    EventStream,
     channel_options,
     grpc_target,
     split_servers,
@@ -113,3 +116,65 @@ def test_metadata_carries_secret_and_request_id() -> None:
         assert SECRET_METADATA not in dict(open_client._metadata(None))
     finally:
         open_client.close()
+
+
+# ---- the per-RPC methods, generated from the service descriptor ----------------------------
+
+RPC_METHODS = {
+    "ExplainDefault": "explain_default",
+    "ScoreEmbedding": "score_embedding",
+    "ScoreFuzzDetection": "score_fuzz_detection",
+    "ListMethods": "list_methods",
+    "Explain": "explain",
+    "Score": "score",
+    "ExplainAndScore": "explain_and_score",
+}
+
+
+@pytest.mark.parametrize("cls", [AutoInterpClient, AsyncAutoInterpClient])
+def test_every_rpc_is_a_method_of_both_clients(cls: type) -> None:
+    service = pb.DESCRIPTOR.services_by_name["AutoInterp"]
+    assert {m.name: RPC_METHODS.get(m.name) for m in service.methods} == RPC_METHODS
+    for attribute in RPC_METHODS.values():
+        parameters = inspect.signature(getattr(cls, attribute)).parameters
+        expected = ["self", "timeout", "request_id"]
+        if attribute != "list_methods":  # ListMethodsRequest has no fields
+            expected.insert(1, "request")
+        assert list(parameters) == expected, attribute
+        assert parameters["timeout"].kind is inspect.Parameter.KEYWORD_ONLY
+
+
+class RecordingStub:
+    """Stands in for the generated stub: records each call, answers with a marker."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object, float | None, dict[str, str]]] = []
+
+    def __getattr__(self, name: str):
+        def call(message, *, timeout, metadata):
+            self.calls.append((name, message, timeout, dict(metadata)))
+            return f"call:{name}"
+
+        return call
+
+
+def test_methods_send_the_message_deadline_and_metadata() -> None:
+    client = AutoInterpClient("127.0.0.1:1", secret="s", timeout=5)
+    try:
+        stub = RecordingStub()
+        client._stub = stub
+        assert client.explain({"method": "default"}, request_id="r-1") == "call:Explain"
+        assert client.list_methods(timeout=2) == "call:ListMethods"
+        stream = client.explain_and_score({"features": [{"id": "a"}]})
+        assert isinstance(stream, EventStream)
+        (n1, m1, t1, md1), (n2, m2, t2, _), (n3, m3, t3, md3) = stub.calls
+        assert (n1, m1, t1) == ("Explain", pb.ExplainRequest(method="default"), 5)
+        assert md1 == {REQUEST_ID_METADATA: "r-1", SECRET_METADATA: "s"}
+        assert (n2, m2, t2) == ("ListMethods", pb.ListMethodsRequest(), 2)
+        assert n3 == "ExplainAndScore" and m3.features[0].id == "a"
+        assert t3 is None  # streams have no deadline unless one is given
+        assert stream.request_id == md3[REQUEST_ID_METADATA]
+        with pytest.raises(TypeError, match="ExplainRequest"):
+            client.explain(pb.ScoreRequest())
+    finally:
+        client.close()

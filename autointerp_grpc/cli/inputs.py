@@ -1,0 +1,180 @@
+"""What the commands read: records files, the features JSONL, JSON flags, the LLM options."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+
+API_KEY_ENVS = ("AUTOINTERP_API_KEY", "OPENROUTER_API_KEY")
+
+
+class UsageError(Exception):
+    """A problem with the command line or its input files (exit status 2)."""
+
+
+# ---- flags ---------------------------------------------------------------------------------
+
+
+def parse_json_arg(text: str | None, flag: str) -> dict[str, Any] | None:
+    """The JSON object given to ``flag`` (None when the flag was not given)."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{flag} is not valid JSON: {exc.msg}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{flag} must be a JSON object")
+    return value
+
+
+def _params_field(message_cls: type[Message], method: str, flag: str) -> str:
+    """The ``<method>_params`` member of ``message_cls``'s params oneof, or a UsageError."""
+    name = f"{method}_params"
+    if name not in message_cls.DESCRIPTOR.fields_by_name:
+        raise UsageError(f"{flag} given, but method {method!r} takes no parameters")
+    return name
+
+
+def set_params(message: Message, method: str, params: dict[str, Any] | None, flag: str) -> None:
+    """Set ``message``'s ``<method>_params`` from the JSON object given to ``flag``."""
+    if params is None:
+        return
+    name = _params_field(type(message), method, flag)
+    try:
+        json_format.ParseDict(params, getattr(message, name))
+    except json_format.ParseError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
+
+
+def api_key(args: argparse.Namespace, needed: bool) -> str | None:
+    """``--api-key``, else the first of the key variables that is set."""
+    key = args.api_key or next((os.environ[e] for e in API_KEY_ENVS if os.environ.get(e)), None)
+    if needed and not key:
+        raise UsageError(
+            "an LLM provider key is needed: pass --api-key or set "
+            + " or ".join(f"${e}" for e in API_KEY_ENVS)
+        )
+    return key
+
+
+def llm_options(args: argparse.Namespace, key: str) -> pb.LlmOptions:
+    """The LLM options from the ``--model``, ``--provider``, ``--max-tokens`` and
+    ``--reasoning-effort`` flags."""
+    llm = pb.LlmOptions(model=args.model, api_key=key, provider=args.provider or "")
+    if args.max_tokens is not None:
+        llm.max_tokens = args.max_tokens
+    if args.reasoning_effort:
+        llm.reasoning_effort = args.reasoning_effort
+    return llm
+
+
+# ---- records files (explain, score) --------------------------------------------------------
+
+
+def _records(value: Any, where: str) -> list[pb.Activation]:
+    if not isinstance(value, list):
+        raise UsageError(f"{where}: expected a list of records")
+    out = []
+    for i, item in enumerate(value):
+        try:
+            out.append(json_format.ParseDict(item, pb.Activation()))
+        except (json_format.ParseError, AttributeError, TypeError) as exc:
+            raise UsageError(f"{where}[{i}]: {exc}") from None
+    return out
+
+
+@dataclass
+class RecordSet:
+    """Records read from a file: activating, non-activating and top positive logits."""
+
+    activations: list[pb.Activation] = field(default_factory=list)
+    non_activating: list[pb.Activation] = field(default_factory=list)
+    top_positive_logits: list[str] = field(default_factory=list)
+
+
+def _read_json(path: str) -> Any:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+
+
+def read_records(path: str, non_activating_path: str | None = None) -> RecordSet:
+    """Read ``--input`` (and ``--non-activating``).
+
+    A JSON list of records is split by the service's rule: values summing above 0 are
+    activating, the rest non-activating. A JSON object is taken as given: ``activations``,
+    ``nonActivating``/``non_activating``, ``topPositiveLogits``/``top_positive_logits``.
+    """
+    data = _read_json(path)
+    out = RecordSet()
+    if isinstance(data, list):
+        for record in _records(data, path):
+            (out.activations if sum(record.values) > 0 else out.non_activating).append(record)
+    elif isinstance(data, dict):
+        out.activations = _records(data.get("activations", []), f"{path}: activations")
+        quiet = data.get("nonActivating", data.get("non_activating", []))
+        out.non_activating = _records(quiet, f"{path}: nonActivating")
+        logits = data.get("topPositiveLogits", data.get("top_positive_logits", []))
+        if not isinstance(logits, list) or not all(isinstance(t, str) for t in logits):
+            raise UsageError(f"{path}: topPositiveLogits must be a list of strings")
+        out.top_positive_logits = logits
+    else:
+        raise UsageError(f"{path}: expected a list of records or an object with activations")
+    if non_activating_path is not None:
+        extra = _read_json(non_activating_path)
+        out.non_activating += _records(extra, non_activating_path)
+    return out
+
+
+# ---- the features file (run) ---------------------------------------------------------------
+
+
+def read_features(path: str) -> list[pb.Feature]:
+    """Parse the input JSONL: one feature per line, blank lines skipped, ids distinct."""
+    features: list[pb.Feature] = []
+    seen: dict[str, int] = {}
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from None
+    # Split on newlines only: str.splitlines would also split inside a token holding U+2028.
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"{path}:{number}: expected a JSON object (one feature)")
+        if isinstance(data.get("id"), int) and not isinstance(data.get("id"), bool):
+            data["id"] = str(data["id"])
+        try:
+            feature = json_format.ParseDict(data, pb.Feature())
+        except json_format.ParseError as exc:
+            raise UsageError(f"{path}:{number}: {exc}") from None
+        if not feature.id.strip():
+            raise UsageError(f"{path}:{number}: the feature has no id")
+        if feature.id in seen:
+            raise UsageError(
+                f"{path}:{number}: id {feature.id!r} already used on line {seen[feature.id]}"
+            )
+        seen[feature.id] = number
+        features.append(feature)
+    return features
