@@ -48,7 +48,7 @@ bench: install
 	$(BIN)/python bench/run.py
 
 fake-llm: install
-	$(BIN)/python -m autointerp_grpc.fake_llm --port $(FAKE_LLM_PORT)
+	$(BIN)/python -m autointerp_grpc.testing.fake_llm --port $(FAKE_LLM_PORT)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -14,9 +14,9 @@ Pure functions: no I/O, no delphi imports, deterministic output. A *record* is
 * :func:`strip_reasoning`: drops ``<think>`` blocks so answers are parsed from the final
   answer, never from a reasoning trace.
 
-Every system prompt starts with a ``FORMAT: <name>`` line (see :data:`PROMPT_FORMATS`) so test
-doubles and logs can tell the prompts apart. Builders raise ``ValueError`` on unusable input;
-parsers raise ``ValueError`` with a short reason when an answer is unusable.
+Prompts carry nothing but what the model needs to answer: no marker lines for test doubles
+or logs (a fake LLM recognises each format by its content). Builders raise ``ValueError`` on
+unusable input; parsers raise ``ValueError`` with a short reason when an answer is unusable.
 """
 
 from __future__ import annotations
@@ -29,16 +29,10 @@ from typing import Any
 
 __all__ = [
     "EXPLANATION_PREFIX",
-    "FORMAT_NP_MAX_ACT",
-    "FORMAT_NP_MAX_ACT_LOGITS",
-    "FORMAT_OAI_TOKEN_ACT_PAIR",
-    "FORMAT_RECALL_JUDGE",
     "MAX_SHORT_EXPLANATION_WORDS",
-    "PROMPT_FORMATS",
     "RECALL_DECOYS",
     "RECALL_RESPONSE_FORMAT",
     "Record",
-    "format_marker",
     "np_max_act_messages",
     "oai_token_act_pair_messages",
     "parse_oai_answer",
@@ -50,15 +44,6 @@ __all__ = [
 
 Record = tuple[Sequence[str], Sequence[float]]
 """``(tokens, values)``: one text's string tokens and the activation on each token."""
-
-FORMAT_OAI_TOKEN_ACT_PAIR = "oai_token_act_pair"  # noqa: S105 (a format name, not a secret)
-FORMAT_NP_MAX_ACT = "np_max_act"
-FORMAT_NP_MAX_ACT_LOGITS = "np_max_act_logits"
-FORMAT_RECALL_JUDGE = "recall_judge"
-PROMPT_FORMATS: frozenset[str] = frozenset(
-    {FORMAT_OAI_TOKEN_ACT_PAIR, FORMAT_NP_MAX_ACT, FORMAT_NP_MAX_ACT_LOGITS, FORMAT_RECALL_JUDGE}
-)
-"""The names that appear as ``FORMAT: <name>`` on the first line of each system prompt."""
 
 EXPLANATION_PREFIX = "the main thing this neuron does is find"
 """The sentence the OpenAI-style answer completes."""
@@ -73,19 +58,9 @@ RECORD_END = "<end>"
 MARK_OPEN = "[["
 MARK_CLOSE = "]]"
 
-_FORMAT_LINE_RE = re.compile(r"^FORMAT: ([a-z_]+)[ \t]*$", re.MULTILINE)
 
-
-def format_marker(system_prompt: str) -> str | None:
-    """The ``FORMAT: <name>`` marker of a system prompt if it names a known format."""
-    for match in _FORMAT_LINE_RE.finditer(system_prompt):
-        if match.group(1) in PROMPT_FORMATS:
-            return match.group(1)
-    return None
-
-
-def _system(marker: str, body: str) -> dict[str, str]:
-    return {"role": "system", "content": f"FORMAT: {marker}\n{body}"}
+def _system(content: str) -> dict[str, str]:
+    return {"role": "system", "content": content}
 
 
 def _check_records(records: Sequence[Record]) -> list[tuple[list[str], list[float]]]:
@@ -208,7 +183,7 @@ def oai_token_act_pair_messages(
         raise ValueError("no records to show")
     example = _check_records(_OAI_EXAMPLE)
     return [
-        _system(FORMAT_OAI_TOKEN_ACT_PAIR, _OAI_SYSTEM),
+        _system(_OAI_SYSTEM),
         {"role": "user", "content": _oai_user_message(example)},
         {"role": "assistant", "content": _OAI_EXAMPLE_ANSWER},
         {"role": "user", "content": _oai_user_message(shown)},
@@ -376,9 +351,8 @@ def np_max_act_messages(  # noqa: PLR0917 (positional signature is the documente
         promoted = list(dict.fromkeys(str(token) for token in top_positive_logits or ()))
         if promoted:
             sections.append(f"{_NP_LOGITS}\n{_bullets(_distinct_displays(promoted))}")
-    marker = FORMAT_NP_MAX_ACT_LOGITS if logits else FORMAT_NP_MAX_ACT
     return [
-        _system(marker, f"{system}\n\n{_NP_ANSWER_RULES}"),
+        _system(f"{system}\n\n{_NP_ANSWER_RULES}"),
         {"role": "user", "content": "\n\n".join(sections)},
     ]
 
@@ -473,7 +447,7 @@ def recall_messages(explanation: str, texts: list[str]) -> list[dict[str, str]]:
         f"Explanation: {explanation}\n\nTexts:\n{numbered}\n\n"
         f"Answer with exactly {len(texts)} booleans."
     )
-    return [_system(FORMAT_RECALL_JUDGE, _RECALL_SYSTEM), {"role": "user", "content": user}]
+    return [_system(_RECALL_SYSTEM), {"role": "user", "content": user}]
 
 
 _FENCE_RE = re.compile(r"```[a-zA-Z0-9_-]*[ \t]*\n?(.*?)\n?[ \t]*```", re.DOTALL)

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from autointerp_grpc.fake_llm import FakeLLMServer
+from autointerp_grpc.testing.fake_llm import FakeLLMServer
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_SECRET = "test-secret-42"  # gRPC metadata values must be printable ASCII

@@ -15,7 +15,7 @@ import pytest
 from conftest import TEST_SECRET, free_port, start_server, stop_server
 
 from autointerp_grpc.client import AutoInterpClient
-from autointerp_grpc.fake_llm import FakeLLMServer
+from autointerp_grpc.testing.fake_llm import FakeLLMServer
 
 pytestmark = pytest.mark.slow
 

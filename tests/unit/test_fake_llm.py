@@ -1,4 +1,4 @@
-"""Tests for the fake OpenAI-compatible LLM server (autointerp_grpc.fake_llm).
+"""Tests for the fake OpenAI-compatible LLM server (autointerp_grpc.testing.fake_llm).
 
 The server tests start a real server on a free port and talk to it with the real
 ``openai.AsyncOpenAI`` client, using delphi's own prompt builders and parsers and those of
@@ -31,8 +31,20 @@ from delphi.scorers.classifier.intruder import IntruderScorer, IntruderSentence
 from delphi.scorers.classifier.prompts import detection_prompt, fuzz_prompt
 from delphi.scorers.simulator.simulation.simulator import NeuronSimulator
 
-from autointerp_grpc.fake_llm import (
+from autointerp_grpc.prompts import (
+    RECALL_DECOYS,
+    RECALL_RESPONSE_FORMAT,
+    np_max_act_messages,
+    oai_token_act_pair_messages,
+    parse_oai_answer,
+    parse_recall_answer,
+    parse_short_explanation,
+    recall_messages,
+    strip_reasoning,
+)
+from autointerp_grpc.testing.fake_llm import (
     LONG_ANSWER,
+    SIGNATURES,
     THINK_TRACE,
     FakeLLMServer,
     answer_logprobs,
@@ -47,17 +59,7 @@ from autointerp_grpc.fake_llm import (
     request_kind,
     simulation_answer,
 )
-from autointerp_grpc.prompts import (
-    RECALL_DECOYS,
-    RECALL_RESPONSE_FORMAT,
-    np_max_act_messages,
-    oai_token_act_pair_messages,
-    parse_oai_answer,
-    parse_recall_answer,
-    parse_short_explanation,
-    recall_messages,
-    strip_reasoning,
-)
+from autointerp_grpc.testing.fake_llm import app as fake_llm_app
 
 MODEL = "openai/gpt-4o-mini"
 EXPLANATION = 'Mentions of "cat", "felines"'
@@ -406,6 +408,26 @@ async def test_control_and_stats_over_http(fake, client):
     assert fake.stats()["requests"] == 0
 
 
+async def test_unknown_routes_answer_openai_style_errors(fake):
+    root = fake.base_url.removesuffix("/v1")
+    async with httpx.AsyncClient(base_url=root) as raw:
+        missing = await raw.get("/v1/nothing")
+        assert missing.status_code == 404
+        assert missing.json()["error"]["code"] == "not_found"
+        wrong_method = await raw.get("/v1/chat/completions")
+        assert wrong_method.status_code == 405
+        assert wrong_method.json()["error"]["type"] == "invalid_request_error"
+    assert fake.stats()["requests"] == 0
+
+
+async def test_hang_gives_up_at_its_cap(fake, client, monkeypatch):
+    monkeypatch.setattr(fake_llm_app, "MAX_HANG_S", 0.1)
+    with pytest.raises(openai.APIStatusError) as info:
+        await _chat(client, _explain_messages(), model=f"{MODEL}@fault=hang")
+    assert info.value.status_code == 504
+    assert fake.stats()["by_status"] == {504: 1}
+
+
 async def test_models_and_other_prompts(fake, client):
     models = await client.models.list()
     assert MODEL in [m.id for m in models.data]
@@ -445,7 +467,15 @@ def test_lifecycle():
 
 def test_cli_serves_until_sigterm():
     proc = subprocess.Popen(
-        [sys.executable, "-m", "autointerp_grpc.fake_llm", "--port", "0", "--latency-ms", "0"],
+        [
+            sys.executable,
+            "-m",
+            "autointerp_grpc.testing.fake_llm",
+            "--port",
+            "0",
+            "--latency-ms",
+            "0",
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -524,6 +554,31 @@ def test_request_kind_recognises_the_other_prompts():
     assert request_kind(sim) == "simulation"
     assert request_kind(scorer._build_prompt(sample)) == "intruder"
     assert request_kind([{"role": "user", "content": '{"to_find": 1}'}]) == "other"
+
+
+def test_our_formats_are_recognised_by_content_not_markers():
+    built = {
+        "oai_token_act_pair": oai_token_act_pair_messages(CAT_RECORDS),
+        "np_max_act": np_max_act_messages(CAT_RECORDS),
+        "np_max_act_logits": np_max_act_messages(CAT_RECORDS, logits=True),
+        "recall": recall_messages("cats", RECALL_TEXTS),
+    }
+    assert sorted(built) == sorted(signature.kind for signature in SIGNATURES)
+    for kind, messages in built.items():
+        system, *rest = messages
+        assert request_kind(messages) == kind
+        # Without the system prompt's sentences, or the user message's structure, it is
+        # just another chat.
+        assert request_kind(rest) == "other"
+        reworded = {"role": "system", "content": "You are a helpful assistant."}
+        assert request_kind([reworded, *rest]) == "other"
+        assert request_kind([system, *rest[:-1], {"role": "user", "content": "Hi"}]) == "other"
+    # A marker line on its own names nothing.
+    marker_only = [
+        {"role": "system", "content": "FORMAT: recall_judge"},
+        {"role": "user", "content": "Explanation: cats\n\nTexts:\nText 1: a cat"},
+    ]
+    assert request_kind(marker_only) == "other"
 
 
 def test_oai_and_np_answers():

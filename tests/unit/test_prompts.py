@@ -1,4 +1,5 @@
-"""Tests for the prompt builders and answer parsers in autointerp_grpc.prompts."""
+"""Tests for the prompt builders and answer parsers in autointerp_grpc.prompts, and for what
+every prompt the service sends leaves out: lines that exist only for a test double."""
 
 from __future__ import annotations
 
@@ -6,13 +7,23 @@ import json
 import re
 
 import pytest
+import torch
 
+from autointerp_grpc.delphi_compat import (
+    ActivatingExample,
+    ContrastiveExplainer,
+    DefaultExplainer,
+    DetectionScorer,
+    FuzzingScorer,
+    IntruderScorer,
+    IntruderSentence,
+    NeuronSimulator,
+    NonActivatingExample,
+)
 from autointerp_grpc.prompts import (
     EXPLANATION_PREFIX,
-    PROMPT_FORMATS,
     RECALL_DECOYS,
     RECALL_RESPONSE_FORMAT,
-    format_marker,
     np_max_act_messages,
     oai_token_act_pair_messages,
     parse_oai_answer,
@@ -21,6 +32,7 @@ from autointerp_grpc.prompts import (
     recall_messages,
     strip_reasoning,
 )
+from autointerp_grpc.testing.fake_llm import TEST_ONLY_MARKERS, request_kind
 
 CAT = (["The", " cat", " sat", " on", " the", " mat", "."], [0.0, 4.0, 0.0, 0.0, 0.0, 1.0, 0.0])
 DOG = (["A", " dog", " and", " a", " cat"], [0.0, -2.0, 0.0, 0.0, 8.0])
@@ -48,11 +60,10 @@ def _shape(messages: list[dict]) -> None:
 # ------------------------------------------------------------------------------------------
 
 
-def test_oai_messages_shape_marker_and_determinism():
+def test_oai_messages_shape_and_determinism():
     messages = oai_token_act_pair_messages([CAT, DOG])
     _shape(messages)
-    assert messages[0]["content"].splitlines()[0] == "FORMAT: oai_token_act_pair"
-    assert format_marker(messages[0]["content"]) == "oai_token_act_pair"
+    assert messages[0]["content"].startswith("You are helping to interpret a single neuron")
     assert EXPLANATION_PREFIX in messages[-1]["content"]
     assert messages == oai_token_act_pair_messages([CAT, DOG])
     # The few-shot example is its own user/assistant turn; our records are the last message.
@@ -147,17 +158,18 @@ def _record(words: list[str], peak: int, value: float = 5.0) -> tuple[list[str],
 LONG = [f" w{i}" for i in range(30)]
 
 
-def test_np_messages_shape_marker_and_determinism():
+def test_np_messages_shape_and_determinism():
     records = [CAT, DOG]
     messages = np_max_act_messages(records)
     _shape(messages)
     assert len(messages) == 2
-    assert messages[0]["content"].splitlines()[0] == "FORMAT: np_max_act"
+    assert messages[0]["content"].startswith("You name features of a language model.")
     assert "1 to 6 words" in messages[0]["content"]
+    assert "pushes the model" not in messages[0]["content"]
     assert messages == np_max_act_messages(records)
     logits = np_max_act_messages(records, logits=True, top_positive_logits=["dogs"])
-    assert logits[0]["content"].splitlines()[0] == "FORMAT: np_max_act_logits"
-    assert format_marker(logits[0]["content"]) == "np_max_act_logits"
+    assert logits[0]["content"].startswith(messages[0]["content"].split("\n\n")[0])
+    assert "pushes the model" in logits[0]["content"]
 
 
 def test_np_top_tokens_rank_by_activation_and_stay_distinguishable():
@@ -268,7 +280,7 @@ def test_recall_messages():
     messages = recall_messages("Mentions\nof cats", texts)
     _shape(messages)
     assert len(messages) == 2
-    assert format_marker(messages[0]["content"]) == "recall_judge"
+    assert messages[0]["content"].startswith("You check explanations of features")
     assert '{"answers": [' in messages[0]["content"]
     user = messages[-1]["content"]
     assert user.startswith("Explanation: Mentions of cats\n")
@@ -324,7 +336,7 @@ def test_parse_recall_answer_rejects(answer, reason):
 
 
 # ------------------------------------------------------------------------------------------
-# Reasoning and markers
+# Reasoning
 # ------------------------------------------------------------------------------------------
 
 
@@ -343,13 +355,79 @@ def test_strip_reasoning(text, answer):
     assert strip_reasoning(text) == answer
 
 
-def test_format_marker_only_knows_our_formats():
-    assert sorted(PROMPT_FORMATS) == [
-        "np_max_act",
-        "np_max_act_logits",
-        "oai_token_act_pair",
-        "recall_judge",
-    ]
-    assert format_marker("intro\nFORMAT: recall_judge\nmore") == "recall_judge"
-    assert format_marker("FORMAT: something_else") is None
-    assert format_marker("no marker") is None
+# ------------------------------------------------------------------------------------------
+# Every prompt the service sends: nothing in it exists only for a test double
+# ------------------------------------------------------------------------------------------
+
+
+def _activating(tokens: list[str], values: list[float]) -> ActivatingExample:
+    activations = torch.tensor(values)
+    return ActivatingExample(
+        tokens=torch.arange(len(tokens)),
+        activations=activations,
+        normalized_activations=torch.floor(10 * activations / activations.max()),
+        str_tokens=tokens,
+    )
+
+
+def _service_prompts() -> dict[str, tuple[str, list[dict]]]:
+    """``name -> (the fake's request kind, messages)`` for every prompt format the service
+    sends: autointerp's own and delphi's, built with the service's builders and parameters."""
+    cat, dog = _activating(*CAT), _activating(*DOG)
+    quiet = NonActivatingExample(
+        tokens=torch.arange(3), activations=torch.zeros(3), str_tokens=["a", " b", " c"]
+    )
+    highlighted = "\n".join(
+        f"Example {i}: {text}" for i, text in enumerate(["The<< cat>> sat", "A dog ran"])
+    )
+    explanation = 'Mentions of "cat"'
+    sample = IntruderSentence(
+        examples=[" my<< cat>>", " a<< cat>>", " the<< sky>>"],
+        intruder_index=2,
+        chosen_quantile=0,
+        activations=[],
+        tokens=[],
+        intruder_distance=0.0,
+    )
+    simulator = NeuronSimulator(None, explanation, use_logprobs=False)
+    built = {
+        "oai_token_act_pair": ("oai_token_act_pair", oai_token_act_pair_messages([CAT, DOG])),
+        "np_max_act": ("np_max_act", np_max_act_messages([CAT, DOG])),
+        "np_max_act_logits": (
+            "np_max_act_logits",
+            np_max_act_messages([CAT, DOG], logits=True, top_positive_logits=[" purr"]),
+        ),
+        "recall_judge": ("recall", recall_messages(explanation, ["The cat sat.", *RECALL_DECOYS])),
+        "delphi_contrastive": (
+            "explain",
+            ContrastiveExplainer(None, activations=True)._build_prompt([cat, dog, quiet]),
+        ),
+        "delphi_detection": ("detection", DetectionScorer(None).prompt(highlighted, explanation)),
+        "delphi_fuzz": ("fuzz", FuzzingScorer(None).prompt(highlighted, explanation)),
+        "delphi_intruder": ("intruder", IntruderScorer(None)._build_prompt(sample)),
+        "delphi_simulation": ("simulation", simulator._make_json_prompt(list(CAT[0]))),
+    }
+    for activations in (False, True):
+        for cot in (False, True):
+            explainer = DefaultExplainer(None, activations=activations, cot=cot)
+            name = f"delphi_default{'_activations' * activations}{'_cot' * cot}"
+            built[name] = ("explain", explainer._build_prompt([cat, dog]))
+    return built
+
+
+SERVICE_PROMPTS = _service_prompts()
+
+
+@pytest.mark.parametrize("name", sorted(SERVICE_PROMPTS))
+def test_no_prompt_line_exists_only_for_a_test_double(name):
+    _, messages = SERVICE_PROMPTS[name]
+    for message in messages:
+        content = message["content"]
+        assert not re.search(r"^\s*FORMAT:", content, re.MULTILINE), content
+        assert [marker for marker in TEST_ONLY_MARKERS if marker in content] == []
+
+
+@pytest.mark.parametrize("name", sorted(SERVICE_PROMPTS))
+def test_the_fake_llm_recognises_every_prompt_by_its_content(name):
+    kind, messages = SERVICE_PROMPTS[name]
+    assert request_kind(messages) == kind

@@ -1,0 +1,278 @@
+"""The fake LLM's HTTP surface: a Starlette app over a :class:`FakeLLMState`.
+
+Routes: ``POST /v1/chat/completions`` (also ``/chat/completions``), ``GET /v1/models`` (also
+``/models``), ``GET /health``, ``GET``/``POST /_control`` (settings), ``GET /_stats``,
+``DELETE /_stats`` and ``POST /_stats/reset``. Errors come as OpenAI-style
+``{"error": {...}}`` bodies; API keys are never logged or echoed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from autointerp_grpc.testing.fake_llm.answers import Answer, answer_logprobs
+from autointerp_grpc.testing.fake_llm.faults import (
+    ERROR_FAULTS,
+    THINK_TRACE,
+    Directives,
+    auth_error,
+    bad_request,
+    error_body,
+)
+from autointerp_grpc.testing.fake_llm.recognise import (
+    last_user_message,
+    message_text,
+    request_kind,
+    system_prompt,
+)
+from autointerp_grpc.testing.fake_llm.state import Exchange, FakeLLMState
+
+__all__ = ["COST_PER_TOKEN", "MAX_HANG_S", "MODEL_IDS", "build_app"]
+
+COST_PER_TOKEN = 1e-6
+"""The fake price reported as ``usage.cost`` (USD per prompt or completion token)."""
+MAX_HANG_S = 600.0
+"""The longest a "hang" fault holds a request before answering 504."""
+MODEL_IDS: tuple[str, ...] = ("fake-model", "openai/gpt-4o-mini", "gpt-4o-mini")
+"""What ``GET /v1/models`` lists (any model name is accepted)."""
+
+_GATEWAY_TIMEOUT = {
+    "message": "The fake model did not answer in time.",
+    "type": "timeout",
+    "param": None,
+    "code": "timeout",
+}
+
+
+def _json(status: int, payload: object, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(payload), status_code=status, headers=headers, media_type="application/json"
+    )
+
+
+def _error(status: int, error: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return _json(status, error_body(error), headers)
+
+
+async def _client_left(request: Request, seconds: float) -> bool:
+    """Wait up to ``seconds``; True as soon as the client disconnects (its request body must
+    have been read already), False if it is still there when the time is up."""
+
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    try:
+        async with asyncio.timeout(seconds):
+            await disconnected()
+    except TimeoutError:
+        return False
+    return True
+
+
+def _approx_tokens(text: str) -> int:
+    return max(1, len(text) // 4)
+
+
+def _parse_chat_request(body: bytes) -> tuple[dict[str, Any], list[Any], Directives]:
+    """Validate a chat request; ``ValueError`` carries the 400 message."""
+    try:
+        request = json.loads(body)
+    except ValueError:
+        raise ValueError("Request body is not valid JSON") from None
+    if not isinstance(request, dict):
+        raise ValueError("Request body must be a JSON object")
+    messages = request.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("'messages' must be a non-empty list")
+    if request.get("stream"):
+        raise ValueError("The fake LLM does not support streaming")
+    return request, messages, Directives(str(request.get("model") or "fake-model"))
+
+
+class _Endpoints:
+    """The route handlers, bound to one state."""
+
+    def __init__(self, state: FakeLLMState) -> None:
+        self.state = state
+
+    async def health(self, request: Request) -> Response:
+        return _json(200, {"status": "ok"})
+
+    async def models(self, request: Request) -> Response:
+        denied = auth_error(request.headers.get("authorization"))
+        if denied is not None:
+            return _error(*denied)
+        data = [
+            {"id": name, "object": "model", "created": 0, "owned_by": "fake-llm"}
+            for name in MODEL_IDS
+        ]
+        return _json(200, {"object": "list", "data": data})
+
+    async def stats(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            self.state.reset_stats()
+        return _json(200, self.state.jsonable_stats())
+
+    async def reset_stats(self, request: Request) -> Response:
+        self.state.reset_stats()
+        return _json(200, self.state.jsonable_stats())
+
+    async def control(self, request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                update = json.loads(await request.body() or b"{}")
+                if not isinstance(update, dict):
+                    raise ValueError("control body must be a JSON object")
+                self.state.apply_control(update)
+            except (ValueError, TypeError) as exc:
+                return _error(400, bad_request(str(exc)))
+        return _json(200, self.state.config())
+
+    async def not_found(self, request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 404
+        error = {
+            "message": f"Unknown path {request.url.path!r}"
+            if status == 404
+            else f"Method {request.method} not allowed on {request.url.path!r}",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "not_found" if status == 404 else "method_not_allowed",
+        }
+        return _error(status, error)
+
+    # ---- chat completions ------------------------------------------------------------------
+
+    async def chat_completions(self, request: Request) -> Response:
+        exchange = self.state.begin()
+        try:
+            return await self._chat(request, exchange)
+        finally:
+            exchange.settle(0)  # no-op unless nothing was answered (hang, client gone, stop)
+
+    async def _chat(self, request: Request, exchange: Exchange) -> Response:
+        try:
+            body = await request.body()
+        except ClientDisconnect:
+            return Response()
+        denied = auth_error(request.headers.get("authorization"))
+        try:
+            payload, messages, directives = _parse_chat_request(body)
+        except ValueError as exc:
+            status, error = denied or (400, bad_request(str(exc)))
+            exchange.settle(status)
+            return _error(status, error)
+        # Classify before the auth check so rejected requests still count under their kind.
+        record = exchange.record
+        record["model"] = directives.model
+        record["kind"] = kind = request_kind(messages)
+        answer = Answer(kind, system_prompt(messages), last_user_message(messages))
+        record["n_examples"] = answer.n_examples
+        if denied is not None:
+            exchange.settle(denied[0])
+            return _error(*denied)
+
+        fault, latency = self.state.take_fault_and_latency(directives)
+        record["fault"] = fault
+        if latency > 0 and await _client_left(request, latency):
+            return Response()
+        if fault in ERROR_FAULTS:
+            return self._fault_error(exchange, fault)
+        if fault == "hang":
+            if await _client_left(request, MAX_HANG_S):
+                return Response()
+            exchange.settle(504)
+            return _error(504, _GATEWAY_TIMEOUT)
+
+        content = answer.content(fault)
+        reasoning = None
+        if directives.reasoning:
+            reasoning = THINK_TRACE
+        elif fault == "think":
+            content = f"<think>\n{THINK_TRACE}\n</think>\n\n{content}"
+        logprobs = bool(payload.get("logprobs")) and directives.logprobs
+        completion = self._completion(payload, directives.model, content, reasoning, logprobs)
+        exchange.settle(200)
+        return _json(200, completion)
+
+    def _fault_error(self, exchange: Exchange, fault: str) -> Response:
+        status, error = ERROR_FAULTS[fault]
+        headers = None
+        if status == 429:
+            retry_ms = self.state.retry_after_ms
+            headers = {
+                "retry-after-ms": str(retry_ms),
+                "retry-after": str(max(1, math.ceil(retry_ms / 1000))),
+            }
+        exchange.settle(status)
+        return _error(status, error, headers)
+
+    def _completion(
+        self,
+        request: dict[str, Any],
+        model: str,
+        content: str,
+        reasoning: str | None,
+        logprobs: bool,
+    ) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+        if reasoning is not None:
+            message["reasoning"] = reasoning
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": message,
+            "finish_reason": "stop",
+            "logprobs": None,
+        }
+        if logprobs:
+            top_n = request.get("top_logprobs")
+            top = int(top_n) if isinstance(top_n, (int, float)) else None
+            choice["logprobs"] = {"content": answer_logprobs(content, top), "refusal": None}
+        prompt_chars = sum(len(message_text(m)) for m in request["messages"])
+        prompt_tokens = max(1, prompt_chars // 4)
+        completion_tokens = _approx_tokens(content) + (
+            _approx_tokens(reasoning) if reasoning else 0
+        )
+        total_tokens = prompt_tokens + completion_tokens
+        return {
+            "id": self.state.next_id(),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [choice],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": total_tokens,
+                "cost": round(total_tokens * COST_PER_TOKEN, 12),
+            },
+            "system_fingerprint": "fake-llm",
+        }
+
+
+def build_app(state: FakeLLMState) -> Starlette:
+    """The fake LLM's Starlette app, serving ``state``."""
+    endpoints = _Endpoints(state)
+    chat = endpoints.chat_completions
+    routes = [
+        Route("/health", endpoints.health, methods=["GET"]),
+        Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/chat/completions", chat, methods=["POST"]),
+        Route("/v1/models", endpoints.models, methods=["GET"]),
+        Route("/models", endpoints.models, methods=["GET"]),
+        Route("/_control", endpoints.control, methods=["GET", "POST"]),
+        Route("/_stats", endpoints.stats, methods=["GET", "DELETE"]),
+        Route("/_stats/reset", endpoints.reset_stats, methods=["POST"]),
+    ]
+    handlers = {404: endpoints.not_found, 405: endpoints.not_found}
+    return Starlette(routes=routes, exception_handlers=handlers)

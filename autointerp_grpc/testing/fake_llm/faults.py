@@ -1,0 +1,181 @@
+"""Faults, latency and per-request directives of the fake LLM.
+
+Faults are set for the whole server (:meth:`FakeLLMServer.set_fault`, ``POST /_control``) or
+for one request through ``@key=value`` suffixes of the model name
+(``gpt-4o-mini@fault=429@latency=200``). The error bodies are shaped like OpenAI's and
+OpenRouter's, so the ``openai`` SDK raises its own typed errors for them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ERROR_FAULTS",
+    "FAULT_MODES",
+    "GARBAGE_ANSWER",
+    "INVALID_KEY_ERROR",
+    "LONG_ANSWER",
+    "MISSING_KEY_ERROR",
+    "NO_CREDITS_ERROR",
+    "RATE_LIMIT_ERROR",
+    "SERVER_ERROR",
+    "THINK_TRACE",
+    "Directives",
+    "auth_error",
+    "bad_request",
+    "error_body",
+    "normalise_fault",
+]
+
+FAULT_MODES: frozenset[str] = frozenset(
+    {"429", "500", "bad_key", "no_credits", "garbage", "wrong_length", "hang", "think"}
+)
+"""Fault modes accepted by :meth:`FakeLLMServer.set_fault`, ``/_control`` and ``@fault=``."""
+
+THINK_TRACE = (
+    "Let me draft an answer before checking it against the examples.\n"
+    "[EXPLANATION]: wrong trace explanation\n"
+    "Draft labels: [0,1,0,1,0,1,0,1,0]\n"
+    "That draft does not fit the examples, so the final answer is different."
+)
+"""The reasoning trace of the "think" fault and the ``@reasoning=1`` directive: its
+explanation line and list are wrong on purpose, so parsing them shows up in tests."""
+
+GARBAGE_ANSWER = "I'm not sure what you mean."
+"""Every answer under the "garbage" fault."""
+LONG_ANSWER = (
+    "This feature seems to respond to many different things in these excerpts, and I would "
+    "need far more context before I could say which of them matters most."
+)
+"""The np_max_act answer under the "wrong_length" fault: far longer than a short label."""
+
+RATE_LIMIT_ERROR: dict[str, Any] = {
+    "message": "Rate limit reached for requests. Please try again shortly.",
+    "type": "requests",
+    "param": None,
+    "code": "rate_limit_exceeded",
+}
+SERVER_ERROR: dict[str, Any] = {
+    "message": "The server had an error while processing your request.",
+    "type": "server_error",
+    "param": None,
+    "code": None,
+}
+INVALID_KEY_ERROR: dict[str, Any] = {
+    "message": "Invalid API key",
+    "type": "invalid_request_error",
+    "param": None,
+    "code": "invalid_api_key",
+}
+MISSING_KEY_ERROR: dict[str, Any] = {
+    "message": "Missing bearer authentication in header",
+    "type": "invalid_request_error",
+    "param": None,
+    "code": "missing_api_key",
+}
+NO_CREDITS_ERROR: dict[str, Any] = {
+    "message": "Insufficient credits: this account has no credits left",
+    "type": "insufficient_quota",
+    "param": None,
+    "code": "insufficient_credits",
+}
+
+ERROR_FAULTS: dict[str, tuple[int, dict[str, Any]]] = {
+    "429": (429, RATE_LIMIT_ERROR),
+    "500": (500, SERVER_ERROR),
+    "bad_key": (401, INVALID_KEY_ERROR),
+    "no_credits": (402, NO_CREDITS_ERROR),
+}
+"""The faults answered with an error: HTTP status and error object."""
+
+
+def error_body(error: dict[str, Any]) -> dict[str, Any]:
+    """``{"error": {...}}``, the envelope OpenAI-compatible APIs put an error in."""
+    return {"error": dict(error)}
+
+
+def bad_request(message: str) -> dict[str, Any]:
+    """The error object of a 400 answer."""
+    return {"message": message, "type": "invalid_request_error", "param": None, "code": None}
+
+
+def auth_error(authorization: str | None) -> tuple[int, dict[str, Any]] | None:
+    """``(status, error)`` for an unacceptable ``Authorization`` header, else None.
+
+    A missing bearer key is 401; keys starting with ``bad`` are invalid (401); keys starting
+    with ``no-credits`` belong to an account without credits (402). The key is never echoed.
+    """
+    scheme, _, key = (authorization or "").partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
+        return 401, MISSING_KEY_ERROR
+    if key.startswith("bad"):
+        return 401, INVALID_KEY_ERROR
+    if key.startswith("no-credits"):
+        return 402, NO_CREDITS_ERROR
+    return None
+
+
+def normalise_fault(mode: object) -> str | None:
+    """A fault mode from :data:`FAULT_MODES`, or None for none/null/off/empty.
+
+    ``ValueError`` for anything else.
+    """
+    if mode is None:
+        return None
+    text = str(mode).strip()
+    if text.lower() in ("", "none", "null", "off"):
+        return None
+    if text not in FAULT_MODES:
+        raise ValueError(f"unknown fault mode {text!r}; expected one of {sorted(FAULT_MODES)}")
+    return text
+
+
+def _flag(value: str, name: str) -> bool:
+    text = value.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"{name} directive {value!r} is not a boolean")
+
+
+class Directives:
+    """What the ``@key=value`` suffixes of a model name ask for.
+
+    ``@fault=<mode>`` (``none`` clears a server-wide fault for this request),
+    ``@latency=<ms>``, ``@reasoning=1`` (the trace in ``message.reasoning``) and
+    ``@logprobs=0`` (ignore ``logprobs: true``, like a provider without log probabilities).
+    ``ValueError`` for an unknown or malformed directive.
+    """
+
+    __slots__ = ("fault", "fault_set", "latency_s", "logprobs", "model", "reasoning")
+
+    def __init__(self, model: str) -> None:
+        bare, *parts = model.split("@")
+        self.model = bare
+        self.fault: str | None = None
+        self.fault_set = False
+        self.latency_s: float | None = None
+        self.reasoning = False
+        self.logprobs = True
+        for part in parts:
+            key, sep, value = part.partition("=")
+            key = key.strip().lower()
+            if not sep:
+                raise ValueError(f"model directive {part!r} is not key=value")
+            if key == "fault":
+                self.fault = normalise_fault(value)
+                self.fault_set = True
+            elif key in ("latency", "latency_ms"):
+                try:
+                    self.latency_s = max(0.0, float(value) / 1000.0)
+                except ValueError:
+                    raise ValueError(f"latency directive {value!r} is not a number") from None
+            elif key == "reasoning":
+                self.reasoning = _flag(value, "reasoning")
+            elif key == "logprobs":
+                self.logprobs = _flag(value, "logprobs")
+            else:
+                raise ValueError(f"unknown model directive {key!r}")

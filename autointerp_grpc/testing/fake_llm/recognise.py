@@ -1,0 +1,257 @@
+"""Which prompt a chat request carries, read from its content as a model would read it.
+
+The service's prompts carry no marker for test doubles, so each format is recognised by the
+sentences of its system prompt and the structure of its last user message:
+
+* ``oai_token_act_pair`` (autointerp's OpenAI neuron-explainer format): a system prompt about
+  interpreting "a single neuron" whose excerpts list ``token<TAB>activation`` lines, and a
+  last user message that asks to ``Complete the sentence: "the main thing this neuron does
+  is find ..."``;
+* ``np_max_act`` / ``np_max_act_logits`` (Neuronpedia's max-activation format): a system
+  prompt that names features of a language model with a label of "1 to 6 words", and a user
+  message with the "Tokens with the strongest activations:" and "Excerpts around the
+  strongest activations:" sections; the logits variant's system prompt also speaks of the
+  output tokens the feature "pushes the model towards" and its user message lists the
+  "Tokens that come right after the marked token:";
+* ``recall`` (the recall judge): a system prompt that checks explanations of features against
+  text and wants "one boolean per text", and a user message with an ``Explanation:`` line
+  and numbered ``Text N:`` lines;
+* delphi's prompts by their shapes: ``[EXPLANATION]`` in the system prompt (explain), a
+  ``Latent explanation:`` / ``Text examples:`` block (detection, or fuzz when the system
+  prompt talks about ``<<``/``>>`` highlighting), ``[RESPONSE]:`` and "intruder" in the system
+  prompt (intruder), a last user message that is the simulation JSON (simulation);
+* anything else is ``other``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "REQUEST_KINDS",
+    "SIGNATURES",
+    "TEST_ONLY_MARKERS",
+    "Signature",
+    "is_fuzz_system_prompt",
+    "is_intruder_system_prompt",
+    "last_user_message",
+    "message_text",
+    "parse_classification_prompt",
+    "parse_recall_prompt",
+    "request_kind",
+    "simulation_request",
+    "split_examples",
+    "system_prompt",
+]
+
+REQUEST_KINDS: tuple[str, ...] = (
+    "explain",
+    "detection",
+    "fuzz",
+    "oai_token_act_pair",
+    "np_max_act",
+    "np_max_act_logits",
+    "recall",
+    "simulation",
+    "intruder",
+    "other",
+)
+"""Every kind :func:`request_kind` returns (the keys of ``stats()["by_kind"]``)."""
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What a prompt format's messages contain: ``kind`` matches when the system prompt
+    contains every sentence in ``system`` and the last user message every line in ``user``."""
+
+    kind: str
+    system: tuple[str, ...]
+    user: tuple[str, ...]
+
+    def matches(self, system: str, last_user: str) -> bool:
+        """Whether a request with this system prompt and last user message has this format."""
+        return all(text in system for text in self.system) and all(
+            text in last_user for text in self.user
+        )
+
+
+SIGNATURES: tuple[Signature, ...] = (
+    Signature(
+        "oai_token_act_pair",
+        system=("interpret a single neuron inside a language model", "token<TAB>activation"),
+        user=('Complete the sentence: "the main thing this neuron does is find ..."',),
+    ),
+    # The logits variant first: its prompts also hold everything the plain one has.
+    Signature(
+        "np_max_act_logits",
+        system=("You name features of a language model", "pushes the model towards"),
+        user=(
+            "Excerpts around the strongest activations:",
+            "Tokens that come right after the marked token:",
+        ),
+    ),
+    Signature(
+        "np_max_act",
+        system=("You name features of a language model", "label of 1 to 6 words"),
+        user=(
+            "Tokens with the strongest activations:",
+            "Excerpts around the strongest activations:",
+        ),
+    ),
+    Signature(
+        "recall",
+        system=("You check explanations of features of a language model", "one boolean per text"),
+        user=("Explanation: ", "Text 1: "),
+    ),
+)
+"""autointerp's own prompt formats, by content, in the order they are tried."""
+
+TEST_ONLY_MARKERS: tuple[str, ...] = (
+    "FORMAT:",
+    "oai_token_act_pair",
+    "np_max_act",
+    "recall_judge",
+    "@fault=",
+    "@latency=",
+    "@logprobs=",
+    "@reasoning=",
+)
+"""Text that would exist only for a test double: format-name markers and the model-name
+directives this fake reads. No prompt the service sends may contain any of them."""
+
+_CLASSIFICATION_RE = re.compile(
+    r"Latent explanation:[ \t]*(?P<explanation>.*?)\s*\n\s*"
+    r"Te(?:x|s)t examples:[ \t]*\n?(?P<examples>.*)",
+    re.DOTALL,
+)
+_EXAMPLE_MARKER_RE = re.compile(r"^Example (\d+):", re.MULTILINE)
+_TEXT_MARKER_RE = re.compile(r"^Text (\d+):", re.MULTILINE)
+_RECALL_EXPLANATION_RE = re.compile(r"^Explanation:[ \t]*(.*)$", re.MULTILINE)
+_SYSTEM_ROLES = ("system", "developer")
+
+
+def message_text(message: Any) -> str:
+    """The text of one chat message; list-of-parts content is joined."""
+    if not isinstance(message, dict):
+        return ""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [
+            part.get("text", "")
+            for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        ]
+        return "".join(parts)
+    return ""
+
+
+def last_user_message(messages: list[Any]) -> str:
+    """The text of the last ``user`` message ("" if there is none)."""
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return message_text(message)
+    return ""
+
+
+def system_prompt(messages: list[Any]) -> str:
+    """The ``system`` and ``developer`` messages, joined by newlines."""
+    return "\n".join(
+        message_text(m) for m in messages if isinstance(m, dict) and m.get("role") in _SYSTEM_ROLES
+    )
+
+
+def split_examples(block: str, marker_re: re.Pattern[str] = _EXAMPLE_MARKER_RE) -> list[str]:
+    """Split ``Example N:`` blocks; numbers must run consecutively so text can't fake a marker."""
+    markers = list(marker_re.finditer(block))
+    if not markers:
+        return []
+    accepted: list[re.Match[str]] = []
+    expected = int(markers[0].group(1))
+    for marker in markers:
+        if int(marker.group(1)) == expected:
+            accepted.append(marker)
+            expected += 1
+    texts = []
+    for current, following in itertools.zip_longest(accepted, accepted[1:]):
+        end = following.start() if following is not None else len(block)
+        text = block[current.end() : end]
+        texts.append(text.removesuffix("\n") if following is not None else text.rstrip("\n"))
+    return texts
+
+
+def parse_classification_prompt(last_user_message: str) -> tuple[str, list[str]] | None:
+    """``(explanation, example texts)`` of a delphi classifier prompt, or None if it isn't one."""
+    match = _CLASSIFICATION_RE.search(last_user_message)
+    if match is None:
+        return None
+    return match.group("explanation").strip(), split_examples(match.group("examples"))
+
+
+def parse_recall_prompt(last_user_message: str) -> tuple[str, list[str]] | None:
+    """``(explanation, texts)`` of a recall-judge prompt, or None if it isn't one."""
+    explanation = _RECALL_EXPLANATION_RE.search(last_user_message)
+    if explanation is None:
+        return None
+    texts = split_examples(last_user_message[explanation.end() :], _TEXT_MARKER_RE)
+    # Each text is one line; the last one is followed by the closing instruction.
+    return explanation.group(1).strip(), [text.split("\n", 1)[0].strip() for text in texts]
+
+
+def is_fuzz_system_prompt(system_prompt: str) -> bool:
+    """Fuzzing's system prompt talks about ``<<``/``>>`` highlighting; detection's does not."""
+    return "<<" in system_prompt and ">>" in system_prompt
+
+
+def is_intruder_system_prompt(system_prompt: str) -> bool:
+    """delphi's intruder prompt asks for ``[RESPONSE]:`` and talks about an intruder."""
+    return "[RESPONSE]:" in system_prompt and "intruder" in system_prompt.lower()
+
+
+def simulation_request(last_user_message: str) -> dict[str, Any] | None:
+    """The JSON object of delphi's simulation prompt (``to_find``, ``document``,
+    ``activations``), or None if the message isn't one."""
+    text = last_user_message.strip()
+    if not text.startswith("{"):
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("to_find"), str):
+        return None
+    entries = data.get("activations")
+    if not isinstance(entries, list) or not all(
+        isinstance(entry, dict) and isinstance(entry.get("token"), str) for entry in entries
+    ):
+        return None
+    return data
+
+
+def request_kind(messages: list[Any]) -> str:
+    """One of :data:`REQUEST_KINDS` for a chat request's messages (see the module docstring)."""
+    system = system_prompt(messages)
+    last_user = last_user_message(messages)
+    for signature in SIGNATURES:
+        if signature.matches(system, last_user):
+            return signature.kind
+    if "[EXPLANATION]" in system:
+        return "explain"
+    if parse_classification_prompt(last_user) is not None:
+        return "fuzz" if is_fuzz_system_prompt(system) else "detection"
+    if is_intruder_system_prompt(system):
+        return "intruder"
+    if simulation_request(last_user) is not None:
+        return "simulation"
+    if not system and any(
+        "[EXPLANATION]:" in message_text(m)
+        for m in messages
+        if isinstance(m, dict) and m.get("role") == "assistant"
+    ):
+        return "explain"
+    return "other"
