@@ -42,9 +42,11 @@ class Usage:
         self.completion_tokens += other.completion_tokens
         self.costs.extend(other.costs)
 
-    def add_call(self, prompt_tokens: int, completion_tokens: int, cost: float | None) -> None:
-        """Add the tokens and cost one upstream answer reported (the call itself is counted
-        when it is made, so failed calls count too)."""
+    def add_call(
+        self, prompt_tokens: int = 0, completion_tokens: int = 0, cost: float | None = None
+    ) -> None:
+        """Count one upstream call with what its answer reported (nothing, if it failed)."""
+        self.llm_calls += 1
         self.prompt_tokens += max(0, prompt_tokens)
         self.completion_tokens += max(0, completion_tokens)
         if cost is not None and math.isfinite(cost) and cost >= 0:
