@@ -247,7 +247,6 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if runtime is not None:
-            app.state.runtime = runtime
             yield
             return
         effective = settings if settings is not None else Settings.from_env()
@@ -293,6 +292,8 @@ def create_app(
         ],
         lifespan=lifespan,
     )
+    if runtime is not None:
+        app.state.runtime = runtime  # also without a lifespan (httpx.ASGITransport runs none)
     return app
 
 

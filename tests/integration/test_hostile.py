@@ -9,7 +9,7 @@ import time
 
 import grpc
 import pytest
-from conftest import TEST_SECRET, free_port, start_server
+from support import TEST_SECRET, free_port, start_server
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from samples import cat_records
 
