@@ -15,11 +15,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+import uvicorn
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -32,6 +36,8 @@ from autointerp_grpc.backends.llm import LLMBackend
 from autointerp_grpc.config import Settings
 from autointerp_grpc.gateway import rpc_routes
 from autointerp_grpc.handlers import Deps
+from autointerp_grpc.health import SERVICE_NAME as HEALTH_SERVICE_NAME
+from autointerp_grpc.health import HealthServicer
 from autointerp_grpc.observability import JsonFormatter, Metrics
 from autointerp_grpc.openapi import build_openapi
 from autointerp_grpc.redaction import Secrets
@@ -46,13 +52,23 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 class Runtime:
-    """Everything the process holds while it serves."""
+    """Everything the process holds while it serves.
 
-    def __init__(self, settings: Settings) -> None:
+    ``llm`` and ``embedding`` are built from the settings unless given (tests inject them:
+    with an injected embedding backend the runtime is SERVING as soon as it starts).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        llm: LLMBackend | None = None,
+        embedding: EmbeddingBackend | None = None,
+    ) -> None:
         self.settings = settings
         self.started_at = time.monotonic()
         self.metrics = Metrics()
-        self.llm = LLMBackend(settings, self.metrics)
+        self.llm = llm or LLMBackend(settings, self.metrics)
         secret = settings.secret.get_secret_value() if settings.secret else None
         self.secrets = Secrets()
         if secret:
@@ -65,6 +81,7 @@ class Runtime:
             ),
             request_concurrency=settings.llm_request_concurrency,
         )
+        self._injected_embedding = embedding
         self.service = AutoInterpService(
             self.deps,
             Authenticator(secret),
@@ -73,7 +90,7 @@ class Runtime:
             secrets=self.secrets,
             metrics=self.metrics,
         )
-        self.health = health.HealthServicer(experimental_non_blocking=True)
+        self.health = HealthServicer(max_watchers=settings.health_max_watchers)
         self.grpc_server: grpc.aio.Server | None = None
         self.grpc_port: int | None = None
         self._model_task: asyncio.Task[None] | None = None
@@ -99,7 +116,7 @@ class Runtime:
         server.add_generic_rpc_handlers((rpc_handler(self.service),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
-            (SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            (SERVICE.full_name, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         address = f"{self.settings.host}:{self.settings.grpc_port}"
         self.grpc_port = server.add_insecure_port(address)
@@ -110,8 +127,10 @@ class Runtime:
 
     async def _load_embedding_model(self) -> None:
         try:
-            backend = await asyncio.to_thread(EmbeddingBackend.load, self.settings)
-            await backend.run(backend.warm_up)
+            backend = self._injected_embedding
+            if backend is None:
+                backend = await asyncio.to_thread(EmbeddingBackend.load, self.settings)
+                await backend.run(backend.warm_up)
         except Exception:
             # The process stays up but never reports SERVING, so orchestrators see it unhealthy.
             log.exception("loading the embedding model failed; health stays NOT_SERVING")
@@ -132,26 +151,67 @@ class Runtime:
         self.ready.clear()
         self._set_health(NOT_SERVING)
 
+    @property
+    def shutdown_deadline(self) -> float:
+        """When the grace period ends (monotonic clock): one period from the signal on."""
+        started = self._shutdown_started or time.monotonic()
+        return started + self.settings.shutdown_grace_s
+
+    def remaining_grace(self) -> float:
+        return max(0.0, self.shutdown_deadline - time.monotonic())
+
+    async def drain(self) -> None:
+        """Wait, within the grace period, until no request is in flight."""
+        self.begin_shutdown()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.service.idle.wait(), self.remaining_grace())
+
     async def stop(self) -> None:
         """Graceful stop: refuse new requests (health NOT_SERVING), let the in-flight ones
         finish within the grace period, then stop the gRPC server."""
-        self.begin_shutdown()
         if self._model_task is not None and not self._model_task.done():
             self._model_task.cancel()
-        # One grace period from the signal on, shared with uvicorn's own wait for HTTP
-        # requests: the whole stop fits in it.
-        started = self._shutdown_started or time.monotonic()
-        deadline = started + self.settings.shutdown_grace_s
         # The gRPC server keeps running meanwhile, so health checks see NOT_SERVING and new
         # calls get UNAVAILABLE from the service rather than a closed port.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.service.idle.wait(), max(0.0, deadline - time.monotonic()))
+        await self.drain()
+        self.health.close()
         if self.grpc_server is not None:
-            await self.grpc_server.stop(max(0.0, deadline - time.monotonic()))
+            # What is left once the service is idle are streams that never end on their own
+            # (a reflection stream, say): no reason to wait for them. Otherwise the calls
+            # still running get what remains of the grace period, then are cancelled.
+            idle = self.service.idle.is_set()
+            await self.grpc_server.stop(0 if idle else self.remaining_grace())
         await self.llm.aclose()
         if self.deps.embedding is not None:
             await self.deps.embedding.close()
         log.info("stopped")
+
+
+class ExitWatchdog:
+    """Ends the process a little after the grace period, whatever still holds it.
+
+    A graceful stop is bounded by the grace period, but a thread the interpreter must join
+    on exit (an executor's worker stuck in a library call, say) could still hold the process
+    forever. Armed when a stop begins, the watchdog (a daemon thread) logs, flushes the log
+    and exits with status 1 once ``grace + margin`` seconds have passed.
+    """
+
+    def __init__(self, margin_s: float = 2.0) -> None:
+        self.margin_s = margin_s
+        self._timer: threading.Timer | None = None
+
+    def arm(self, grace_s: float) -> None:
+        if self._timer is not None:
+            return
+        self._timer = threading.Timer(grace_s + self.margin_s, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    @staticmethod
+    def _expire() -> None:
+        log.error("the stop did not finish within the grace period; exiting now")
+        logging.shutdown()
+        os._exit(1)
 
 
 def configure_logging(level: str, log_format: str = "text") -> None:
@@ -169,24 +229,38 @@ def configure_logging(level: str, log_format: str = "text") -> None:
     logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
-    """The ASGI app serving the REST door; its lifespan runs the gRPC door too.
+def create_app(
+    settings: Settings | None = None,
+    *,
+    runtime: Runtime | None = None,
+    exit_watchdog: bool = False,
+) -> Starlette:
+    """The ASGI app serving the REST door.
 
-    With no ``settings`` they are read from the environment when the app starts, not before.
+    Given a ``runtime``, the app serves it and its owner starts and stops it (:func:`serve`,
+    the test harness). Otherwise the app's lifespan builds one from ``settings`` (read from
+    the environment when the app starts, if not given), starts it — the gRPC door too — and
+    stops it, so ``uvicorn server:app`` serves both doors; ``exit_watchdog`` then bounds the
+    process's exit (see :class:`ExitWatchdog`).
     """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if runtime is not None:
+            yield
+            return
         effective = settings if settings is not None else Settings.from_env()
         configure_logging(effective.log_level, effective.log_format)
-        runtime = Runtime(effective)
-        redaction.install(runtime.secrets)
-        await runtime.start()
-        app.state.runtime = runtime
+        owned = Runtime(effective)
+        redaction.install(owned.secrets)
+        await owned.start()
+        app.state.runtime = owned
         try:
             yield
         finally:
-            await runtime.stop()
+            if exit_watchdog:
+                ExitWatchdog().arm(effective.shutdown_grace_s)
+            await owned.stop()
 
     app: Starlette
 
@@ -194,8 +268,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return app.state.runtime.service
 
     async def health_endpoint(request: Request) -> JSONResponse:
-        runtime: Runtime = request.app.state.runtime
-        ok = runtime.ready.is_set()
+        current: Runtime = request.app.state.runtime
+        ok = current.ready.is_set()
         return JSONResponse(
             {"status": "SERVING" if ok else "NOT_SERVING"}, status_code=200 if ok else 503
         )
@@ -218,4 +292,79 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ],
         lifespan=lifespan,
     )
+    if runtime is not None:
+        app.state.runtime = runtime  # also without a lifespan (httpx.ASGITransport runs none)
     return app
+
+
+class _HttpServer(uvicorn.Server):
+    """uvicorn's server without its own signal handling: :func:`serve` owns the signals and
+    tells it when to stop (``should_exit``)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve(settings: Settings) -> None:
+    """Run the service until SIGTERM or SIGINT, then stop gracefully within the grace period.
+
+    gRPC always; the REST door beside it on the same event loop unless
+    ``AUTOINTERP_HTTP_PORT`` is 0 (gRPC-only). On a signal: health turns NOT_SERVING and new
+    requests on both doors are answered UNAVAILABLE / 503 while the in-flight ones finish
+    (both listeners stay open meanwhile); then both servers stop. A second signal stops at
+    once. The exit watchdog ends the process if anything still holds it after the grace.
+    """
+    configure_logging(settings.log_level, settings.log_format)
+    runtime = Runtime(settings)
+    redaction.install(runtime.secrets)
+    await runtime.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    watchdog = ExitWatchdog()
+    http: _HttpServer | None = None
+    http_task: asyncio.Task[None] | None = None
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stop.is_set():
+            log.warning("second %s: stopping now", sig.name)
+            runtime.service.idle.set()  # ends the drain wait
+            if http is not None:
+                http.force_exit = True
+            return
+        log.info("%s received", sig.name)
+        runtime.begin_shutdown()
+        watchdog.arm(settings.shutdown_grace_s)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    if settings.http_port:
+        config = uvicorn.Config(
+            create_app(runtime=runtime),
+            host=settings.host,
+            port=settings.http_port,
+            log_level=settings.log_level.lower(),
+            log_config=None,  # the root logging configured above
+        )
+        http = _HttpServer(config)
+        http_task = asyncio.create_task(http.serve())
+    else:
+        log.info("REST door off (AUTOINTERP_HTTP_PORT=0): gRPC only")
+    try:
+        waiters = {asyncio.ensure_future(stop.wait())}
+        if http_task is not None:
+            waiters.add(http_task)  # a REST door that cannot bind ends the process
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        if http_task is not None and http_task.done() and not stop.is_set():
+            http_task.result()
+            raise RuntimeError("the REST server stopped on its own")
+        await runtime.drain()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        if http is not None and http_task is not None and not http_task.done():
+            http.config.timeout_graceful_shutdown = max(1, int(runtime.remaining_grace()))
+            http.should_exit = True
+            await http_task
+        await runtime.stop()

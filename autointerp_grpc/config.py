@@ -28,7 +28,12 @@ class Settings(BaseSettings):
 
     host: str = Field("0.0.0.0", description="Address both servers bind to.")
     grpc_port: int = Field(50051, ge=0, le=65535, description="gRPC port (0 picks a free one).")
-    http_port: int = Field(5003, ge=0, le=65535, description="REST gateway port.")
+    http_port: int = Field(
+        5003,
+        ge=0,
+        le=65535,
+        description="REST port; 0 turns the REST door off (gRPC only).",
+    )
     secret: SecretStr | None = Field(
         None,
         validation_alias=AliasChoices("SECRET", "secret"),
@@ -103,6 +108,9 @@ class Settings(BaseSettings):
     max_tokens_per_record: int = Field(4096, ge=1, description="Most tokens per record.")
     shutdown_grace_s: float = Field(
         10.0, ge=0, description="How long in-flight requests get to finish on shutdown."
+    )
+    health_max_watchers: int = Field(
+        64, ge=1, description="Most gRPC health Watch streams open at once (open to anyone)."
     )
     log_level: str = Field("INFO", description="Python logging level.")
     log_format: Literal["text", "json"] = Field(

@@ -11,7 +11,11 @@ Messages must never contain a secret or an API key.
 
 from __future__ import annotations
 
+import logging
+
 import grpc
+
+log = logging.getLogger(__name__)
 
 # The standard gRPC → HTTP mapping (as in google.rpc.Code and grpc-gateway).
 HTTP_STATUS: dict[grpc.StatusCode, int] = {
@@ -113,3 +117,28 @@ class Cancelled(AutoInterpError):
     """The caller went away before the answer was ready."""
 
     grpc_code = grpc.StatusCode.CANCELLED
+
+
+class Internal(AutoInterpError):
+    """An unforeseen failure, as the caller sees it: a generic message with the request id
+    under which the server logged the details (see :func:`as_wire_error`)."""
+
+    grpc_code = grpc.StatusCode.INTERNAL
+
+
+def internal_error_message(request_id: str) -> str:
+    return f"Internal error; the server log has the details under request id {request_id}"
+
+
+def as_wire_error(exc: BaseException, request_id: str, where: str) -> AutoInterpError:
+    """What a caller is told about ``exc``, on every door and in a stream's error event.
+
+    Our own errors go out as they are. Anything else is a bug or an unforeseen failure: it
+    is logged here with its traceback and the request id, and the caller gets a generic
+    INTERNAL naming only the request id — never the exception's text, which could quote an
+    upstream error and with it a key.
+    """
+    if isinstance(exc, AutoInterpError):
+        return exc
+    log.error("%s failed unexpectedly [request id %s]", where, request_id, exc_info=exc)
+    return Internal(internal_error_message(request_id))

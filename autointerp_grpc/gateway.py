@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -25,13 +23,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from autointerp_grpc.errors import AutoInterpError, RequestTooLarge
+from autointerp_grpc.errors import AutoInterpError, RequestTooLarge, as_wire_error
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.jsonmap import parse_json_body, parse_query, to_json_dict
-from autointerp_grpc.service import SECRET_HEADER, SERVICE, AutoInterpService
-from autointerp_grpc.servicer import REQUEST_ID_HEADER, internal_error_message, request_id_from
-
-log = logging.getLogger(__name__)
+from autointerp_grpc.service import (
+    REQUEST_ID_HEADER,
+    SECRET_HEADER,
+    SERVICE,
+    AutoInterpService,
+    Reader,
+    request_id_from,
+)
 
 _VERBS = ("get", "put", "post", "delete", "patch")
 
@@ -87,17 +89,37 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _client_gone(request: Request) -> None:
-    """Returns when the client disconnects (the body has been read by then)."""
+def _reader(request: Request, binding: HttpBinding, limit: int, done: asyncio.Event) -> Reader:
+    """Reads the request message once the call is admitted: the JSON body (refused past
+    ``limit`` bytes), or for a route without a body the query string. Sets ``done`` when the
+    body has been read, whatever the outcome."""
+
+    async def read(request_cls: type[Message]) -> Message:
+        try:
+            if binding.body == "*":
+                return parse_json_body(await read_body(request, limit), request_cls)
+            return parse_query(dict(request.query_params), request_cls)
+        finally:
+            done.set()
+
+    return read
+
+
+async def _client_gone(request: Request, body_read: asyncio.Event) -> None:
+    """Returns when the client disconnects; listens only once the body has been read, so it
+    never takes the body's own messages."""
+    await body_read.wait()
     while (await request.receive())["type"] != "http.disconnect":
         pass
 
 
-async def _unless_disconnected(request: Request, work: Awaitable[Message]) -> Message | None:
+async def _unless_disconnected(
+    request: Request, body_read: asyncio.Event, work: Awaitable[Message]
+) -> Message | None:
     """``work``'s result, or None when the client left first; then the work (and with it
     every upstream LLM call it has in flight) is cancelled."""
     task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_client_gone(request))
+    watcher = asyncio.ensure_future(_client_gone(request, body_read))
     try:
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -117,7 +139,11 @@ def _json_line(message: Message) -> bytes:
     )
 
 
-async def _ndjson_stream(stream: AsyncIterator[Message], request_id: str) -> Response:
+def _error_line(error: AutoInterpError) -> bytes:
+    return _json_line(pb.ErrorResponse(detail=error.message, code=error.code_name))
+
+
+async def _ndjson_stream(stream: AsyncIterator[Message], request_id: str, name: str) -> Response:
     """A server-streaming RPC as newline-delimited JSON, one message per line.
 
     The first message is awaited before the response starts, so errors found up front (bad
@@ -136,12 +162,8 @@ async def _ndjson_stream(stream: AsyncIterator[Message], request_id: str) -> Res
                 yield _json_line(first)
             async for message in stream:
                 yield _json_line(message)
-        except AutoInterpError as exc:
-            yield _json_line(pb.ErrorResponse(detail=exc.message, code=exc.code_name))
-        except Exception:
-            log.exception("stream failed unexpectedly [request id %s]", request_id)
-            detail = internal_error_message(request_id)
-            yield _json_line(pb.ErrorResponse(detail=detail, code="INTERNAL"))
+        except Exception as exc:
+            yield _error_line(as_wire_error(exc, request_id, name))
         finally:
             await stream.aclose()
 
@@ -156,41 +178,22 @@ def _endpoint(
     max_request_bytes: Callable[[], int],
 ) -> Callable[[Request], Awaitable[Response]]:
     name = binding.method.name
+    streaming = binding.method.server_streaming
 
     async def endpoint(request: Request) -> Response:
-        request_id = request_id_from(dict(request.headers))
+        request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
         service = get_service()
         secret = request.headers.get(SECRET_HEADER)
-        began = time.perf_counter()
+        body_read = asyncio.Event()
+        read = _reader(request, binding, max_request_bytes(), body_read)
         try:
-            try:
-                # Authenticate before looking at the body: a stranger learns nothing about it.
-                service.authenticator.check(secret)
-                request_cls = service.methods[name].request_cls
-                if binding.body == "*":
-                    body = await read_body(request, max_request_bytes())
-                    message = parse_json_body(body, request_cls)
-                else:
-                    # No body: the request message's fields come from the query string.
-                    message = parse_query(dict(request.query_params), request_cls)
-            except AutoInterpError as exc:
-                # Turned away before reaching the service, which accounts for everything else.
-                elapsed = time.perf_counter() - began
-                service.record(name, exc.code_name, elapsed, request_id, detail=exc.message)
-                raise
-            if service.methods[name].streaming:
-                stream = service.call_stream(name, message, secret, request_id)
-                return await _ndjson_stream(stream, request_id)
-            call = service.call(name, message, secret, request_id)
-            response = await _unless_disconnected(request, call)
-        except AutoInterpError as exc:
-            return error_response(exc, request_id)
-        except Exception:
-            log.exception("%s failed unexpectedly [request id %s]", name, request_id)
-            body = pb.ErrorResponse(detail=internal_error_message(request_id), code="INTERNAL")
-            return JSONResponse(
-                to_json_dict(body), status_code=500, headers={REQUEST_ID_HEADER: request_id}
-            )
+            if streaming:
+                stream = service.call_stream(name, secret, request_id, read)
+                return await _ndjson_stream(stream, request_id, name)
+            call = service.call(name, secret, request_id, read)
+            response = await _unless_disconnected(request, body_read, call)
+        except Exception as exc:
+            return error_response(as_wire_error(exc, request_id, name), request_id)
         if response is None:
             # The client disconnected (the service logged the request as CANCELLED); nobody
             # reads this. 499 is the conventional "client closed request" in access logs.

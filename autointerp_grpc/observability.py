@@ -15,10 +15,12 @@ import contextvars
 import json
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from autointerp_grpc.usage import Usage
 
 # More distinct model names than this are counted under "other".
 MAX_MODEL_LABELS = 100
@@ -89,11 +91,10 @@ class Metrics:
 
 @dataclass
 class RequestStats:
-    """One request's upstream LLM usage, for its log line."""
+    """One request's id and upstream LLM usage, for its log line and error messages."""
 
-    llm_calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    request_id: str = ""
+    usage: Usage = field(default_factory=Usage)
 
 
 current_request: contextvars.ContextVar[RequestStats | None] = contextvars.ContextVar(

@@ -12,7 +12,8 @@ from importlib import resources
 
 from google.protobuf import descriptor_pb2
 
-from autointerp_grpc.protogen import DESCRIPTOR_SET
+# Written by `make protos` (autointerp_grpc.protogen) next to the generated modules.
+DESCRIPTOR_SET = "descriptor_set.binpb"
 
 
 def _walk_message(

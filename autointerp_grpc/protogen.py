@@ -17,13 +17,16 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-from grpc_tools import protoc
+from grpc_tools import (
+    protoc,
+)  # a build tool: the dev extra brings it, the service never imports this
+
+from autointerp_grpc.proto_comments import DESCRIPTOR_SET
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = REPO_ROOT / "protos"
 GEN_ROOT = Path(__file__).resolve().parent / "gen"
 GEN_PACKAGE = "autointerp_grpc.gen"
-DESCRIPTOR_SET = "descriptor_set.binpb"
 # Our own proto packages: imports of these are rewritten; google.* imports are left alone
 # (googleapis-common-protos and protobuf ship those modules).
 OWN_TOP_LEVEL = "autointerp"

@@ -80,18 +80,28 @@ class Split:
         """Request indices of the activating records."""
         return {i for i, e in enumerate(self.in_order) if isinstance(e, ActivatingExample)}
 
+    def require_both(self) -> None:
+        """Reject records lacking either kind (for scorers that contrast the two)."""
+        if not self.activating or not self.non_activating:
+            raise InvalidArgument(
+                "activations must include both activating records (values summing above 0) "
+                "and non-activating records (summing to 0 or less) to score against each "
+                f"other; got {len(self.activating)} activating and "
+                f"{len(self.non_activating)} non-activating"
+            )
 
-def split_records(records: Sequence[pb.Activation], *, need_both: bool) -> Split:
-    """Split records the legacy way; with ``need_both``, reject a request lacking either kind."""
+
+def split_records(
+    records: Sequence[pb.Activation], non_activating: Sequence[pb.Activation] = ()
+) -> Split:
+    """Split ``records`` the legacy way (activating when their values sum above 0); the
+    records of ``non_activating`` are labelled by the caller and stay non-activating
+    whatever their values (an explicit label always wins). Request order: ``records``, then
+    ``non_activating``."""
     in_order: list[ActivatingExample | NonActivatingExample] = [
         activating_example(r) if is_activating(r) else non_activating_example(r) for r in records
     ]
+    in_order += [non_activating_example(r) for r in non_activating]
     activating = [e for e in in_order if isinstance(e, ActivatingExample)]
-    non_activating = [e for e in in_order if isinstance(e, NonActivatingExample)]
-    if need_both and (not activating or not non_activating):
-        raise InvalidArgument(
-            "activations must include both activating records (values summing above 0) and "
-            f"non-activating records (summing to 0 or less) to score against each other; got "
-            f"{len(activating)} activating and {len(non_activating)} non-activating"
-        )
-    return Split(activating, non_activating, in_order)
+    negatives = [e for e in in_order if isinstance(e, NonActivatingExample)]
+    return Split(activating, negatives, in_order)

@@ -1,9 +1,12 @@
-"""What both doors share: the RPC table, authentication, validation and dispatch.
+"""What both doors share: the RPC table, admission, dispatch, accounting and request ids.
 
-The gRPC servicer and the REST gateway each turn their transport's request into a proto
-message plus the presented secret, call :meth:`AutoInterpService.call`, and map the typed
-errors it raises to their own status (the table in :mod:`autointerp_grpc.errors`). So auth,
-validation and error semantics are written once.
+Each door turns its transport's call into a method name, the presented secret, a request id
+and a ``read`` coroutine that produces the request message (parsing bytes or JSON), then
+calls :meth:`AutoInterpService.call` (or :meth:`~AutoInterpService.call_stream`). Every
+request passes the same admission — authentication, then drain, then the in-flight cap —
+*before* its body is read or parsed, then its keys join the redaction list, then its
+handler runs; one log line and the metrics close it. A door reports any exception through
+:func:`~autointerp_grpc.errors.as_wire_error`, so errors read the same everywhere.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import contextlib
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 from google.protobuf import message_factory
@@ -39,6 +43,18 @@ SERVICE: ServiceDescriptor = pb.DESCRIPTOR.services_by_name["AutoInterp"]
 # Repeated fields of streaming requests whose items are validated item by item.
 STREAMED_ITEMS = frozenset({"features"})
 SECRET_HEADER = "x-secret-key"  # noqa: S105  (a header name, not a secret)
+REQUEST_ID_HEADER = "x-request-id"
+
+# Produces the request message once the call is admitted: parses the gRPC bytes or the REST
+# body, given the method's request class.
+Reader = Callable[[type[Message]], Awaitable[Message]]
+
+
+def request_id_from(given: str | bytes | None) -> str:
+    """The caller's x-request-id if it sent a sane one, else a fresh id."""
+    if isinstance(given, str) and 0 < len(given) <= 128 and given.isprintable():
+        return given
+    return uuid.uuid4().hex
 
 
 @dataclass(frozen=True)
@@ -170,8 +186,8 @@ class AutoInterpService:
         stats: RequestStats | None = None,
         detail: str = "",
     ) -> None:
-        """Metrics and the one log line of a finished request (also for requests a door
-        turned away before they reached the service, e.g. unparsable JSON)."""
+        """Metrics and the one log line of a finished request (every request, including
+        those refused at admission or whose body could not be parsed)."""
         stats = stats or RequestStats()
         self.metrics.requests.labels(method, code).inc()
         self.metrics.request_seconds.labels(method, code).observe(seconds)
@@ -179,9 +195,9 @@ class AutoInterpService:
             "rpc": method,
             "status": code,
             "duration_ms": round(seconds * 1000, 1),
-            "llm_calls": stats.llm_calls,
-            "prompt_tokens": stats.prompt_tokens,
-            "completion_tokens": stats.completion_tokens,
+            "llm_calls": stats.usage.llm_calls,
+            "prompt_tokens": stats.usage.prompt_tokens,
+            "completion_tokens": stats.usage.completion_tokens,
             "request_id": request_id,
         }
         text = " ".join(f"{k}={v}" for k, v in fields.items())
@@ -190,7 +206,7 @@ class AutoInterpService:
     @contextlib.contextmanager
     def _accounted(self, method: str, request_id: str) -> Iterator[RequestStats]:
         began = time.perf_counter()
-        stats = RequestStats()
+        stats = RequestStats(request_id=request_id)
         token = current_request.set(stats)
         code, detail = "OK", ""
         try:
@@ -211,34 +227,41 @@ class AutoInterpService:
             elapsed = time.perf_counter() - began
             self.record(method, code, elapsed, request_id, stats=stats, detail=detail)
 
-    async def call(
-        self, method: str, request: Message, secret: str | bytes | None, request_id: str = ""
-    ) -> Message:
-        """A unary RPC: its response, within the server's time limit."""
-        with self._accounted(method, request_id):
+    @contextlib.asynccontextmanager
+    async def _admitted(
+        self, method: str, secret: str | bytes | None, request_id: str, read: Reader
+    ) -> AsyncIterator[Message]:
+        """The one admission path: accounting, auth, drain, in-flight cap, then the request
+        read and its keys held for redaction until after its log line is written."""
+        if method not in self.methods:
+            raise RuntimeError(f"no such RPC: {method}")
+        with contextlib.ExitStack() as held, self._accounted(method, request_id):
             self._admit(secret)
             try:
-                with self.secrets.holding(secret_fields(request)):
-                    return await self._dispatch(method, request)
+                request = await read(self.methods[method].request_cls)
+                held.enter_context(self.secrets.holding(secret_fields(request)))
+                yield request
             finally:
                 self._release()
 
+    async def call(
+        self, method: str, secret: str | bytes | None, request_id: str, read: Reader
+    ) -> Message:
+        """A unary RPC: its response, within the server's time limit."""
+        async with self._admitted(method, secret, request_id, read) as request:
+            return await self._dispatch(method, request)
+
     async def call_stream(
-        self, method: str, request: Message, secret: str | bytes | None, request_id: str = ""
+        self, method: str, secret: str | bytes | None, request_id: str, read: Reader
     ) -> AsyncIterator[Message]:
         """A server-streaming RPC: its messages as they come. A bulk run may take hours, so
         the server's per-request time limit does not apply (the client's deadline does)."""
-        with self._accounted(method, request_id):
-            self._admit(secret)
-            try:
-                with self.secrets.holding(secret_fields(request)):
-                    # The items a stream works through (a bulk request's features) are
-                    # checked one by one, so one bad item fails alone, not the whole stream.
-                    check_required(request, skip=STREAMED_ITEMS)
-                    async for message in self.methods[method].handler(request, self.deps):
-                        yield message
-            finally:
-                self._release()
+        async with self._admitted(method, secret, request_id, read) as request:
+            # The items a stream works through (a bulk request's features) are checked one
+            # by one, so one bad item fails alone, not the whole stream.
+            check_required(request, skip=STREAMED_ITEMS)
+            async for message in self.methods[method].handler(request, self.deps):
+                yield message
 
     async def _dispatch(self, method: str, request: Message) -> Message:
         check_required(request)

@@ -1,85 +1,73 @@
 """The gRPC door: a thin grpc.aio handler over :class:`AutoInterpService`.
 
-Every RPC of the proto's service gets the same behaviour: parse the request bytes, read the
-secret and request id from the metadata, call the service, and map a typed error to its status.
+Every RPC of the proto's service gets the same behaviour: send the request id back in the
+initial metadata, hand the service the secret from the metadata and a reader that parses the
+request bytes, and abort with the status of whatever error comes back
+(:func:`~autointerp_grpc.errors.as_wire_error`).
 
-* Requests are parsed here rather than by grpc: a message grpc cannot deserialize (a string
-  field with invalid UTF-8, truncated bytes) would otherwise come back as a bare INTERNAL /
-  UNKNOWN; here it is INVALID_ARGUMENT with a reason.
-* Any exception that is not one of ours is logged with the request id and answered with a
-  generic INTERNAL status: grpc.aio would otherwise send ``str(exception)`` to the caller, and
-  an upstream error's text may carry a key.
+* Requests are parsed by the reader rather than by grpc, after admission: a message grpc
+  cannot deserialize (a string field with invalid UTF-8, truncated bytes) would otherwise
+  come back as a bare INTERNAL / UNKNOWN; here it is INVALID_ARGUMENT with a reason.
 * A client's deadline or cancellation cancels the handler task, and with it the in-flight
   upstream LLM calls.
 """
 
 from __future__ import annotations
 
-import logging
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 from google.protobuf.message import DecodeError, Message
 
-from autointerp_grpc.errors import AutoInterpError
-from autointerp_grpc.service import SECRET_HEADER, SERVICE, AutoInterpService, Method
-
-log = logging.getLogger(__name__)
-
-REQUEST_ID_HEADER = "x-request-id"
-
-
-def request_id_from(metadata: dict[str, str | bytes]) -> str:
-    """The caller's x-request-id if it sent a sane one, else a fresh id."""
-    given = metadata.get(REQUEST_ID_HEADER)
-    if isinstance(given, str) and 0 < len(given) <= 128 and given.isprintable():
-        return given
-    return uuid.uuid4().hex
+from autointerp_grpc.errors import InvalidArgument, as_wire_error
+from autointerp_grpc.service import (
+    REQUEST_ID_HEADER,
+    SECRET_HEADER,
+    SERVICE,
+    AutoInterpService,
+    Method,
+    Reader,
+    request_id_from,
+)
 
 
-def internal_error_message(request_id: str) -> str:
-    return f"Internal error; the server log has the details under request id {request_id}"
+def _proto_reader(raw: bytes) -> Reader:
+    async def read(request_cls: type[Message]) -> Message:
+        try:
+            return request_cls.FromString(raw)
+        except DecodeError:
+            raise InvalidArgument(
+                f"The request is not a valid {request_cls.DESCRIPTOR.full_name} message "
+                "(e.g. a string field holds invalid UTF-8)"
+            ) from None
+
+    return read
 
 
-async def _prologue(
-    service: AutoInterpService, method: Method, raw: bytes, context: grpc.aio.ServicerContext
-) -> tuple[Message, dict[str, str | bytes], str]:
-    """Request id out, request parsed: (request, metadata, request id)."""
+async def _begin(context: grpc.aio.ServicerContext) -> tuple[str | bytes | None, str]:
+    """(presented secret, request id); the request id goes back in the initial metadata."""
     metadata = dict(context.invocation_metadata() or ())
-    request_id = request_id_from(metadata)
+    request_id = request_id_from(metadata.get(REQUEST_ID_HEADER))
     await context.send_initial_metadata(((REQUEST_ID_HEADER, request_id),))
-    try:
-        request = method.request_cls.FromString(raw)
-    except DecodeError:
-        detail = (
-            f"The request is not a valid {method.descriptor.input_type.full_name} message "
-            "(e.g. a string field holds invalid UTF-8)"
-        )
-        service.record(method.name, "INVALID_ARGUMENT", 0.0, request_id, detail=detail)
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, detail)
-    return request, metadata, request_id
+    return metadata.get(SECRET_HEADER), request_id
 
 
-async def _fail(
-    method: Method, exc: BaseException, context: grpc.aio.ServicerContext, request_id: str
+async def _abort(
+    context: grpc.aio.ServicerContext, exc: Exception, request_id: str, method: Method
 ) -> None:
-    """Abort the call with the status ``exc`` maps to (always raises)."""
-    if isinstance(exc, AutoInterpError):  # the service has logged it
-        await context.abort(exc.grpc_code, exc.message)
-    log.error("%s failed unexpectedly [request id %s]", method.name, request_id, exc_info=exc)
-    await context.abort(grpc.StatusCode.INTERNAL, internal_error_message(request_id))
+    error = as_wire_error(exc, request_id, method.name)
+    await context.abort(error.grpc_code, error.message)
 
 
 def _unary(
     service: AutoInterpService, method: Method
 ) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[Message]]:
     async def rpc(raw: bytes, context: grpc.aio.ServicerContext) -> Message:
-        request, metadata, request_id = await _prologue(service, method, raw, context)
+        secret, request_id = await _begin(context)
         try:
-            return await service.call(method.name, request, metadata.get(SECRET_HEADER), request_id)
+            return await service.call(method.name, secret, request_id, _proto_reader(raw))
         except Exception as exc:
-            await _fail(method, exc, context, request_id)
+            await _abort(context, exc, request_id, method)
         raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
 
     rpc.__name__ = method.name
@@ -90,14 +78,14 @@ def _streaming(
     service: AutoInterpService, method: Method
 ) -> Callable[[bytes, grpc.aio.ServicerContext], AsyncIterator[Message]]:
     async def rpc(raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Message]:
-        request, metadata, request_id = await _prologue(service, method, raw, context)
+        secret, request_id = await _begin(context)
         try:
             async for message in service.call_stream(
-                method.name, request, metadata.get(SECRET_HEADER), request_id
+                method.name, secret, request_id, _proto_reader(raw)
             ):
                 yield message
         except Exception as exc:
-            await _fail(method, exc, context, request_id)
+            await _abort(context, exc, request_id, method)
 
     rpc.__name__ = method.name
     return rpc
@@ -108,16 +96,15 @@ def rpc_handler(service: AutoInterpService) -> grpc.GenericRpcHandler:
     here). Requests arrive as bytes and are parsed by the handler itself."""
     handlers = {}
     for method in service.methods.values():
-        if method.streaming:
-            handlers[method.name] = grpc.unary_stream_rpc_method_handler(
-                _streaming(service, method),
-                request_deserializer=None,
-                response_serializer=method.response_cls.SerializeToString,
-            )
-        else:
-            handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-                _unary(service, method),
-                request_deserializer=None,
-                response_serializer=method.response_cls.SerializeToString,
-            )
+        make = (
+            grpc.unary_stream_rpc_method_handler
+            if method.streaming
+            else (grpc.unary_unary_rpc_method_handler)
+        )
+        rpc = _streaming(service, method) if method.streaming else _unary(service, method)
+        handlers[method.name] = make(
+            rpc,  # type: ignore[arg-type]
+            request_deserializer=None,
+            response_serializer=method.response_cls.SerializeToString,
+        )
     return grpc.method_handlers_generic_handler(SERVICE.full_name, handlers)

@@ -201,7 +201,7 @@ def model_with_latency(ms: int) -> str:
 def _delphi_record(recs: list[dict[str, Any]], explanation: str) -> Any:
     record = delphi_compat.LatentRecord(delphi_compat.Latent("feature", 0))
     # The same delphi examples the service builds, so both sides score identical inputs.
-    parts = split_records([pb.Activation(**r) for r in recs], need_both=True)
+    parts = split_records([pb.Activation(**r) for r in recs])
     record.test = parts.activating
     record.not_active = parts.non_activating
     record.explanation = explanation

@@ -1,31 +1,24 @@
-"""Shared fixtures: the repo's fake LLM, and the real server started as its own process."""
+"""Shared fixtures: the repo's fake LLM, the whole app in process (fast tier), and the real
+server started as its own process (slow tier). Helpers live in ``support.py``."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import AsyncIterator, Iterator
 
-import httpx
 import pytest
+from support import (
+    TEST_SECRET,
+    InProcessApp,
+    RunningServer,
+    app_settings,
+    free_port,
+    in_process_app,
+    start_server,
+    stop_server,
+)
 
 from autointerp_grpc.testing.fake_llm import FakeLLMServer
-
-REPO = Path(__file__).resolve().parent.parent
-TEST_SECRET = "test-secret-42"  # gRPC metadata values must be printable ASCII
-TEST_API_KEY = "sk-test-provider-key-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -34,60 +27,21 @@ def fake_llm() -> Iterator[FakeLLMServer]:
         yield server
 
 
-@dataclass
-class RunningServer:
-    grpc_target: str
-    http_base: str
-    secret: str
-    log_path: Path
-    process: subprocess.Popen
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
+@pytest.fixture(scope="session")
+async def app(fake_llm: FakeLLMServer) -> AsyncIterator[InProcessApp]:
+    """The whole service in this process (SECRET set, LLM calls to the fake LLM, the
+    bag-of-words embedding model): gRPC on a free port, REST through ASGITransport."""
+    async with in_process_app(app_settings(fake_llm.base_url)) as running:
+        yield running
 
 
-def start_server(
-    command: list[str],
-    env_overrides: dict[str, str],
-    log_path: Path,
-    http_port: int,
-    grpc_port: int,
-    timeout_s: float = 180.0,
-) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "SECRET" and not k.startswith("AUTOINTERP_")}
-    env.update(
-        AUTOINTERP_HOST="127.0.0.1",
-        AUTOINTERP_HTTP_PORT=str(http_port),
-        AUTOINTERP_GRPC_PORT=str(grpc_port),
-        HF_HUB_OFFLINE="1",
-        TOKENIZERS_PARALLELISM="false",
-        **env_overrides,
-    )
-    log = log_path.open("wb")
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited early:\n{log_path.read_text(errors='replace')}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{http_port}/health", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    process.kill()
-    raise RuntimeError(
-        f"server not SERVING in {timeout_s} s:\n{log_path.read_text(errors='replace')}"
-    )
-
-
-def stop_server(process: subprocess.Popen) -> int:
-    process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        return process.wait()
+@pytest.fixture
+def clean_fake(fake_llm: FakeLLMServer) -> FakeLLMServer:
+    """The fake LLM with no fault, no latency and fresh statistics."""
+    fake_llm.set_fault(None)
+    fake_llm.set_latency(0)
+    fake_llm.reset_stats()
+    return fake_llm
 
 
 @pytest.fixture(scope="session")

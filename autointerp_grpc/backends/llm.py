@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +37,7 @@ from autointerp_grpc.errors import (
 )
 from autointerp_grpc.observability import Metrics, current_request
 from autointerp_grpc.prompts import strip_reasoning
+from autointerp_grpc.usage import Usage
 
 log = logging.getLogger(__name__)
 
@@ -51,22 +51,6 @@ _FORWARDED_KWARGS = (
     "reasoning_effort",
 )
 _PROVIDER_MESSAGE_LIMIT = 300
-
-
-@dataclass
-class Usage:
-    """LLM usage of one request."""
-
-    calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    costs: list[float] = field(default_factory=list)
-
-    @property
-    def cost(self) -> float | None:
-        """Total provider-reported cost; None when no call reported one. fsum is exact, so the
-        total does not depend on the order concurrent calls finished in."""
-        return math.fsum(self.costs) if self.costs else None
 
 
 def _redact(text: str, secret: str) -> str:
@@ -205,9 +189,7 @@ class _Observer:
         m.llm_tokens.labels(*self._labels, "completion").inc(completion_tokens)
         stats = current_request.get()
         if stats is not None:
-            stats.llm_calls += 1
-            stats.prompt_tokens += prompt_tokens
-            stats.completion_tokens += completion_tokens
+            stats.usage.add_call(prompt_tokens, completion_tokens)
 
 
 @dataclass
@@ -280,7 +262,6 @@ class LLMClient(Client):
     ) -> Response:
         params = {k: kwargs[k] for k in _FORWARDED_KWARGS if k in kwargs}
         params.update(self._overrides)
-        self._log.usage.calls += 1
         began = time.perf_counter()
         try:
             async with self._gate:
@@ -296,10 +277,9 @@ class LLMClient(Client):
         except openai.OpenAIError as exc:
             error = translate_provider_error(exc, self._api_key)
             self._log.errors.append(error)
-            self._observe(began, error.code_name, None)
+            self._account(began, error.code_name, None)
             raise error from None
-        self._count_usage(completion.usage)
-        self._observe(began, "ok", completion.usage)
+        self._account(began, "ok", completion.usage)
         if not completion.choices:
             error = UpstreamBadResponse("The LLM provider returned no answer")
             self._log.errors.append(error)
@@ -313,18 +293,14 @@ class LLMClient(Client):
             self._log.logprobs_returned += 1 if logprobs else 0
         return Response(text=text, logprobs=logprobs or None)
 
-    def _observe(self, began: float, outcome: str, usage: Any) -> None:
-        if self._observer is not None:
-            prompt = (usage.prompt_tokens or 0) if usage is not None else 0
-            completion = (usage.completion_tokens or 0) if usage is not None else 0
-            self._observer.call(time.perf_counter() - began, outcome, prompt, completion)
-
-    def _count_usage(self, usage: Any) -> None:
-        if usage is None:
-            return
-        self._log.usage.prompt_tokens += usage.prompt_tokens or 0
-        self._log.usage.completion_tokens += usage.completion_tokens or 0
+    def _account(self, began: float, outcome: str, usage: Any) -> None:
+        """Count one call (and what its answer reported) in the request's usage and the
+        metrics."""
+        prompt = (usage.prompt_tokens or 0) if usage is not None else 0
+        completion = (usage.completion_tokens or 0) if usage is not None else 0
         # OpenRouter reports the call's cost as an extra usage field.
-        cost = (getattr(usage, "model_extra", None) or {}).get("cost")
-        if isinstance(cost, int | float) and math.isfinite(cost):
-            self._log.usage.costs.append(float(cost))
+        cost = (getattr(usage, "model_extra", None) or {}).get("cost") if usage else None
+        cost = float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None
+        self._log.usage.add_call(prompt, completion, cost)
+        if self._observer is not None:
+            self._observer.call(time.perf_counter() - began, outcome, prompt, completion)

@@ -15,9 +15,10 @@ from google.protobuf.message import Message
 
 from autointerp_grpc.handlers.bulk import explain_and_score
 from autointerp_grpc.handlers.deps import Deps
-from autointerp_grpc.handlers.explain import explain_default
-from autointerp_grpc.handlers.score import score_embedding, score_fuzz_detection
-from autointerp_grpc.handlers.standard import explain, list_methods, score
+from autointerp_grpc.handlers.explain import explain
+from autointerp_grpc.handlers.legacy import explain_default, score_embedding, score_fuzz_detection
+from autointerp_grpc.handlers.methods import list_methods
+from autointerp_grpc.handlers.score import score
 
 # Unary handlers return a response; server-streaming ones are async generators of them.
 Handler = Callable[[Any, Deps], Awaitable[Message] | AsyncIterator[Message]]

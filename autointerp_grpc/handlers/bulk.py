@@ -1,11 +1,14 @@
 """ExplainAndScore: many features through one explainer and several scorers, streamed.
 
-Each feature goes through the same Explain and Score handlers as single requests (so the
-same validation, methods and errors), with, optionally, a holdout split (explain on some
-activating records, score on the rest) and best-of-k candidates (k explanations, the best by
-one scorer kept). Features run ``options.concurrency`` at a time; each result is streamed as
-soon as its feature finishes, followed by a progress event. A feature's failure becomes its
-result's ``error`` and the run goes on.
+The explainer, the scorers and the LLM options are resolved and checked once per run; each
+feature's records are validated once, split once (its ``nonActivating`` records stay
+non-activating whatever their values), and go through the same typed calls as single
+requests (:func:`~autointerp_grpc.handlers.explain.explain_records`,
+:func:`~autointerp_grpc.handlers.score.score_split`), optionally with a holdout split (explain
+on some activating records, score on the rest) and best-of-k candidates (k explanations, the
+best by one scorer kept). Features run ``options.concurrency`` at a time; each result is
+streamed as soon as its feature finishes, followed by a progress event. A feature's failure
+becomes its result's ``error`` and the run goes on.
 """
 
 from __future__ import annotations
@@ -16,20 +19,24 @@ import random
 import time
 from collections.abc import AsyncIterator, Sequence
 from types import SimpleNamespace
-from typing import Any
 
-from autointerp_grpc.errors import AutoInterpError, InvalidArgument
+from autointerp_grpc.backends.llm import LLMClient
+from autointerp_grpc.errors import AutoInterpError, InvalidArgument, as_wire_error
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.handlers.deps import Deps
-from autointerp_grpc.handlers.standard import (
-    explain,
+from autointerp_grpc.handlers.explain import check_explain_records, explain_records
+from autointerp_grpc.handlers.methods import (
+    Resolved,
+    check_llm_options,
     llm_client,
-    lookup,
-    resolve_params,
-    score,
+    resolve_explainer,
+    resolve_scorer,
 )
+from autointerp_grpc.handlers.score import check_split, score_split
 from autointerp_grpc.methods import params as method_params
-from autointerp_grpc.methods.registry import EXPLAINER_REGISTRY, SCORER_REGISTRY
+from autointerp_grpc.observability import current_request
+from autointerp_grpc.records import Split, split_records
+from autointerp_grpc.usage import Usage
 from autointerp_grpc.validation import check_required
 
 log = logging.getLogger(__name__)
@@ -38,25 +45,11 @@ log = logging.getLogger(__name__)
 MAX_FEATURE_CONCURRENCY = 64
 
 
-def _copy_params(choice: Any, target: Any) -> None:
-    member = choice.WhichOneof("params")
-    if member is not None:
-        getattr(target, member).CopyFrom(getattr(choice, member))
-
-
 def _feature_error(exc: BaseException, feature_id: str) -> pb.FeatureError:
-    if isinstance(exc, AutoInterpError):
-        return pb.FeatureError(code=exc.code_name, message=exc.message)
-    log.error("feature %r failed unexpectedly", feature_id, exc_info=exc)
-    return pb.FeatureError(code="INTERNAL", message=f"Internal error on feature {feature_id!r}")
-
-
-def _add_usage(total: pb.Usage, part: pb.Usage) -> None:
-    total.llm_calls += part.llm_calls
-    total.prompt_tokens += part.prompt_tokens
-    total.completion_tokens += part.completion_tokens
-    if part.HasField("cost"):
-        total.cost = (total.cost if total.HasField("cost") else 0.0) + part.cost
+    stats = current_request.get()
+    request_id = stats.request_id if stats is not None else ""
+    error = as_wire_error(exc, request_id, f"feature {feature_id!r}")
+    return pb.FeatureError(code=error.code_name, message=error.message)
 
 
 def split_holdout(
@@ -79,117 +72,119 @@ def split_holdout(
 
 
 class _Run:
-    """One ExplainAndScore request: its validated settings and per-feature work."""
+    """One ExplainAndScore request: its resolved settings and per-feature work."""
 
     def __init__(self, request: pb.ExplainAndScoreRequest, deps: Deps) -> None:
         self.request = request
         self.deps = deps
         # Everything shared by the features is checked up front: one bad setting fails the
         # request at once rather than every feature in turn.
-        llm_client(request.llm, deps)
-        explainer = lookup(EXPLAINER_REGISTRY, request.explainer.method, "explainer")
-        resolve_params(request.explainer, explainer)  # rejects bad parameters up front
+        check_llm_options(request.llm)
+        llm_client(request.llm, deps)  # an unknown provider fails the run, not each feature
+        self.explainer = resolve_explainer(request.explainer)
+        self.scorers: list[Resolved] = []
         for i, choice in enumerate(request.scorers):
-            spec = lookup(SCORER_REGISTRY, choice.method, "scorer")
             try:
-                resolve_params(choice, spec)
+                self.scorers.append(resolve_scorer(choice))
             except InvalidArgument as exc:
                 raise InvalidArgument(f"scorers[{i}]: {exc.message}") from None
         options = request.options if request.HasField("options") else None
         self.options: SimpleNamespace = method_params.resolve(
             options, pb.BulkOptions.DESCRIPTOR, "options"
         )
-        self.candidate_scorer = self._candidate_scorer()
+        self.candidate_scorer, self.candidate_index = self._candidate_scorer()
         ids = [f.id for f in request.features]
         if any(not i.strip() for i in ids):
             raise InvalidArgument("every feature needs an id")
         if len(set(ids)) != len(ids):
             raise InvalidArgument("features must have distinct ids")
 
-    def _candidate_scorer(self) -> pb.ScorerChoice | None:
+    def _candidate_scorer(self) -> tuple[Resolved | None, int | None]:
+        """The scorer that ranks best-of-k candidates, and its index among the scorers."""
         if self.options.candidates <= 1:
-            return None
+            return None, None
         name = self.request.options.candidate_scorer
         if not name:
-            if not self.request.scorers:
+            if not self.scorers:
                 raise InvalidArgument(
                     "options.candidateScorer (or at least one scorer) is required when "
                     "options.candidates > 1"
                 )
-            return self.request.scorers[0]
-        for choice in self.request.scorers:
-            if choice.method == name:
-                return choice
-        lookup(SCORER_REGISTRY, name, "scorer")
-        return pb.ScorerChoice(method=name)
+            return self.scorers[0], 0
+        for i, method in enumerate(self.scorers):
+            if method.name == name:
+                return method, i
+        return resolve_scorer(pb.ScorerChoice(method=name)), None
+
+    def _client(self) -> LLMClient:
+        return llm_client(self.request.llm, self.deps)
 
     async def _explain(
         self,
         feature: pb.Feature,
         train: list[pb.Activation],
-        usage: pb.Usage,
+        usage: Usage,
         temperature: float | None,
     ) -> str:
-        choice = self.request.explainer
-        request = pb.ExplainRequest(
-            method=choice.method,
-            activations=train,
-            non_activating=feature.non_activating,
-            top_positive_logits=feature.top_positive_logits,
-            llm=self.request.llm,
-        )
-        _copy_params(choice, request)
-        response = await explain(request, self.deps, temperature=temperature)
-        _add_usage(usage, response.usage)
-        return response.explanation
+        client = self._client()
+        try:
+            return await explain_records(
+                self.explainer,
+                client,
+                train,
+                feature.non_activating,
+                feature.top_positive_logits,
+                temperature=temperature,
+            )
+        finally:
+            usage.add(client.usage)
 
     async def _score(
-        self,
-        choice: pb.ScorerChoice,
-        explanation: str,
-        records: list[pb.Activation],
-        usage: pb.Usage,
+        self, method: Resolved, explanation: str, split: Split, usage: Usage
     ) -> pb.ScorerOutcome:
-        request = pb.ScoreRequest(
-            method=choice.method, explanation=explanation, activations=records, llm=self.request.llm
-        )
-        _copy_params(choice, request)
-        outcome = pb.ScorerOutcome(method=choice.method)
+        outcome = pb.ScorerOutcome(method=method.name)
+        client = self._client() if method.spec.needs.llm else None
         try:
-            response = await score(request, self.deps)
+            check_split(method, split)
+            result = await score_split(method, explanation, split, self.deps, client)
         except AutoInterpError as exc:
             outcome.error.CopyFrom(pb.FeatureError(code=exc.code_name, message=exc.message))
             return outcome
-        _add_usage(usage, response.usage)
-        outcome.score = response.score
-        outcome.metric = response.metric
-        if response.HasField("confidence_interval"):
-            outcome.confidence_interval.CopyFrom(response.confidence_interval)
+        finally:
+            if client is not None:
+                usage.add(client.usage)
+        outcome.score = result.score
+        assert method.spec.metric is not None
+        outcome.metric = method.spec.metric.name
+        if result.confidence_interval is not None:
+            outcome.confidence_interval.CopyFrom(result.confidence_interval)
         return outcome
 
     async def feature(self, feature: pb.Feature) -> pb.FeatureResult:
         began = time.perf_counter()
         result = pb.FeatureResult(id=feature.id)
+        usage = Usage()
         try:
             check_required(feature)
-            await self._feature(feature, result)
+            check_explain_records(feature.activations, feature.non_activating, self.deps)
+            await self._feature(feature, result, usage)
         except Exception as exc:  # one feature's failure is reported in its result
             result.explanation = ""
             del result.scores[:]
             result.error.CopyFrom(_feature_error(exc, feature.id))
+        result.usage.CopyFrom(usage.to_proto())
         result.seconds = time.perf_counter() - began
         return result
 
-    async def _feature(self, feature: pb.Feature, result: pb.FeatureResult) -> None:
+    async def _feature(self, feature: pb.Feature, result: pb.FeatureResult, usage: Usage) -> None:
         options = self.options
         train, test = split_holdout(
             feature.activations, options.holdout, f"{options.seed}:{feature.id}"
         )
         result.train_records, result.test_records = len(train), len(test)
-        # Scoring sees the held-out activating records (or, without holdout, all of them)
-        # and every non-activating record.
-        score_records = [*(test or train), *feature.non_activating]
-        usage = result.usage
+        # Scoring sees the held-out records (or, without holdout, all of them) split by the
+        # sum rule, and every explicitly non-activating record as non-activating.
+        split = split_records(test or train, non_activating=feature.non_activating)
         k = options.candidates
         temperature = options.candidate_temperature if k > 1 else None
         drafts = await asyncio.gather(
@@ -199,37 +194,39 @@ class _Run:
         explanations = [d for d in drafts if isinstance(d, str)]
         if not explanations:
             raise next(d for d in drafts if isinstance(d, BaseException))
-        ranked: dict[str, pb.ScorerOutcome] = {}
+        reuse: pb.ScorerOutcome | None = None
         if self.candidate_scorer is not None:
+            ranker = self.candidate_scorer
             outcomes = await asyncio.gather(
-                *(self._score(self.candidate_scorer, e, score_records, usage) for e in explanations)
+                *(self._score(ranker, e, split, usage) for e in explanations)
             )
             for explanation, outcome in zip(explanations, outcomes, strict=True):
                 candidate = result.candidates.add(explanation=explanation)
                 if outcome.HasField("score"):
                     candidate.score = outcome.score
-                ranked.setdefault(explanation, outcome)
             best = max(
                 range(len(explanations)),
                 key=lambda i: outcomes[i].score if outcomes[i].HasField("score") else -2.0,
             )
             result.explanation = explanations[best]
+            reuse = outcomes[best]
         else:
             result.explanation = explanations[0]
-        # The candidate scorer's verdict on the chosen explanation is not asked for twice.
-        reuse = ranked.get(result.explanation)
 
-        async def outcome(choice: pb.ScorerChoice) -> pb.ScorerOutcome:
-            if reuse is not None and choice == self.candidate_scorer:
+        async def outcome(index: int, method: Resolved) -> pb.ScorerOutcome:
+            # The candidate scorer's verdict on the chosen explanation is not asked for twice.
+            if reuse is not None and index == self.candidate_index:
                 return reuse
-            return await self._score(choice, result.explanation, score_records, usage)
+            return await self._score(method, result.explanation, split, usage)
 
-        result.scores.extend(await asyncio.gather(*(outcome(c) for c in self.request.scorers)))
+        result.scores.extend(
+            await asyncio.gather(*(outcome(i, m) for i, m in enumerate(self.scorers)))
+        )
 
     async def stream(self) -> AsyncIterator[pb.ExplainAndScoreEvent]:
         features = list(self.request.features)
         total, done, failed = len(features), 0, 0
-        usage = pb.Usage()
+        usage = Usage()
         queue: asyncio.Queue[pb.FeatureResult] = asyncio.Queue()
         pending = iter(features)
 
@@ -246,10 +243,10 @@ class _Run:
                 result = await queue.get()
                 done += 1
                 failed += result.HasField("error")
-                _add_usage(usage, result.usage)
+                usage.add(result.usage)
                 yield pb.ExplainAndScoreEvent(result=result)
                 progress = pb.Progress(done=done, total=total, failed=failed)
-                progress.usage.CopyFrom(usage)
+                progress.usage.CopyFrom(usage.to_proto())
                 yield pb.ExplainAndScoreEvent(progress=progress)
         finally:
             # The caller went away (or the run ended): stop every feature still running.

@@ -1,20 +1,28 @@
-"""ExplainDefault (legacy) and the shared explainer loop."""
+"""Explaining: :func:`explain_records`, the one way every explainer runs (the Explain RPC,
+the legacy ExplainDefault and bulk runs all call it), and the Explain RPC itself."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
-from autointerp_grpc.delphi_compat import DefaultExplainer, Explainer, Latent, LatentRecord
-from autointerp_grpc.errors import UpstreamBadResponse
+from autointerp_grpc.backends.llm import LLMClient
+from autointerp_grpc.delphi_compat import Explainer, LatentRecord
+from autointerp_grpc.errors import InvalidArgument, UpstreamBadResponse
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.handlers.deps import Deps
-from autointerp_grpc.records import activating_example
+from autointerp_grpc.handlers.methods import (
+    Resolved,
+    check_llm_options,
+    llm_client,
+    resolve_explainer,
+)
+from autointerp_grpc.methods.spec import ExplainContext
+from autointerp_grpc.records import activating_example, non_activating_example
 from autointerp_grpc.validation import check_activations
 
 log = logging.getLogger(__name__)
 
-# Legacy settings: highlight tokens above 60% of the record's peak, no activation values shown.
-HIGHLIGHT_THRESHOLD = 0.6
 # What delphi returns instead of raising when the model's answer cannot be parsed.
 DELPHI_PARSE_FAILURE = "Explanation could not be parsed."
 # One retry on an unparsable answer: models occasionally drop the format once.
@@ -39,13 +47,59 @@ async def run_explainer(explainer: Explainer, record: LatentRecord) -> str:
     )
 
 
-async def explain_default(
-    request: pb.ExplainDefaultRequest, deps: Deps
-) -> pb.ExplainDefaultResponse:
-    check_activations(request.activations, deps.limits)
-    record = LatentRecord(Latent("latent", 0))
-    # Legacy semantics: every record is a training example, activating or not.
-    record.train = [activating_example(r) for r in request.activations]
-    client = deps.llm.client(model=request.model, api_key=request.openrouter_key)
-    explainer = DefaultExplainer(client, threshold=HIGHLIGHT_THRESHOLD, activations=False)
-    return pb.ExplainDefaultResponse(explanation=await run_explainer(explainer, record))
+async def explain_records(
+    method: Resolved,
+    client: LLMClient,
+    train: Sequence[pb.Activation],
+    non_activating: Sequence[pb.Activation] = (),
+    top_positive_logits: Sequence[str] = (),
+    *,
+    temperature: float | None = None,
+) -> str:
+    """An explanation of already-validated records by an already-resolved explainer.
+
+    Every record of ``train`` is shown as a training example (the explainer highlights its
+    tokens by their own values); ``non_activating`` are the explicitly labelled contrast
+    records. ``temperature`` overrides the explainer's (bulk best-of-k sampling).
+    """
+    ctx = ExplainContext(
+        params=method.params,
+        client=client,
+        activating=[activating_example(r) for r in train],
+        non_activating=[non_activating_example(r) for r in non_activating],
+        top_positive_logits=list(top_positive_logits),
+    )
+    explainer, record = method.spec.run(ctx)
+    if temperature is not None:
+        explainer.temperature = temperature
+    return await run_explainer(explainer, record)
+
+
+def check_explain_records(
+    activations: Sequence[pb.Activation], non_activating: Sequence[pb.Activation], deps: Deps
+) -> None:
+    """The Explain rules on records: valid, and at least one with a positive activation."""
+    check_activations(activations, deps.limits)
+    if not any(max(r.values) > 0 for r in activations):
+        raise InvalidArgument(
+            "activations must include at least one record with a positive activation value"
+        )
+    if non_activating:
+        check_activations(non_activating, deps.limits, field="non_activating")
+
+
+async def explain(request: pb.ExplainRequest, deps: Deps) -> pb.ExplainResponse:
+    """The Explain RPC."""
+    method = resolve_explainer(request)
+    check_explain_records(request.activations, request.non_activating, deps)
+    check_llm_options(request.llm)
+    client = llm_client(request.llm, deps)
+    explanation = await explain_records(
+        method, client, request.activations, request.non_activating, request.top_positive_logits
+    )
+    return pb.ExplainResponse(
+        explanation=explanation,
+        raw_answer=client.answers[-1] if client.answers else "",
+        usage=client.usage.to_proto(),
+        method=method.name,
+    )

@@ -1,80 +1,109 @@
-"""ScoreEmbedding and ScoreFuzzDetection (legacy): the shared scorers, legacy response shapes."""
+"""Scoring: :func:`score_split`, the one way every scorer runs (the Score RPC, the legacy
+ScoreEmbedding / ScoreFuzzDetection and bulk runs all call it), and the Score RPC itself."""
 
 from __future__ import annotations
 
-from autointerp_grpc.delphi_compat import ClassifierOutput
+from collections.abc import Sequence
+
+from autointerp_grpc.backends.llm import LLMClient
 from autointerp_grpc.errors import InvalidArgument
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.handlers.deps import Deps
-from autointerp_grpc.methods import metrics
-from autointerp_grpc.methods.scorers import (
-    embedding_auc,
-    embedding_similarities,
-    require_answers,
-    run_classifier,
-    set_answer,
+from autointerp_grpc.handlers.methods import (
+    Resolved,
+    check_llm_options,
+    llm_client,
+    resolve_scorer,
 )
-from autointerp_grpc.records import split_records
+from autointerp_grpc.methods.spec import ScoreContext, ScoreResult
+from autointerp_grpc.records import Split, split_records
+from autointerp_grpc.usage import Usage
 from autointerp_grpc.validation import check_activations
 
-# The legacy server's batch size: examples shown to the model per prompt.
-EXAMPLES_PER_PROMPT = 5
+
+def check_explanation(method: Resolved, explanation: str) -> None:
+    if method.spec.needs.explanation and not explanation.strip():
+        raise InvalidArgument(f"explanation is required by the {method.name} scorer")
 
 
-async def score_embedding(
-    request: pb.ScoreEmbeddingRequest, deps: Deps
-) -> pb.ScoreEmbeddingResponse:
-    check_activations(request.activations, deps.limits)
-    split = split_records(request.activations, need_both=True)
-    outputs = await embedding_similarities(split, request.explanation, deps.embedding_model())
-    return pb.ScoreEmbeddingResponse(
-        score=embedding_auc(outputs),
-        breakdown=[
-            pb.ScoreEmbeddingBreakdownItem(
-                text=o.text, distance=int(o.distance), similarity=float(o.similarity)
+def check_split(method: Resolved, split: Split) -> None:
+    """A scorer that contrasts the two kinds needs records of both."""
+    if method.spec.needs.non_activating:
+        split.require_both()
+
+
+def check_llm(method: Resolved, llm: pb.LlmOptions | None) -> None:
+    if method.spec.needs.llm:
+        if llm is None:
+            raise InvalidArgument(
+                f"llm (model and api_key) is required by the {method.name} scorer"
             )
-            for o in outputs
-        ],
-    )
+        check_llm_options(llm)
 
 
-def _breakdown_item(
-    output: ClassifierOutput, highlighted: bool
-) -> pb.ScoreFuzzDetectionBreakdownItem:
-    item = pb.ScoreFuzzDetectionBreakdownItem(
-        str_tokens=output.str_tokens,
-        activations=output.activations,
-        distance=int(output.distance),
-        ground_truth=bool(output.activating),
-        highlighted=highlighted,
+async def score_split(
+    method: Resolved,
+    explanation: str,
+    split: Split,
+    deps: Deps,
+    client: LLMClient | None = None,
+) -> ScoreResult:
+    """Score an explanation on already-validated, already-split records with an
+    already-resolved scorer; ``client`` is required by the scorers that need an LLM."""
+    spec = method.spec
+    if spec.needs.llm and client is None:
+        raise ValueError(f"the {spec.name} scorer needs an LLM client")
+    ctx = ScoreContext(
+        explanation=explanation,
+        params=method.params,
+        split=split,
+        limits=deps.limits,
+        request_concurrency=deps.request_concurrency,
+        client=client if spec.needs.llm else None,
+        embedding=deps.embedding_model() if spec.needs.embedding_model else None,
     )
-    set_answer(item, output)
-    return item
+    return await spec.run(ctx)
 
 
-async def score_fuzz_detection(
-    request: pb.ScoreFuzzDetectionRequest, deps: Deps
-) -> pb.ScoreFuzzDetectionResponse:
-    check_activations(request.activations, deps.limits)
-    if request.type not in (pb.FUZZ, pb.DETECTION):
-        raise InvalidArgument("type must be FUZZ or DETECTION")
-    fuzz = request.type == pb.FUZZ
-    split = split_records(request.activations, need_both=True)
-    client = deps.llm.client(model=request.model, api_key=request.openrouter_key)
-    outputs = await run_classifier(
-        split,
-        request.explanation,
-        client,
-        fuzz=fuzz,
-        examples_per_prompt=EXAMPLES_PER_PROMPT,
-        concurrency=deps.request_concurrency,
+def score_response(method: Resolved, result: ScoreResult, usage: Usage) -> pb.ScoreResponse:
+    assert method.spec.metric is not None
+    response = pb.ScoreResponse(
+        score=result.score,
+        metric=method.spec.metric.name,
+        method=method.name,
+        breakdown=result.breakdown,
+        usage=usage.to_proto(),
+        notes=result.notes,
     )
-    answered = [o for o in outputs if o.prediction is not None]
-    truth = [bool(o.activating) for o in answered]
-    require_answers(truth, client.errors)
-    predicted = [bool(o.prediction) for o in answered]
-    score = metrics.classifier_metrics(truth, predicted, [None] * len(truth), 0).balanced_accuracy
-    return pb.ScoreFuzzDetectionResponse(
-        score=metrics.finite(score, "Balanced accuracy"),
-        breakdown=[_breakdown_item(o, highlighted=fuzz) for o in outputs],
-    )
+    if result.classifier is not None:
+        response.classifier.CopyFrom(result.classifier)
+    if result.confidence_interval is not None:
+        response.confidence_interval.CopyFrom(result.confidence_interval)
+    return response
+
+
+async def score_records(
+    method: Resolved,
+    explanation: str,
+    records: Sequence[pb.Activation],
+    llm: pb.LlmOptions | None,
+    deps: Deps,
+) -> tuple[ScoreResult, Usage]:
+    """Validate and split unlabelled records (the legacy sum > 0 rule), then score them:
+    what the Score RPC and the legacy scoring RPCs share."""
+    check_explanation(method, explanation)
+    check_activations(records, deps.limits)
+    split = split_records(records)
+    check_split(method, split)
+    check_llm(method, llm)
+    client = llm_client(llm, deps) if method.spec.needs.llm and llm is not None else None
+    result = await score_split(method, explanation, split, deps, client)
+    return result, client.usage if client is not None else Usage()
+
+
+async def score(request: pb.ScoreRequest, deps: Deps) -> pb.ScoreResponse:
+    """The Score RPC."""
+    method = resolve_scorer(request)
+    llm = request.llm if request.HasField("llm") else None
+    result, usage = await score_records(method, request.explanation, request.activations, llm, deps)
+    return score_response(method, result, usage)

@@ -171,7 +171,7 @@ def _classifier_scorer(fuzz: bool) -> Callable[[ScoreContext], Awaitable[ScoreRe
         p = ctx.params
         outputs = await run_classifier(
             ctx.split,
-            ctx.request.explanation,
+            ctx.explanation,
             ctx.client,
             fuzz=fuzz,
             examples_per_prompt=p.examples_per_prompt,
@@ -220,7 +220,7 @@ def embedding_auc(outputs: Sequence[EmbeddingOutput]) -> float:
 
 async def _score_embedding(ctx: ScoreContext) -> ScoreResult:
     assert ctx.embedding is not None
-    outputs = await embedding_similarities(ctx.split, ctx.request.explanation, ctx.embedding)
+    outputs = await embedding_similarities(ctx.split, ctx.explanation, ctx.embedding)
     truth = [o.distance > 0 for o in outputs]
     similarities = [float(o.similarity) for o in outputs]
     items = [
@@ -293,7 +293,7 @@ def parse_simulation(text: str, n_tokens: int) -> list[float]:
 async def _score_simulation(ctx: ScoreContext) -> ScoreResult:
     client = ctx.client
     assert client is not None
-    simulator = NeuronSimulator(client, ctx.request.explanation, use_logprobs=False)
+    simulator = NeuronSimulator(client, ctx.explanation, use_logprobs=False)
     structured = [bool(ctx.params.structured_output)]
     notes: list[str] = []
 
@@ -540,7 +540,7 @@ async def _score_recall(ctx: ScoreContext) -> ScoreResult:
         texts = [items[i].text for i in batch]
         try:
             response = await client.generate(
-                prompts.recall_messages(ctx.request.explanation, texts),
+                prompts.recall_messages(ctx.explanation, texts),
                 temperature=0.0,
                 response_format=prompts.RECALL_RESPONSE_FORMAT,
             )

@@ -40,21 +40,21 @@ class Metric:
 
 @dataclass
 class ExplainContext:
-    """What an explainer gets: the request, its resolved parameters and an LLM client."""
+    """What an explainer gets: its resolved parameters, an LLM client and the records."""
 
-    request: pb.ExplainRequest
     params: SimpleNamespace
     client: LLMClient
     activating: list[Any]
     non_activating: list[Any]
+    top_positive_logits: list[str] = field(default_factory=list)
 
 
 @dataclass
 class ScoreContext:
-    """What a scorer gets: the request's records split, the explanation, parameters and the
-    backends it declared it needs (None otherwise)."""
+    """What a scorer gets: the records split, the explanation, parameters and the backends
+    it declared it needs (None otherwise)."""
 
-    request: pb.ScoreRequest
+    explanation: str
     params: SimpleNamespace
     split: Split
     limits: Limits

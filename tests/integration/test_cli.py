@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import TEST_SECRET, free_port, start_server, stop_server
+from support import TEST_SECRET, free_port, start_server, stop_server
 
 from autointerp_grpc.client import AutoInterpClient
 from autointerp_grpc.testing.fake_llm import FakeLLMServer

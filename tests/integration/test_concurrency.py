@@ -44,11 +44,11 @@ async def backend(fake_llm) -> AsyncIterator[LLMBackend]:
 
 @pytest.mark.parametrize("fuzz", [False, True])
 async def test_parallel_batches_equal_the_sequential_path(backend, fuzz: bool) -> None:
-    split = split_records(_records(40), need_both=True)
+    split = split_records(_records(40))
     runs = {}
     for concurrency in (1, 8):
         outputs = await run_classifier(
-            split_records(_records(40), need_both=True),
+            split_records(_records(40)),
             RIGHT_EXPLANATION,
             backend.client("m", KEY),
             fuzz=fuzz,
@@ -62,7 +62,7 @@ async def test_parallel_batches_equal_the_sequential_path(backend, fuzz: bool) -
 
 async def test_request_cap_is_respected(backend, fake_llm) -> None:
     fake_llm.set_latency(0.1)
-    split = split_records(_records(40), need_both=True)  # 8 batches of 5
+    split = split_records(_records(40))  # 8 batches of 5
     await run_classifier(
         split, RIGHT_EXPLANATION, backend.client("m", KEY), fuzz=False, concurrency=3
     )
@@ -80,7 +80,7 @@ async def test_process_cap_is_respected_across_requests(fake_llm) -> None:
         await asyncio.gather(
             *(
                 run_classifier(
-                    split_records(_records(40), need_both=True),
+                    split_records(_records(40)),
                     RIGHT_EXPLANATION,
                     llm.client("m", KEY),
                     fuzz=False,
@@ -120,7 +120,7 @@ async def test_coalesced_embeddings_equal_per_request_ones(model) -> None:
 
 async def test_similarities_equal_delphis_embedding_scorer(model) -> None:
     backend = EmbeddingBackend(model, "test", coalesce=True)
-    split = split_records(_records(10), need_both=True)
+    split = split_records(_records(10))
     samples = embedding_samples(split.in_order)
     try:
         ours = await backend.explanation_similarities(RIGHT_EXPLANATION, [s.text for s in samples])

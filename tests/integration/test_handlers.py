@@ -19,8 +19,7 @@ from autointerp_grpc.errors import (
 )
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.handlers import Deps
-from autointerp_grpc.handlers.explain import explain_default
-from autointerp_grpc.handlers.score import score_fuzz_detection
+from autointerp_grpc.handlers.legacy import explain_default, score_fuzz_detection
 from autointerp_grpc.records import split_records
 
 KEY = "sk-handler-test"
@@ -70,7 +69,7 @@ async def test_last_short_batch_is_answered(deps, fake_llm) -> None:
 async def test_stock_delphi_drops_the_short_batch(deps) -> None:
     # The delphi 0.1.3 behaviour our Classifier mixin fixes: a correct 2-item answer to the
     # last batch fails its length check, so those examples come back unanswered.
-    split = split_records(_records(7, 5), need_both=True)
+    split = split_records(_records(7, 5))
     record = LatentRecord(Latent("latent", 0))
     record.test, record.not_active, record.explanation = (
         split.activating,

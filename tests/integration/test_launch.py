@@ -7,7 +7,7 @@ import sys
 import grpc
 import httpx
 import pytest
-from conftest import free_port, start_server, stop_server
+from support import free_port, start_server, stop_server
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from samples import SEED_EXPLAIN_BODY
 

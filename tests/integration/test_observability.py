@@ -9,7 +9,7 @@ import sys
 import grpc
 import httpx
 import pytest
-from conftest import free_port, start_server, stop_server
+from support import free_port, start_server, stop_server
 from samples import SEED_EXPLAIN_BODY, cat_records
 
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb

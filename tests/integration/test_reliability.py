@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from conftest import TEST_SECRET, free_port, start_server
+from support import TEST_SECRET, free_port, start_server
 from google.protobuf import json_format
 from samples import RIGHT_EXPLANATION, cat_records
 

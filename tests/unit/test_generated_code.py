@@ -40,3 +40,17 @@ def test_vllm_is_never_imported() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == ""
+
+
+def test_the_service_runs_without_grpcio_tools() -> None:
+    """grpcio-tools is a build tool (the dev extra): the service, its OpenAPI document and
+    ListMethods' descriptions must not need it."""
+    code = (
+        "import sys; sys.modules['grpc_tools'] = None\n"
+        "from autointerp_grpc.app import create_app\n"
+        "from autointerp_grpc.openapi import build_openapi\n"
+        "from autointerp_grpc.proto_comments import proto_comments\n"
+        "create_app(); assert build_openapi()['paths'] and proto_comments()\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root, timeout=120)

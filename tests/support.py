@@ -1,0 +1,221 @@
+"""What the tests share: constants, the in-process app harness, and the real-process server.
+
+* :class:`InProcessApp` — the whole service in the test's own process and event loop: the
+  real :class:`~autointerp_grpc.app.Runtime` with its gRPC server on a free loopback port,
+  the REST door through ``httpx.ASGITransport`` (no socket), the real LLM backend pointed at
+  the fake LLM, and an injected embedding backend (a deterministic bag-of-words model, so no
+  model is loaded). The fast tier runs both doors through it.
+* :func:`start_server` / :func:`stop_server` — ``python server.py`` as its own process, for
+  the few tests that need one (launch line, signals, CLI).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import torch
+
+from autointerp_grpc.app import Runtime, create_app
+from autointerp_grpc.backends.embedding import EmbeddingBackend
+from autointerp_grpc.config import Settings
+from autointerp_grpc.redaction import RedactingFilter
+
+REPO = Path(__file__).resolve().parent.parent
+TEST_SECRET = "test-secret-42"  # gRPC metadata values must be printable ASCII
+TEST_API_KEY = "sk-test-provider-key-0123456789"
+REST_BASE = "http://autointerp.test"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- a deterministic embedding model --------------------------------------------------------
+
+_WORD = re.compile(r"[a-z0-9]+")
+_STOP_WORDS = frozenset(
+    "a an the of on in to at by for and or is it its this that with as be are was from".split()
+)
+DIMENSIONS = 256
+
+
+class BagOfWordsModel:
+    """A stand-in for a sentence-transformers model: each lowercase word hashes to one of
+    256 dimensions (stop words skipped, a plural's trailing s dropped); a text's embedding is its normalised word count. Texts that share words
+    are similar, others are orthogonal, so a right explanation beats a wrong one."""
+
+    def encode(self, sentences: str | Sequence[str], **_: Any) -> np.ndarray:
+        single = isinstance(sentences, str)
+        texts = [sentences] if single else list(sentences)
+        rows = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in _WORD.findall(text.lower()):
+                if word in _STOP_WORDS:
+                    continue
+                word = word[:-1] if len(word) > 3 and word.endswith("s") else word  # noqa: PLW2901
+                digest = hashlib.blake2b(word.encode(), digest_size=4).digest()
+                rows[i, int.from_bytes(digest, "little") % DIMENSIONS] += 1.0
+            norm = np.linalg.norm(rows[i])
+            if norm > 0:
+                rows[i] /= norm
+        return rows[0] if single else rows
+
+    def similarity(self, a: Any, b: Any) -> torch.Tensor:
+        left = torch.as_tensor(np.atleast_2d(np.asarray(a)), dtype=torch.float32)
+        right = torch.as_tensor(np.atleast_2d(np.asarray(b)), dtype=torch.float32)
+        return left @ right.T
+
+
+def fake_embedding_backend() -> EmbeddingBackend:
+    return EmbeddingBackend(BagOfWordsModel(), "bag-of-words (tests)", window_s=0.001)
+
+
+# --- the whole app, in process --------------------------------------------------------------
+
+
+class _Capture(logging.Handler):
+    """Keeps the formatted log lines, through the same redacting filter as production."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        super().__init__(logging.DEBUG)
+        self.stream = io.StringIO()
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self.addFilter(RedactingFilter(runtime.secrets))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream.write(self.format(record) + "\n")
+
+
+@dataclass
+class InProcessApp:
+    runtime: Runtime
+    grpc_target: str
+    rest: httpx.AsyncClient
+    secret: str | None
+    capture: _Capture
+
+    def log_text(self) -> str:
+        return self.capture.stream.getvalue()
+
+    @property
+    def auth(self) -> tuple[tuple[str, str], ...]:
+        """gRPC metadata with the secret."""
+        return (("x-secret-key", self.secret),) if self.secret else ()
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """REST headers with the secret."""
+        return {"X-SECRET-KEY": self.secret} if self.secret else {}
+
+
+def app_settings(llm_base_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "grpc_port": 0,
+        "http_port": 0,
+        "secret": TEST_SECRET,
+        "llm_base_url": llm_base_url,
+        "llm_max_retries": 0,
+        "shutdown_grace_s": 2.0,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+@contextlib.asynccontextmanager
+async def in_process_app(settings: Settings) -> AsyncIterator[InProcessApp]:
+    """The service in this process: gRPC on a free port, REST through ASGITransport."""
+    runtime = Runtime(settings, embedding=fake_embedding_backend())
+    capture = _Capture(runtime)
+    root = logging.getLogger()
+    previous_level = root.level
+    root.addHandler(capture)
+    root.setLevel(logging.DEBUG)
+    await runtime.start()
+    await runtime.ready.wait()
+    transport = httpx.ASGITransport(app=create_app(runtime=runtime))
+    rest = httpx.AsyncClient(transport=transport, base_url=REST_BASE, timeout=30)
+    secret = settings.secret.get_secret_value() if settings.secret else None
+    try:
+        yield InProcessApp(runtime, f"127.0.0.1:{runtime.grpc_port}", rest, secret, capture)
+    finally:
+        await rest.aclose()
+        await runtime.stop()
+        root.removeHandler(capture)
+        root.setLevel(previous_level)
+
+
+# --- the real process -----------------------------------------------------------------------
+
+
+@dataclass
+class RunningServer:
+    grpc_target: str
+    http_base: str
+    secret: str
+    log_path: Path
+    process: subprocess.Popen
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_server(
+    command: list[str],
+    env_overrides: dict[str, str],
+    log_path: Path,
+    http_port: int,
+    grpc_port: int,
+    timeout_s: float = 180.0,
+) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "SECRET" and not k.startswith("AUTOINTERP_")}
+    env.update(
+        AUTOINTERP_HOST="127.0.0.1",
+        AUTOINTERP_HTTP_PORT=str(http_port),
+        AUTOINTERP_GRPC_PORT=str(grpc_port),
+        HF_HUB_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        **env_overrides,
+    )
+    log = log_path.open("wb")
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log_path.read_text(errors='replace')}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{http_port}/health", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    process.kill()
+    raise RuntimeError(
+        f"server not SERVING in {timeout_s} s:\n{log_path.read_text(errors='replace')}"
+    )
+
+
+def stop_server(process: subprocess.Popen) -> int:
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
