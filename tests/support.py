@@ -51,15 +51,16 @@ def free_port() -> int:
 
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP_WORDS = frozenset(
-    "a an the of on in to at by for and or is it its this that with as be are was from".split()
+    "a an the of on in to at by for and or is it its this that with as be are was from".split()  # noqa: SIM905
 )
 DIMENSIONS = 256
 
 
 class BagOfWordsModel:
-    """A stand-in for a sentence-transformers model: each lowercase word hashes to one of
-    256 dimensions (stop words skipped, a plural's trailing s dropped); a text's embedding is its normalised word count. Texts that share words
-    are similar, others are orthogonal, so a right explanation beats a wrong one."""
+    """A stand-in for a sentence-transformers model: each lowercase word (stop words
+    skipped, a plural's trailing s dropped) hashes to one of 256 dimensions; a text's
+    embedding is its normalised word count. Texts that share words are similar, others are
+    orthogonal, so a right explanation beats a wrong one."""
 
     def encode(self, sentences: str | Sequence[str], **_: Any) -> np.ndarray:
         single = isinstance(sentences, str)

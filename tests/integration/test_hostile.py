@@ -9,9 +9,9 @@ import time
 
 import grpc
 import pytest
-from support import TEST_SECRET, free_port, start_server
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from samples import cat_records
+from support import TEST_SECRET, free_port, start_server
 
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc

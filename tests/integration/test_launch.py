@@ -7,9 +7,9 @@ import sys
 import grpc
 import httpx
 import pytest
-from support import free_port, start_server, stop_server
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from samples import SEED_EXPLAIN_BODY
+from support import free_port, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,8 @@ import sys
 import grpc
 import httpx
 import pytest
-from support import free_port, start_server, stop_server
 from samples import SEED_EXPLAIN_BODY, cat_records
+from support import free_port, start_server, stop_server
 
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc

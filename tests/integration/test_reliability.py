@@ -13,9 +13,9 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from support import TEST_SECRET, free_port, start_server
 from google.protobuf import json_format
 from samples import RIGHT_EXPLANATION, cat_records
+from support import TEST_SECRET, free_port, start_server
 
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc
