@@ -16,17 +16,31 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from types import SimpleNamespace
 from typing import Any
 
+from autointerp_grpc.backends.llm import LLMClient
 from autointerp_grpc.delphi_compat import (
     Classifier,
     ClassifierOutput,
     DetectionScorer,
     FuzzingScorer,
+    Latent,
+    LatentRecord,
 )
+from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+from autointerp_grpc.methods.scoring import (
+    LOGPROBS_MISSING_NOTE,
+    classifier_result,
+    index_by_tokens,
+    set_answer,
+)
+from autointerp_grpc.methods.spec import ScoreContext, ScoreResult
+from autointerp_grpc.records import Split
 
 _batch_size: ContextVar[int] = ContextVar("autointerp_classifier_batch_size")
 _LIST_RE = re.compile(r"\[.*?\]", re.DOTALL)
@@ -101,3 +115,68 @@ class Fuzzing(_BatchSizedAnswers, FuzzingScorer):
 
 class Detection(_BatchSizedAnswers, DetectionScorer):
     """delphi's DetectionScorer with batch-sized answer parsing."""
+
+
+# --- running them ---------------------------------------------------------------------------
+
+
+async def run_classifier(
+    split: Split,
+    explanation: str,
+    client: LLMClient,
+    *,
+    fuzz: bool,
+    examples_per_prompt: int = 5,
+    use_logprobs: bool = False,
+    seed: int = 42,
+    concurrency: int = 1,
+) -> list[ClassifierOutput]:
+    """delphi's fuzzing or detection scorer over the split records."""
+    record = LatentRecord(Latent("latent", 0))
+    record.test = split.activating
+    record.not_active = split.non_activating
+    record.explanation = explanation
+    scorer_cls = Fuzzing if fuzz else Detection
+    scorer = scorer_cls(
+        client,
+        verbose=False,
+        n_examples_shown=examples_per_prompt,
+        log_prob=use_logprobs,
+        temperature=0.0,
+    )
+    scorer.rng = random.Random(seed)
+    scorer.request_concurrency = concurrency
+    return (await scorer(record)).score
+
+
+def classifier_item(output: ClassifierOutput, index: int) -> pb.ScoreBreakdownItem:
+    item = pb.ScoreBreakdownItem(
+        record_index=index,
+        text="".join(output.str_tokens),
+        str_tokens=output.str_tokens,
+        activating=bool(output.activating),
+    )
+    set_answer(item, output)
+    return item
+
+
+def classifier_scorer(fuzz: bool) -> Callable[[ScoreContext], Awaitable[ScoreResult]]:
+    async def run(ctx: ScoreContext) -> ScoreResult:
+        assert ctx.client is not None
+        p = ctx.params
+        outputs = await run_classifier(
+            ctx.split,
+            ctx.explanation,
+            ctx.client,
+            fuzz=fuzz,
+            examples_per_prompt=p.examples_per_prompt,
+            use_logprobs=p.use_logprobs,
+            seed=p.seed,
+            concurrency=ctx.request_concurrency,
+        )
+        index = index_by_tokens(ctx.split)
+        items = [classifier_item(o, index.get(id(o.str_tokens), -1)) for o in outputs]
+        notes = [LOGPROBS_MISSING_NOTE] if p.use_logprobs and ctx.client.logprobs_missing else []
+        return classifier_result(items, ctx.client.errors, notes)
+
+    return run

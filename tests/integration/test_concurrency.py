@@ -15,7 +15,7 @@ from autointerp_grpc.backends.llm import LLMBackend
 from autointerp_grpc.config import Settings
 from autointerp_grpc.delphi_compat import EmbeddingScorer, embedding_samples
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
-from autointerp_grpc.methods.scorers import run_classifier
+from autointerp_grpc.methods.classifiers import run_classifier
 from autointerp_grpc.records import split_records
 
 KEY = "sk-concurrency-test"

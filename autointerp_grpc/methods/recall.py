@@ -1,0 +1,58 @@
+"""The recall scorer: an LLM judge says, per text, whether the explanation fits it (activating,
+non-activating and fixed decoy texts)."""
+
+from __future__ import annotations
+
+import random
+
+from autointerp_grpc import prompts
+from autointerp_grpc.errors import AutoInterpError
+from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+from autointerp_grpc.methods.scoring import (
+    bounded_gather,
+    classifier_result,
+)
+from autointerp_grpc.methods.spec import ScoreContext, ScoreResult
+
+
+async def run_recall(ctx: ScoreContext) -> ScoreResult:
+    client = ctx.client
+    assert client is not None
+    p = ctx.params
+    activating = ctx.split.activating_indices
+    items = [
+        pb.ScoreBreakdownItem(
+            record_index=i,
+            text="".join(e.str_tokens),
+            str_tokens=e.str_tokens,
+            activating=i in activating,
+        )
+        for i, e in enumerate(ctx.split.in_order)
+    ]
+    if p.include_decoys:
+        items += [
+            pb.ScoreBreakdownItem(record_index=-1, text=t, activating=False, decoy=True)
+            for t in prompts.RECALL_DECOYS
+        ]
+    order = list(range(len(items)))
+    random.Random(42).shuffle(order)
+    k = p.examples_per_prompt
+    batches = [order[i : i + k] for i in range(0, len(order), k)]
+
+    async def judge(batch: list[int]) -> None:
+        texts = [items[i].text for i in batch]
+        try:
+            response = await client.generate(
+                prompts.recall_messages(ctx.explanation, texts),
+                temperature=0.0,
+                response_format=prompts.RECALL_RESPONSE_FORMAT,
+            )
+            answers = prompts.parse_recall_answer(response.text, len(batch))
+        except (AutoInterpError, ValueError):
+            return
+        for i, answer in zip(batch, answers, strict=True):
+            items[i].prediction = answer
+            items[i].correct = answer == items[i].activating
+
+    await bounded_gather([lambda b=b: judge(b) for b in batches], ctx.request_concurrency)
+    return classifier_result(items, client.errors, [])

@@ -1,0 +1,166 @@
+"""OpenAI-style simulation with delphi's simulator (JSON mode): the model predicts each
+token's activation (0-10) from the explanation; the score is their pooled correlation with
+the true activations."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from autointerp_grpc.delphi_compat import (
+    JSON_MAX_TOKENS,
+    NeuronSimulator,
+)
+from autointerp_grpc.errors import AutoInterpError, InvalidArgument, UpstreamBadResponse
+from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+from autointerp_grpc.methods import metrics
+from autointerp_grpc.methods.scoring import (
+    bounded_gather,
+)
+from autointerp_grpc.methods.spec import ScoreContext, ScoreResult
+from autointerp_grpc.records import Split
+
+SIMULATION_MAX = 10.0
+
+_SIMULATION_FORMAT: dict[str, Any] = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "simulated_activations",
+        "schema": {
+            "type": "object",
+            "properties": {
+                "to_find": {"type": "string"},
+                "document": {"type": "string"},
+                "activations": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "token": {"type": "string"},
+                            "activation": {"type": "number"},
+                        },
+                        "required": ["token", "activation"],
+                    },
+                },
+            },
+            "required": ["activations"],
+        },
+    },
+}
+_FENCE_RE = re.compile(r"^```(?:json)?\s*|\s*```$")
+
+
+def parse_simulation(text: str, n_tokens: int) -> list[float]:
+    """The simulated activations in a JSON answer; ValueError unless there is exactly one
+    number in [0, 10] per token (delphi's own parser answers zeros instead, which would be
+    indistinguishable from a real prediction)."""
+    data = json.loads(_FENCE_RE.sub("", text.strip()))
+    entries = data.get("activations") if isinstance(data, dict) else None
+    if not isinstance(entries, list) or len(entries) != n_tokens:
+        got = len(entries) if isinstance(entries, list) else "no"
+        raise ValueError(f"{got} activations for {n_tokens} tokens")
+    values = []
+    for entry in entries:
+        value = entry.get("activation") if isinstance(entry, dict) else None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError("an activation is not a number")
+        if not 0 <= value <= SIMULATION_MAX:
+            raise ValueError("an activation is outside 0 to 10")
+        values.append(float(value))
+    return values
+
+
+async def run_simulation(ctx: ScoreContext) -> ScoreResult:
+    client = ctx.client
+    assert client is not None
+    simulator = NeuronSimulator(client, ctx.explanation, use_logprobs=False)
+    structured = [bool(ctx.params.structured_output)]
+    notes: list[str] = []
+
+    async def simulate(tokens: list[str]) -> list[float] | None:
+        prompt = simulator._make_json_prompt(tokens)
+        kwargs: dict[str, Any] = {"max_tokens": JSON_MAX_TOKENS}
+        if structured[0]:
+            kwargs["response_format"] = _SIMULATION_FORMAT
+        try:
+            response = await client.generate(prompt, **kwargs)
+        except InvalidArgument:
+            if not structured[0]:
+                return None
+            # The provider rejected the request; most often it does not do structured output.
+            structured[0] = False
+            notes.append("The provider rejected structured output; asked for plain JSON instead.")
+            return await simulate(tokens)
+        except AutoInterpError:
+            return None
+        try:
+            return parse_simulation(response.text, len(tokens))
+        except (ValueError, TypeError, AttributeError):
+            return None
+
+    records = ctx.split.in_order
+    predictions = await bounded_gather(
+        [lambda e=e: simulate(list(e.str_tokens)) for e in records], ctx.request_concurrency
+    )
+    return _simulation_result(ctx.split, predictions, client.errors, notes)
+
+
+def _simulation_result(
+    split: Split,
+    predictions: list[list[float] | None],
+    errors: Sequence[AutoInterpError],
+    notes: list[str],
+) -> ScoreResult:
+    records = split.in_order
+    activating = split.activating_indices
+    items: list[pb.ScoreBreakdownItem] = []
+    answered: list[tuple[list[float], list[float]]] = []
+    for i, (example, predicted) in enumerate(zip(records, predictions, strict=True)):
+        true = example.activations.tolist()
+        item = pb.ScoreBreakdownItem(
+            record_index=i,
+            text="".join(example.str_tokens),
+            str_tokens=example.str_tokens,
+            activating=i in activating,
+        )
+        if predicted is not None:
+            item.predicted_activations.extend(predicted)
+            correlation = metrics.pearson(true, predicted)
+            if correlation is not None:
+                item.correlation = correlation
+            answered.append((true, predicted))
+        items.append(item)
+    if not answered:
+        if errors:
+            raise errors[0]
+        raise UpstreamBadResponse(
+            "The simulator model gave no usable answer for any record (each must list one "
+            "activation from 0 to 10 per token)"
+        )
+    if len(answered) < len(records):
+        notes.append(f"{len(records) - len(answered)} record(s) unanswered and left out.")
+
+    def pooled(indices: Sequence[int]) -> float:
+        true = [v for i in indices for v in answered[i][0]]
+        predicted = [v for i in indices for v in answered[i][1]]
+        value = metrics.pearson(true, predicted)
+        if value is None:
+            raise ValueError("constant")
+        return value
+
+    try:
+        score = pooled(range(len(answered)))
+    except ValueError:
+        score = 0.0
+        notes.append(
+            "The correlation is undefined (the simulated or the true activations are constant "
+            "over the answered records); reported as 0."
+        )
+    return ScoreResult(
+        score=metrics.finite(score, "The correlation", low=-1.0),
+        breakdown=items,
+        confidence_interval=metrics.bootstrap_interval(len(answered), pooled),
+        notes=notes,
+    )
