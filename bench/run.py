@@ -16,6 +16,8 @@ then measures, each row side by side in this one run:
 * ScoreEmbedding throughput (examples/s) at concurrency 1 and 16, coalescing on vs off;
 * bulk ExplainAndScore (1,000 features, default explainer + detection + fuzz, 200 ms LLM):
   features per minute against a sequential stock-delphi loop (timed on 20 features);
+* the server's own CPU time per request (ExplainDefault and Score(detection), both doors,
+  0 ms LLM; ``bench/cpu.py``, which can also measure another checkout beside this one);
 * each server's peak RSS and time from process start to SERVING.
 
 Prints a Markdown table. Nothing here is a test: numbers depend on the machine.
@@ -52,6 +54,8 @@ from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc  # 
 from autointerp_grpc.records import activating_example, split_records  # noqa: E402
 
 from delphi.clients.openrouter import OpenRouter  # noqa: E402  isort: skip
+
+import cpu  # noqa: E402  (bench/cpu.py, beside this file)  isort: skip
 
 API_KEY = "sk-bench"
 MODEL = "bench/model"
@@ -128,7 +132,8 @@ def start_fake_llm() -> tuple[subprocess.Popen, str]:
     return process, f"http://127.0.0.1:{port}/v1"
 
 
-def start_server(llm_base_url: str, coalesce: bool) -> Server:
+def start_server(llm_base_url: str, coalesce: bool, repo: Path = REPO) -> Server:
+    """``python server.py`` of ``repo`` (this checkout unless told otherwise)."""
     grpc_port, http_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k != "SECRET" and not k.startswith("AUTOINTERP_")}
     env.update(
@@ -143,7 +148,7 @@ def start_server(llm_base_url: str, coalesce: bool) -> Server:
     started = time.monotonic()
     process = subprocess.Popen(
         [sys.executable, "server.py"],
-        cwd=REPO,
+        cwd=repo,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -436,6 +441,14 @@ async def main(quick: bool) -> None:
         explain_rows = await bench_explain(ours, llm_base_url, quick)
         embedding_rows = await bench_embedding(servers, quick)
         bulk_row = await bench_bulk(ours, llm_base_url, 200 if quick else 1000, 5 if quick else 20)
+        cpu_rows = [
+            [name, f"{ms:.2f}"]
+            for name, ms in (
+                await cpu.measure(
+                    ours.process.pid, ours.grpc_target, ours.http_base, 100 if quick else 400
+                )
+            ).items()
+        ]
         round_trip = await fake_round_trip_ms(llm_base_url)
         process_rows = [
             [label, f"{s.start_to_serving_s:.1f} s", f"{s.peak_rss_mib():.0f} MiB"]
@@ -458,6 +471,8 @@ async def main(quick: bool) -> None:
     print()
     print(table(["bulk ExplainAndScore", "features/min", "sequential delphi features/min",
                  "ratio", "failed"], [bulk_row]))  # fmt: skip
+    print()
+    print(table(["server CPU per request, 0 ms LLM", "ms"], cpu_rows))
     print()
     print(table(["server", "start to SERVING", "peak RSS"], process_rows))
 

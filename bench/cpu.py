@@ -1,0 +1,154 @@
+"""Server CPU per request: the server process's own CPU time (user + system, from /proc) spent
+per request, for ExplainDefault and Score(detection) on both doors, with a 0 ms fake LLM.
+
+    .venv/bin/python bench/cpu.py [--requests N] [--baseline-repo PATH]
+
+``make bench`` prints these rows too. With ``--baseline-repo`` (a checkout of another commit,
+e.g. ``git worktree add /tmp/before <commit>``) the same requests also go to that checkout's
+``server.py``, measured in the same run, so a change's effect shows side by side. The fake LLM
+runs in its own process, so its CPU is not counted; the clients run in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import grpc
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb  # noqa: E402
+from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc  # noqa: E402
+
+API_KEY = "sk-bench"
+MODEL = "bench/model"
+RECORDS = [
+    {"tokens": ["The", " cat", " sat", " on", " the", " mat"], "values": [0, 0.8, 0, 0, 0, 0]},
+    {"tokens": ["I", " like", " felines"], "values": [0, 0, 0.9]},
+]
+# Score(detection): 10 records, half activating, 5 per prompt: two LLM calls per request.
+SCORE_RECORDS = [
+    {"tokens": ["My", " cat", " sat", f" {i}"], "values": [0, 0.9, 0, 0]}
+    if i % 2 == 0
+    else {"tokens": ["The", " bank", " rose", f" {i}"], "values": [0, 0, 0, 0]}
+    for i in range(10)
+]
+CONCURRENCY = 4
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+async def per_request_ms(pid: int, call: Callable[[], Awaitable[None]], total: int) -> float:
+    """Server CPU ms per request over ``total`` calls, CONCURRENCY at a time (after a warm-up)."""
+    for _ in range(20):
+        await call()
+    remaining = iter(range(total))
+
+    async def worker() -> None:
+        for _ in remaining:
+            await call()
+
+    before = cpu_seconds(pid)
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    return (cpu_seconds(pid) - before) * 1000 / total
+
+
+def calls(grpc_target: str, http_base: str) -> dict[str, Callable[[], Awaitable[None]]]:
+    """The measured calls by name; each raises unless it succeeds."""
+    channel = grpc.aio.insecure_channel(grpc_target)
+    stub = pb_grpc.AutoInterpStub(channel)
+    http = httpx.AsyncClient(base_url=http_base, timeout=60)
+    explain = {"activations": RECORDS, "openrouterKey": API_KEY, "model": MODEL}
+    score = {
+        "method": "detection",
+        "explanation": "the word cat",
+        "activations": SCORE_RECORDS,
+        "llm": {"model": MODEL, "apiKey": API_KEY},
+    }
+    explain_pb = pb.ExplainDefaultRequest(
+        activations=[pb.Activation(**r) for r in RECORDS], openrouter_key=API_KEY, model=MODEL
+    )
+    score_pb = pb.ScoreRequest(
+        method="detection",
+        explanation="the word cat",
+        activations=[pb.Activation(**r) for r in SCORE_RECORDS],
+        llm=pb.LlmOptions(model=MODEL, api_key=API_KEY),
+    )
+    headers = {"Content-Type": "application/json"}
+
+    async def rest(path: str, body: dict) -> None:
+        response = await http.post(path, content=json.dumps(body), headers=headers)
+        response.raise_for_status()
+
+    async def explain_grpc() -> None:
+        await stub.ExplainDefault(explain_pb, timeout=60)
+
+    async def explain_rest() -> None:
+        await rest("/v1/explain/default", explain)
+
+    async def score_grpc() -> None:
+        await stub.Score(score_pb, timeout=60)
+
+    async def score_rest() -> None:
+        await rest("/v1/score", score)
+
+    return {
+        "ExplainDefault gRPC": explain_grpc,
+        "ExplainDefault REST": explain_rest,
+        "Score(detection) gRPC": score_grpc,
+        "Score(detection) REST": score_rest,
+    }
+
+
+async def measure(pid: int, grpc_target: str, http_base: str, total: int) -> dict[str, float]:
+    return {
+        name: await per_request_ms(pid, call, total)
+        for name, call in calls(grpc_target, http_base).items()
+    }
+
+
+async def main(total: int, baseline_repo: Path | None) -> None:
+    from run import start_fake_llm, start_server, table  # the benchmark's process helpers
+
+    fake, llm_base_url = start_fake_llm()
+    results: dict[str, dict[str, float]] = {}
+    try:
+        checkouts = {"this checkout": REPO}
+        if baseline_repo is not None:
+            checkouts["baseline checkout"] = baseline_repo
+        for label, repo in checkouts.items():
+            server = start_server(llm_base_url, coalesce=True, repo=repo)
+            try:
+                results[label] = await measure(
+                    server.process.pid, server.grpc_target, server.http_base, total
+                )
+            finally:
+                server.stop()
+    finally:
+        fake.terminate()
+    labels = list(results)
+    rows = [
+        [name, *(f"{results[label][name]:.2f}" for label in labels)] for name in results[labels[0]]
+    ]
+    print(table(["server CPU ms per request", *labels], rows))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--baseline-repo", type=Path, default=None)
+    args = parser.parse_args()
+    asyncio.run(main(args.requests, args.baseline_repo))
