@@ -11,7 +11,7 @@ DELPHI := eai-delphi==0.1.3
 TORCH_INDEX ?=
 FAKE_LLM_PORT ?= 8900
 
-.PHONY: install run test test-fast lint format protos fake-llm bench clean
+.PHONY: install run test test-fast coverage lint format protos fake-llm bench clean
 
 install: $(STAMP)
 
@@ -32,6 +32,9 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
+
+coverage: install
+	$(BIN)/python -m pytest -q -m "not slow" --cov=autointerp_grpc --cov-report=term
 
 lint: install
 	$(BIN)/ruff check .
