@@ -6,7 +6,8 @@ status from :data:`HTTP_STATUS`. Anything that is not an :class:`AutoInterpError
 unforeseen failure: it is logged and goes out as a generic INTERNAL error with a request id,
 never with its own text (which could carry a key from an upstream error).
 
-Messages must never contain a secret or an API key.
+Messages must never contain a secret or an API key, nor quote back a value the caller sent
+(a key sent in the wrong field would be echoed and logged): they name the field and the rule.
 """
 
 from __future__ import annotations
@@ -37,13 +38,6 @@ HTTP_STATUS: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.DATA_LOSS: 500,
 }
-
-
-def shown(value: str, limit: int = 60) -> str:
-    """A caller's value quoted in an error message, cut to ``limit`` characters (never use it
-    for secret fields)."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class AutoInterpError(Exception):

@@ -9,6 +9,7 @@ proto3's JSON mapping would otherwise leave the key out.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, TypeVar
 
 from google.protobuf import json_format
@@ -26,6 +27,17 @@ def is_proto3_optional(field: FieldDescriptor) -> bool:
     return oneof is not None and oneof.name == f"_{field.name}" and len(oneof.fields) == 1
 
 
+_INT64_TYPES = frozenset(
+    {
+        FieldDescriptor.TYPE_INT64,
+        FieldDescriptor.TYPE_UINT64,
+        FieldDescriptor.TYPE_SINT64,
+        FieldDescriptor.TYPE_FIXED64,
+        FieldDescriptor.TYPE_SFIXED64,
+    }
+)
+
+
 def _nullable_unset(field: FieldDescriptor) -> bool:
     if field.is_repeated:
         return False
@@ -35,8 +47,8 @@ def _nullable_unset(field: FieldDescriptor) -> bool:
 
 
 def _normalize(message: Message, printed: dict[str, Any]) -> dict[str, Any]:
-    """``printed`` (json_format's output for ``message``) with keys in proto field order and
-    unset optional fields as null, recursively.
+    """``printed`` (json_format's output for ``message``) with keys in proto field order,
+    unset optional fields as null and 64-bit integers as numbers, recursively.
 
     json_format prints set fields before defaulted ones, so ``{"score": 0.0, ...}`` would come
     out as ``{"breakdown": ..., "score": 0.0}``; the legacy API printed schema order.
@@ -49,6 +61,9 @@ def _normalize(message: Message, printed: dict[str, Any]) -> dict[str, Any]:
                 out[key] = None
             continue
         value = printed[key]
+        if field.type in _INT64_TYPES:
+            # proto3 JSON prints 64-bit integers as strings; ours are counts: numbers.
+            value = [int(v) for v in value] if field.is_repeated else int(value)
         is_message = field.type == FieldDescriptor.TYPE_MESSAGE
         if is_message and not field.message_type.GetOptions().map_entry:
             sub = getattr(message, field.name)
@@ -77,6 +92,14 @@ def _reject_constant(name: str) -> float:
     raise InvalidArgument(f"Invalid JSON: {name} is not a number JSON allows")
 
 
+def _field(descriptor: Descriptor, key: str) -> FieldDescriptor | None:
+    """The field a JSON key names (camelCase or snake_case), or None. Field names are ASCII:
+    any other key is unknown (and upb's name maps raise SystemError on a lone surrogate)."""
+    if not key.isascii():
+        return None
+    return descriptor.fields_by_camelcase_name.get(key) or descriptor.fields_by_name.get(key)
+
+
 def drop_unknown_keys(data: dict[str, Any], descriptor: Descriptor) -> dict[str, Any]:
     """``data`` without the keys ``descriptor`` does not know (at any depth).
 
@@ -86,7 +109,7 @@ def drop_unknown_keys(data: dict[str, Any], descriptor: Descriptor) -> dict[str,
     """
     out: dict[str, Any] = {}
     for key, value in data.items():
-        field = descriptor.fields_by_camelcase_name.get(key) or descriptor.fields_by_name.get(key)
+        field = _field(descriptor, key)
         if field is not None:
             out[key] = _drop_unknown_in_value(field, value)
     return out
@@ -107,7 +130,7 @@ def check_secret_fields(data: dict[str, Any], descriptor: Descriptor, path: str 
     """Secret fields (``debug_redact``) must be strings; checked here so that json_format,
     whose parse errors quote the offending value, never sees a malformed secret."""
     for key, value in data.items():
-        field = descriptor.fields_by_camelcase_name.get(key) or descriptor.fields_by_name.get(key)
+        field = _field(descriptor, key)
         if field is None:
             continue
         if field.GetOptions().debug_redact and not isinstance(value, str):
@@ -117,13 +140,42 @@ def check_secret_fields(data: dict[str, Any], descriptor: Descriptor, path: str 
             check_secret_fields(value, nested, f"{path}{field.json_name}.")
 
 
+_FAILED_FIELD_RE = re.compile(r"Failed to parse (\w+) field")
+_AT_PATH_RE = re.compile(r" at \w+((?:\.\w+(?:\[\d+\])*)+)\.*$")
+
+
+def parse_error_message(exc: json_format.ParseError, descriptor: Descriptor, what: str) -> str:
+    """What was wrong with a body json_format could not parse — the field's path and the
+    kind of problem, never the value itself (it could be a key sent in the wrong field)."""
+    text = str(exc)
+    field: FieldDescriptor | None = None
+    names: list[str] = []
+    current: Descriptor | None = descriptor
+    for name in _FAILED_FIELD_RE.findall(text):
+        field = current.fields_by_name.get(name) if current is not None else None
+        if field is None:
+            break
+        names.append(field.json_name)
+        current = field.message_type
+    at = _AT_PATH_RE.search(text)
+    where = at.group(1).lstrip(".") if at else ".".join(names)
+    where = where or "a field"
+    if field is not None and field.enum_type is not None:
+        allowed = ", ".join(v.name for v in field.enum_type.values if v.number != 0)
+        return f"{what}: {where} must be one of {allowed}"
+    if "surrogate" in text:
+        return f"{what}: {where} holds text that is not valid Unicode (an unpaired surrogate)"
+    return f"{what}: {where} has a value of the wrong type"
+
+
 def parse_query(query: dict[str, str], message_cls: type[M]) -> M:
     """Top-level scalar fields of ``message_cls`` from query parameters (unknown ones ignored)."""
     try:
         known = drop_unknown_keys(dict(query), message_cls.DESCRIPTOR)
         return json_format.ParseDict(known, message_cls())
     except json_format.ParseError as exc:
-        raise InvalidArgument(f"Invalid query parameters: {exc}") from None
+        message = parse_error_message(exc, message_cls.DESCRIPTOR, "Invalid query parameters")
+        raise InvalidArgument(message) from None
 
 
 def parse_json_body(body: bytes, message_cls: type[M]) -> M:
@@ -142,4 +194,5 @@ def parse_json_body(body: bytes, message_cls: type[M]) -> M:
         check_secret_fields(known, message_cls.DESCRIPTOR)
         return json_format.ParseDict(known, message_cls())
     except json_format.ParseError as exc:
-        raise InvalidArgument(f"Invalid request body: {exc}") from None
+        message = parse_error_message(exc, message_cls.DESCRIPTOR, "Invalid request body")
+        raise InvalidArgument(message) from None

@@ -33,7 +33,6 @@ from autointerp_grpc.errors import (
     ResourceExhausted,
     Unavailable,
     UpstreamBadResponse,
-    shown,
 )
 from autointerp_grpc.observability import Metrics, current_request
 from autointerp_grpc.prompts import strip_reasoning
@@ -150,7 +149,7 @@ class LLMBackend:
         base = self._providers.get(name)
         if base is None:
             raise InvalidArgument(
-                f"llm.provider {shown(name)} is not configured on this server; "
+                "llm.provider is not configured on this server; "
                 f"use one of: {', '.join(self.provider_names)}"
             )
         overrides: dict[str, Any] = {}

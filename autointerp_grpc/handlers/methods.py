@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from google.protobuf.message import Message
 
 from autointerp_grpc.backends.llm import LLMClient
-from autointerp_grpc.errors import InvalidArgument, shown
+from autointerp_grpc.errors import InvalidArgument
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.handlers.deps import Deps
 from autointerp_grpc.methods import params as method_params
@@ -33,9 +33,7 @@ class Resolved:
 def lookup(registry: dict[str, MethodSpec], name: str, kind: str) -> MethodSpec:
     spec = registry.get(name)
     if spec is None:
-        raise InvalidArgument(
-            f"method {shown(name)} is not a known {kind}; use one of: {', '.join(registry)}"
-        )
+        raise InvalidArgument(f"method is not a known {kind}; use one of: {', '.join(registry)}")
     return spec
 
 

@@ -30,8 +30,29 @@ def test_camel_case_and_unknown_fields() -> None:
 def test_fuzz_detection_type_by_name() -> None:
     body = b'{"type": "DETECTION"}'
     assert parse_json_body(body, pb.ScoreFuzzDetectionRequest).type == pb.DETECTION
-    with pytest.raises(InvalidArgument, match="FUZZY"):
+    with pytest.raises(InvalidArgument, match="type must be one of FUZZ, DETECTION") as info:
         parse_json_body(b'{"type": "FUZZY"}', pb.ScoreFuzzDetectionRequest)
+    # A rejected value is never quoted back: it could be a key sent in the wrong field.
+    assert "FUZZY" not in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        (b'{"x\\ud800": 1, "type": "FUZZ"}', None),  # an unknown key with a lone surrogate
+        (b'{"model": "sk-or-v1-secret-in-the-wrong-place", "type": {"a": 1}}', "type"),
+        (b'{"activations": [{"tokens": ["a\\ud800"], "values": [1]}]}', "activations[0].tokens[0]"),
+        (b'{"explanation": ["sk-or-v1-secret"], "type": "FUZZ"}', "explanation"),
+    ],
+)
+def test_parse_errors_name_the_field_never_the_value(body: bytes, where: str | None) -> None:
+    if where is None:
+        assert parse_json_body(body, pb.ScoreFuzzDetectionRequest).type == pb.FUZZ
+        return
+    with pytest.raises(InvalidArgument) as info:
+        parse_json_body(body, pb.ScoreFuzzDetectionRequest)
+    assert where in info.value.message
+    assert "sk-or-v1" not in info.value.message
 
 
 def test_explain_response_golden() -> None:
