@@ -14,6 +14,9 @@ are read when the service starts, not when this module is imported.
 from __future__ import annotations
 
 import asyncio
+import sys
+
+from pydantic import ValidationError
 
 from autointerp_grpc.app import create_app, serve
 from autointerp_grpc.config import Settings
@@ -22,7 +25,12 @@ app = create_app(exit_watchdog=True)
 
 
 def main() -> None:
-    asyncio.run(serve(Settings.from_env()))
+    try:
+        settings = Settings.from_env()
+    except ValidationError as exc:
+        # A clear line per bad setting (values hidden: one may be the SECRET), no traceback.
+        sys.exit(f"autointerp: invalid configuration:\n{exc}")
+    asyncio.run(serve(settings))
 
 
 if __name__ == "__main__":

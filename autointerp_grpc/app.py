@@ -38,6 +38,7 @@ from autointerp_grpc.gateway import rpc_routes
 from autointerp_grpc.handlers import Deps
 from autointerp_grpc.health import SERVICE_NAME as HEALTH_SERVICE_NAME
 from autointerp_grpc.health import HealthServicer
+from autointerp_grpc.http_protocol import guarded_protocol
 from autointerp_grpc.observability import JsonFormatter, Metrics
 from autointerp_grpc.openapi import build_openapi
 from autointerp_grpc.redaction import Secrets
@@ -78,8 +79,13 @@ class Runtime:
             limits=Limits(
                 max_records=settings.max_records,
                 max_tokens_per_record=settings.max_tokens_per_record,
+                max_record_chars=settings.max_record_chars,
+                max_request_chars=settings.max_request_chars,
+                max_explanation_chars=settings.max_explanation_chars,
+                max_bulk_scorers=settings.max_bulk_scorers,
             ),
             request_concurrency=settings.llm_request_concurrency,
+            feature_timeout_s=settings.request_timeout_s,
         )
         self._injected_embedding = embedding
         self.service = AutoInterpService(
@@ -111,6 +117,10 @@ class Runtime:
                 # Clients reconnect (and re-resolve DNS) every few minutes, so replicas added by
                 # an autoscaler get traffic; RPCs in flight on an old connection are not cut.
                 ("grpc.max_connection_age_ms", 5 * 60 * 1000),
+                # Metadata is open to anyone (health needs no secret): bounded like REST heads.
+                ("grpc.max_metadata_size", self.settings.max_header_bytes),
+                # Connections with nothing in flight are closed after a while.
+                ("grpc.max_connection_idle_ms", 5 * 60 * 1000),
             ]
         )
         server.add_generic_rpc_handlers((rpc_handler(self.service),))
@@ -285,7 +295,7 @@ def create_app(
 
     app = Starlette(
         routes=[
-            *rpc_routes(get_service, lambda: app.state.runtime.settings.max_request_bytes),
+            *rpc_routes(get_service, lambda: app.state.runtime.settings),
             Route("/health", health_endpoint, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             Route("/openapi.json", openapi_endpoint, methods=["GET"]),
@@ -346,6 +356,9 @@ async def serve(settings: Settings) -> None:
             port=settings.http_port,
             log_level=settings.log_level.lower(),
             log_config=None,  # the root logging configured above
+            # h11 with bounded heads and a deadline for each (http_protocol.py).
+            http=guarded_protocol(settings.request_head_timeout_s),
+            h11_max_incomplete_event_size=settings.max_header_bytes,
         )
         http = _HttpServer(config)
         http_task = asyncio.create_task(http.serve())

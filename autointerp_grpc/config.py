@@ -24,6 +24,8 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         populate_by_name=True,
+        # A rejected setting's value may be the SECRET: never echo it in the error.
+        hide_input_in_errors=True,
     )
 
     host: str = Field("0.0.0.0", description="Address both servers bind to.")
@@ -99,6 +101,14 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         16 * 1024 * 1024, ge=1024, description="Largest request body, on both doors (bytes)."
     )
+    max_header_bytes: int = Field(
+        64 * 1024,
+        ge=4096,
+        description="Largest request head (REST) / metadata (gRPC) in bytes; beyond it, 400.",
+    )
+    request_head_timeout_s: float = Field(
+        10.0, gt=0, description="A REST request's head (and its body) must arrive within this."
+    )
     max_in_flight: int = Field(
         256, ge=1, description="Requests served at once; beyond it, RESOURCE_EXHAUSTED / 429."
     )
@@ -106,6 +116,20 @@ class Settings(BaseSettings):
         600.0, gt=0, description="Server-side time limit of one request, on both doors."
     )
     max_tokens_per_record: int = Field(4096, ge=1, description="Most tokens per record.")
+    max_record_chars: int = Field(
+        20_000, ge=1, description="Most characters in one record's tokens together."
+    )
+    max_request_chars: int = Field(
+        1_000_000,
+        ge=1,
+        description="Most characters in all of a request's (or a bulk feature's) records.",
+    )
+    max_explanation_chars: int = Field(
+        2_000, ge=1, description="Longest explanation a scorer accepts (characters)."
+    )
+    max_bulk_scorers: int = Field(
+        16, ge=1, le=1000, description="Most scorers in one ExplainAndScore request."
+    )
     shutdown_grace_s: float = Field(
         10.0, ge=0, description="How long in-flight requests get to finish on shutdown."
     )
@@ -124,6 +148,15 @@ class Settings(BaseSettings):
         # must never be something a caller can match.
         if value is not None and value.get_secret_value() == "":
             return None
+        if value is not None:
+            text = value.get_secret_value()
+            # gRPC metadata and most HTTP clients carry only printable ASCII: any other SECRET
+            # would lock every such caller out. Say so at start-up, never the value.
+            if not (text.isascii() and text.isprintable()) or text != text.strip():
+                raise ValueError(
+                    "SECRET must be printable ASCII without leading or trailing whitespace "
+                    "(it travels as the x-secret-key header / gRPC metadata)"
+                )
         return value
 
     def providers(self) -> dict[str, str]:

@@ -46,8 +46,12 @@ from delphi.scorers import (
 from delphi.scorers.classifier.classifier import Classifier
 from delphi.scorers.classifier.intruder import IntruderResult, IntruderSentence
 from delphi.scorers.classifier.sample import ClassifierOutput
+from delphi.scorers.classifier.sample import _highlight as highlight_tokens
+from delphi.scorers.classifier.sample import _prepare_text as highlighted_text
+from delphi.scorers.classifier.sample import examples_to_samples as classifier_samples
 from delphi.scorers.embedding.embedding import EmbeddingOutput
 from delphi.scorers.embedding.embedding import examples_to_samples as embedding_samples
+from delphi.scorers.embedding.example_embedding import Batch as ExampleEmbeddingBatch
 from delphi.scorers.simulator.simulation.simulator import JSON_MAX_TOKENS, NeuronSimulator
 
 __all__ = [
@@ -61,6 +65,7 @@ __all__ = [
     "DetectionScorer",
     "EmbeddingOutput",
     "EmbeddingScorer",
+    "ExampleEmbeddingBatch",
     "ExampleEmbeddingScorer",
     "Explainer",
     "FuzzingScorer",
@@ -72,5 +77,8 @@ __all__ = [
     "NeuronSimulator",
     "NonActivatingExample",
     "Response",
+    "classifier_samples",
     "embedding_samples",
+    "highlight_tokens",
+    "highlighted_text",
 ]

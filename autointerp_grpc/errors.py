@@ -107,6 +107,14 @@ class RequestTooLarge(ResourceExhausted):
         return 413
 
 
+class RequestTimeout(DeadlineExceeded):
+    """The request body did not arrive in time (HTTP 408 on the REST door)."""
+
+    @property
+    def http_status(self) -> int:
+        return 408
+
+
 class Cancelled(AutoInterpError):
     """The caller went away before the answer was ready."""
 

@@ -23,7 +23,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from autointerp_grpc.errors import AutoInterpError, RequestTooLarge, as_wire_error
+from autointerp_grpc.config import Settings
+from autointerp_grpc.errors import AutoInterpError, RequestTimeout, RequestTooLarge, as_wire_error
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.jsonmap import parse_json_body, parse_query, to_json_dict
 from autointerp_grpc.service import (
@@ -74,33 +75,52 @@ def error_response(error: AutoInterpError, request_id: str) -> JSONResponse:
     )
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused (413) as soon as it is known to exceed ``limit`` bytes."""
+async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The request body, refused (413) as soon as it is known to exceed ``limit`` bytes, and
+    (408) when it has not all arrived within ``timeout_s``."""
     declared = request.headers.get("content-length", "")
     too_large = RequestTooLarge(f"The request body is larger than the limit of {limit} bytes")
     if declared.isdigit() and int(declared) > limit:
         raise too_large
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_large
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"The request body did not arrive within {timeout_s:g} s; send it at once"
+        ) from None
     return b"".join(chunks)
 
 
-def _reader(request: Request, binding: HttpBinding, limit: int, done: asyncio.Event) -> Reader:
-    """Reads the request message once the call is admitted: the JSON body (refused past
-    ``limit`` bytes), or for a route without a body the query string. Sets ``done`` when the
+# Bodies larger than this are parsed on a worker thread, so the event loop (health checks,
+# other requests) keeps running while a big request is converted.
+OFF_LOOP_BODY_BYTES = 256 * 1024
+
+
+def _reader(
+    request: Request, binding: HttpBinding, settings: Settings, done: asyncio.Event
+) -> Reader:
+    """Reads the request message once the call is admitted: the JSON body (within the size
+    and time limits), or for a route without a body the query string. Sets ``done`` when the
     body has been read, whatever the outcome."""
 
     async def read(request_cls: type[Message]) -> Message:
         try:
-            if binding.body == "*":
-                return parse_json_body(await read_body(request, limit), request_cls)
-            return parse_query(dict(request.query_params), request_cls)
+            if binding.body != "*":
+                return parse_query(dict(request.query_params), request_cls)
+            body = await read_body(
+                request, settings.max_request_bytes, settings.request_head_timeout_s
+            )
         finally:
             done.set()
+        if len(body) > OFF_LOOP_BODY_BYTES:
+            return await asyncio.to_thread(parse_json_body, body, request_cls)
+        return parse_json_body(body, request_cls)
 
     return read
 
@@ -175,7 +195,7 @@ async def _ndjson_stream(stream: AsyncIterator[Message], request_id: str, name: 
 def _endpoint(
     binding: HttpBinding,
     get_service: Callable[[], AutoInterpService],
-    max_request_bytes: Callable[[], int],
+    get_settings: Callable[[], Settings],
 ) -> Callable[[Request], Awaitable[Response]]:
     name = binding.method.name
     streaming = binding.method.server_streaming
@@ -183,9 +203,9 @@ def _endpoint(
     async def endpoint(request: Request) -> Response:
         request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
         service = get_service()
-        secret = request.headers.get(SECRET_HEADER)
+        secret = request.headers.getlist(SECRET_HEADER)
         body_read = asyncio.Event()
-        read = _reader(request, binding, max_request_bytes(), body_read)
+        read = _reader(request, binding, get_settings(), body_read)
         try:
             if streaming:
                 stream = service.call_stream(name, secret, request_id, read)
@@ -205,10 +225,10 @@ def _endpoint(
 
 
 def rpc_routes(
-    get_service: Callable[[], AutoInterpService], max_request_bytes: Callable[[], int]
+    get_service: Callable[[], AutoInterpService], get_settings: Callable[[], Settings]
 ) -> list[BaseRoute]:
     """One Starlette route per RPC with an HTTP rule."""
     return [
-        Route(b.path, _endpoint(b, get_service, max_request_bytes), methods=[b.verb.upper()])
+        Route(b.path, _endpoint(b, get_service, get_settings), methods=[b.verb.upper()])
         for b in http_bindings()
     ]

@@ -22,8 +22,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from autointerp_grpc.usage import Usage
 
-# More distinct model names than this are counted under "other".
+# More distinct model names than this are counted under "other", and so are longer ones.
 MAX_MODEL_LABELS = 100
+MAX_MODEL_LABEL_LENGTH = 100
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
@@ -75,7 +76,11 @@ class Metrics:
         self._lock = threading.Lock()
 
     def model_label(self, model: str) -> str:
-        """``model`` as a label value, or "other" once MAX_MODEL_LABELS names are in use."""
+        """``model`` as a label value, or "other": for a name longer than
+        MAX_MODEL_LABEL_LENGTH or not printable ASCII, and once MAX_MODEL_LABELS names are in
+        use (callers choose model names; a scrape must stay small)."""
+        if len(model) > MAX_MODEL_LABEL_LENGTH or not (model.isascii() and model.isprintable()):
+            return "other"
         with self._lock:
             if model in self._models:
                 return model

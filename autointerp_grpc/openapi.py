@@ -31,12 +31,13 @@ _SCALARS: dict[int, dict[str, Any]] = {
     FieldDescriptor.TYPE_FIXED32: {"type": "integer", "format": "int64", "minimum": 0},
     FieldDescriptor.TYPE_BOOL: {"type": "boolean"},
     FieldDescriptor.TYPE_STRING: {"type": "string"},
-    # proto3 JSON prints 64-bit integers and bytes as strings.
-    FieldDescriptor.TYPE_INT64: {"type": "string", "format": "int64"},
-    FieldDescriptor.TYPE_UINT64: {"type": "string", "format": "uint64"},
-    FieldDescriptor.TYPE_SINT64: {"type": "string", "format": "int64"},
-    FieldDescriptor.TYPE_FIXED64: {"type": "string", "format": "uint64"},
-    FieldDescriptor.TYPE_SFIXED64: {"type": "string", "format": "int64"},
+    # proto3 JSON prints 64-bit integers as strings; the REST door prints them as numbers
+    # (jsonmap), which every JSON parser reads and json_format accepts back.
+    FieldDescriptor.TYPE_INT64: {"type": "integer", "format": "int64"},
+    FieldDescriptor.TYPE_UINT64: {"type": "integer", "format": "int64", "minimum": 0},
+    FieldDescriptor.TYPE_SINT64: {"type": "integer", "format": "int64"},
+    FieldDescriptor.TYPE_FIXED64: {"type": "integer", "format": "int64", "minimum": 0},
+    FieldDescriptor.TYPE_SFIXED64: {"type": "integer", "format": "int64"},
     FieldDescriptor.TYPE_BYTES: {"type": "string", "format": "byte"},
 }
 

@@ -35,26 +35,58 @@ def _token_ids(record: pb.Activation) -> torch.Tensor:
     return torch.zeros(len(record.tokens), dtype=torch.long)
 
 
-def _normalized(values: torch.Tensor) -> torch.Tensor:
-    # delphi's convention: activations scaled to integers 0 to 10 by the record's maximum.
-    peak = float(values.max())
+NORMALIZED_MAX = 10
+"""Normalised activations are integers from 0 to this."""
+_LATENT_MAX_FLOOR = 1e-6  # delphi's eps: a latent that never fires normalises to all 0
+
+
+def max_over_records(*groups: Sequence[pb.Activation]) -> float:
+    """The latent's maximum activation over every record of ``groups`` (0.0 with none): the
+    ``latent_max`` that :func:`activating_example` and :func:`non_activating_example` scale
+    by."""
+    return max((max(r.values, default=0.0) for group in groups for r in group), default=0.0)
+
+
+def _normalized(values: torch.Tensor, latent_max: float | None = None) -> torch.Tensor:
+    """Activations as integers 0 to 10.
+
+    With ``latent_max`` (delphi's rule, ``delphi/latents/samplers.py``
+    ``normalize_activations``, given the latent record's ``max_activation``): ``ceil(v * 10 /
+    max(latent_max, 1e-6))`` clamped to 0-10, so every record of a latent shares one scale
+    and any positive activation shows as at least 1. Without it (the legacy per-record
+    rule): ``round(v / record max * 10)``, negatives clamped to 0, a record that never
+    exceeds 0 all 0.
+    """
+    if latent_max is not None:
+        scale = max(float(latent_max), _LATENT_MAX_FLOOR)
+        scaled = torch.ceil(values * NORMALIZED_MAX / scale).clamp(0, NORMALIZED_MAX)
+        return scaled + 0.0  # no -0.0 from ceil of small negatives
+    peak = float(values.max()) if values.numel() else 0.0
     if peak <= 0:
         return torch.zeros_like(values)
-    return torch.round(values.clamp(min=0) / peak * 10)
+    return torch.round(values.clamp(min=0) / peak * NORMALIZED_MAX)
 
 
-def activating_example(record: pb.Activation) -> ActivatingExample:
+def activating_example(
+    record: pb.Activation, *, latent_max: float | None = None
+) -> ActivatingExample:
+    """``record`` as a delphi activating example; ``latent_max`` (the latent's maximum over all
+    its records, see :func:`max_over_records`) normalises as delphi does, None per record."""
     values = torch.tensor(list(record.values), dtype=torch.float64)
     return ActivatingExample(
         tokens=_token_ids(record),
         activations=values,
-        normalized_activations=_normalized(values),
+        normalized_activations=_normalized(values, latent_max),
         str_tokens=list(record.tokens),
         quantile=ACTIVATING_DISTANCE,
     )
 
 
-def non_activating_example(record: pb.Activation) -> NonActivatingExample:
+def non_activating_example(
+    record: pb.Activation, *, latent_max: float | None = None
+) -> NonActivatingExample:
+    """``record`` as a delphi non-activating example, normalised like
+    :func:`activating_example` (on the latent's scale when ``latent_max`` is given)."""
     example = NonActivatingExample(
         tokens=_token_ids(record),
         activations=torch.tensor(list(record.values), dtype=torch.float64),
@@ -63,7 +95,7 @@ def non_activating_example(record: pb.Activation) -> NonActivatingExample:
     )
     # delphi's ContrastiveExplainer and IntruderScorer read normalized_activations on every
     # example, but NonActivatingExample does not declare it.
-    example.normalized_activations = _normalized(example.activations)  # type: ignore[attr-defined]
+    example.normalized_activations = _normalized(example.activations, latent_max)  # type: ignore[attr-defined]
     return example
 
 
@@ -92,16 +124,24 @@ class Split:
 
 
 def split_records(
-    records: Sequence[pb.Activation], non_activating: Sequence[pb.Activation] = ()
+    records: Sequence[pb.Activation],
+    non_activating: Sequence[pb.Activation] = (),
+    *,
+    latent_max: float | None = None,
 ) -> Split:
     """Split ``records`` the legacy way (activating when their values sum above 0); the
     records of ``non_activating`` are labelled by the caller and stay non-activating
     whatever their values (an explicit label always wins). Request order: ``records``, then
-    ``non_activating``."""
+    ``non_activating``. Every example is normalised on the latent's scale: ``latent_max``,
+    or the maximum over ``records``."""
+    peak = max_over_records(records) if latent_max is None else latent_max
     in_order: list[ActivatingExample | NonActivatingExample] = [
-        activating_example(r) if is_activating(r) else non_activating_example(r) for r in records
+        activating_example(r, latent_max=peak)
+        if is_activating(r)
+        else non_activating_example(r, latent_max=peak)
+        for r in records
     ]
-    in_order += [non_activating_example(r) for r in non_activating]
+    in_order += [non_activating_example(r, latent_max=peak) for r in non_activating]
     activating = [e for e in in_order if isinstance(e, ActivatingExample)]
     negatives = [e for e in in_order if isinstance(e, NonActivatingExample)]
     return Split(activating, negatives, in_order)

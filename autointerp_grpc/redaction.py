@@ -4,17 +4,21 @@ Errors and log lines are written so they never contain a secret in the first pla
 the second line of defence for text we do not write ourselves (a library's log line, a
 traceback quoting an upstream error). :class:`Secrets` holds the values to hide: the shared
 ``SECRET`` for the life of the process, and each request's secret fields (those marked
-``debug_redact`` in the proto, i.e. provider API keys) while the request runs.
-:class:`RedactingFilter`, installed on the log handlers, replaces any of them in a record's
-message and traceback.
+``debug_redact`` in the proto, i.e. provider API keys) while the request runs — including
+its own log line. A request's keys are held in its own context (a context variable), so they
+are hidden in the lines that request logs and never touch another request's lines: a caller
+cannot make the redactor erase text from other lines by sending a key such as ``status=``.
+:class:`RedactingFilter`, installed on the log handlers, replaces each held value, exactly,
+in a record's message, its arguments (kept as arguments, so formatters that read them, like
+uvicorn's access formatter, still work), its request fields and its traceback.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import threading
-from collections import Counter
 from collections.abc import Iterator
 
 from google.protobuf.message import Message
@@ -22,6 +26,12 @@ from google.protobuf.message import Message
 REDACTED = "[redacted]"
 # Shorter values could collide with ordinary text; real keys and secrets are far longer.
 MIN_SECRET_LENGTH = 4
+# Attributes of a record (set through ``extra``) that may carry a caller's text.
+REDACTED_FIELDS = ("request_id", "rpc", "status", "detail")
+
+_request_values: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
+    "autointerp_request_secrets", default=()
+)
 
 
 def secret_fields(message: Message) -> list[str]:
@@ -39,58 +49,63 @@ def secret_fields(message: Message) -> list[str]:
 
 
 class Secrets:
-    """The set of values that must never appear in a log line (thread-safe)."""
+    """The values that must never appear in a log line: process-wide ones (thread-safe) and
+    the current request's (per context)."""
 
     def __init__(self) -> None:
-        self._counts: Counter[str] = Counter()
+        self._values: set[str] = set()
         self._lock = threading.Lock()
 
     def add(self, value: str) -> None:
+        """Hide ``value`` everywhere, for the life of the process (the shared SECRET)."""
         if len(value) >= MIN_SECRET_LENGTH:
             with self._lock:
-                self._counts[value] += 1
-
-    def discard(self, value: str) -> None:
-        with self._lock:
-            if self._counts[value] <= 1:
-                self._counts.pop(value, None)
-            else:
-                self._counts[value] -= 1
+                self._values.add(value)
 
     @contextlib.contextmanager
     def holding(self, values: list[str]) -> Iterator[None]:
-        """Hide ``values`` while the block runs (a request's keys while it is served)."""
-        for value in values:
-            self.add(value)
+        """Hide ``values`` in whatever this context logs while the block runs (a request's
+        keys, while it is served and logged)."""
+        kept = tuple(v for v in values if len(v) >= MIN_SECRET_LENGTH)
+        token = _request_values.set(_request_values.get() + kept)
         try:
             yield
         finally:
-            for value in values:
-                if len(value) >= MIN_SECRET_LENGTH:
-                    self.discard(value)
+            # A stream ends in another task than it began (its context is a copy that holds
+            # the values too, and dies with it): nothing to reset there.
+            with contextlib.suppress(ValueError):
+                _request_values.reset(token)
 
     def redact(self, text: str) -> str:
         with self._lock:
-            values = sorted(self._counts, key=len, reverse=True)
-        for value in values:
+            values = [*self._values, *_request_values.get()]
+        for value in sorted(values, key=len, reverse=True):
             if value in text:
                 text = text.replace(value, REDACTED)
         return text
 
 
 class RedactingFilter(logging.Filter):
-    """Replaces every held secret in a record's message and exception text."""
+    """Replaces every held secret in a record's message, arguments, request fields and
+    exception text."""
 
     def __init__(self, secrets: Secrets) -> None:
         super().__init__()
         self._secrets = secrets
         self._formatter = logging.Formatter()
 
+    def _clean(self, value: object) -> object:
+        return self._secrets.redact(value) if isinstance(value, str) else value
+
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = self._secrets.redact(message)
-        if redacted != message:
-            record.msg, record.args = redacted, None
+        record.msg = self._clean(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._clean(a) for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: self._clean(v) for k, v in record.args.items()}
+        for name in REDACTED_FIELDS:
+            if isinstance(getattr(record, name, None), str):
+                setattr(record, name, self._clean(getattr(record, name)))
         if record.exc_info and not record.exc_text:
             record.exc_text = self._formatter.formatException(record.exc_info)
         if record.exc_text:

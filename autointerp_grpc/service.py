@@ -17,7 +17,7 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from google.protobuf import message_factory
@@ -44,6 +44,9 @@ SERVICE: ServiceDescriptor = pb.DESCRIPTOR.services_by_name["AutoInterp"]
 STREAMED_ITEMS = frozenset({"features"})
 SECRET_HEADER = "x-secret-key"  # noqa: S105  (a header name, not a secret)
 REQUEST_ID_HEADER = "x-request-id"
+
+# The secret as a caller presented it: the header's value, or all of its values.
+Presented = str | bytes | Sequence[str | bytes] | None
 
 # Produces the request message once the call is admitted: parses the gRPC bytes or the REST
 # body, given the method's request class.
@@ -110,9 +113,18 @@ class Authenticator:
     def enabled(self) -> bool:
         return self._secret is not None
 
-    def check(self, presented: str | bytes | None) -> None:
+    def check(self, presented: Presented) -> None:
+        """``presented``: the secret header's value, or every value the caller sent."""
         if self._secret is None:
             return
+        values = [presented] if isinstance(presented, str | bytes) else list(presented or ())
+        if len(values) > 1:
+            # Doors and proxies disagree on which of several copies counts: accept none.
+            raise Unauthenticated(
+                "The secret was sent more than once: send one X-SECRET-KEY header (gRPC "
+                "metadata x-secret-key)"
+            )
+        presented = values[0] if values else None
         if presented is None or len(presented) == 0:
             raise Unauthenticated(
                 "Missing secret: send it in the X-SECRET-KEY header (gRPC metadata x-secret-key)"
@@ -157,7 +169,7 @@ class AutoInterpService:
         self.secrets = secrets or Secrets()
         self.metrics = metrics or Metrics()
 
-    def _admit(self, secret: str | bytes | None) -> None:
+    def _admit(self, secret: Presented) -> None:
         self.authenticator.check(secret)
         if self.draining:
             raise Unavailable("The server is shutting down; retry (another replica will answer)")
@@ -229,7 +241,7 @@ class AutoInterpService:
 
     @contextlib.asynccontextmanager
     async def _admitted(
-        self, method: str, secret: str | bytes | None, request_id: str, read: Reader
+        self, method: str, secret: Presented, request_id: str, read: Reader
     ) -> AsyncIterator[Message]:
         """The one admission path: accounting, auth, drain, in-flight cap, then the request
         read and its keys held for redaction until after its log line is written."""
@@ -244,15 +256,13 @@ class AutoInterpService:
             finally:
                 self._release()
 
-    async def call(
-        self, method: str, secret: str | bytes | None, request_id: str, read: Reader
-    ) -> Message:
+    async def call(self, method: str, secret: Presented, request_id: str, read: Reader) -> Message:
         """A unary RPC: its response, within the server's time limit."""
         async with self._admitted(method, secret, request_id, read) as request:
             return await self._dispatch(method, request)
 
     async def call_stream(
-        self, method: str, secret: str | bytes | None, request_id: str, read: Reader
+        self, method: str, secret: Presented, request_id: str, read: Reader
     ) -> AsyncIterator[Message]:
         """A server-streaming RPC: its messages as they come. A bulk run may take hours, so
         the server's per-request time limit does not apply (the client's deadline does)."""

@@ -44,12 +44,13 @@ def _proto_reader(raw: bytes) -> Reader:
     return read
 
 
-async def _begin(context: grpc.aio.ServicerContext) -> tuple[str | bytes | None, str]:
-    """(presented secret, request id); the request id goes back in the initial metadata."""
-    metadata = dict(context.invocation_metadata() or ())
-    request_id = request_id_from(metadata.get(REQUEST_ID_HEADER))
+async def _begin(context: grpc.aio.ServicerContext) -> tuple[list[str | bytes], str]:
+    """(every presented secret value, request id); the request id goes back in the initial
+    metadata."""
+    metadata = list(context.invocation_metadata() or ())
+    request_id = request_id_from(next((v for k, v in metadata if k == REQUEST_ID_HEADER), None))
     await context.send_initial_metadata(((REQUEST_ID_HEADER, request_id),))
-    return metadata.get(SECRET_HEADER), request_id
+    return [v for k, v in metadata if k == SECRET_HEADER], request_id
 
 
 async def _abort(

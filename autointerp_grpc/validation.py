@@ -59,13 +59,16 @@ def check_required(message: Message, path: str = "", *, skip: frozenset[str] = f
     items are checked one by one elsewhere, e.g. the features of a bulk request)."""
     for field in message.DESCRIPTOR.fields:
         where = f"{path}{field.name}"
-        if (
-            field.GetOptions().debug_redact
-            and field.type == FieldDescriptor.TYPE_STRING
-            and not _is_header_safe(getattr(message, field.name))
-        ):
+        if field.GetOptions().debug_redact and field.type == FieldDescriptor.TYPE_STRING:
             # Keys travel as HTTP headers upstream; say what is wrong, never the value.
-            raise InvalidArgument(f"{where} must be printable ASCII (it is sent as an HTTP header)")
+            value = getattr(message, field.name)
+            if not _is_header_safe(value):
+                raise InvalidArgument(
+                    f"{where} must be printable ASCII (it is sent as an HTTP header)"
+                )
+            if value != value.strip():
+                # Else the provider sees a different key and the caller a vague failure.
+                raise InvalidArgument(f"{where} has leading or trailing whitespace")
         if is_required(field) and _is_empty(message, field):
             if field.type == FieldDescriptor.TYPE_ENUM:
                 names = [v.name for v in field.enum_type.values if v.number != 0]
@@ -86,22 +89,36 @@ def check_required(message: Message, path: str = "", *, skip: frozenset[str] = f
 
 @dataclass(frozen=True)
 class Limits:
-    """Size limits on activation records (configurable; see Settings)."""
+    """Size limits on what one request may ask for (configurable; see Settings). Each is
+    checked before any work starts, so the work and memory per request stay bounded."""
 
     max_records: int = 1000
     max_tokens_per_record: int = 4096
+    max_record_chars: int = 20_000
+    """Characters of one record's text (its tokens joined)."""
+    max_request_chars: int = 1_000_000
+    """Characters of all of a request's (or a bulk feature's) records together."""
+    max_explanation_chars: int = 2_000
+    max_top_logits: int = 100
+    max_bulk_scorers: int = 16
 
 
 def check_activations(
-    activations: Sequence[pb.Activation], limits: Limits, field: str = "activations"
-) -> None:
-    """Enforce the per-record rules on ``activations``."""
+    activations: Sequence[pb.Activation],
+    limits: Limits,
+    field: str = "activations",
+    *,
+    chars_so_far: int = 0,
+) -> int:
+    """Enforce the per-record rules on ``activations``; returns the characters they hold plus
+    ``chars_so_far`` (records sent in several fields share one budget)."""
     if len(activations) == 0:
         raise InvalidArgument(f"{field} must hold at least one record")
     if len(activations) > limits.max_records:
         raise InvalidArgument(
             f"{field} holds {len(activations)} records; the limit is {limits.max_records}"
         )
+    total = chars_so_far
     for i, record in enumerate(activations):
         where = f"{field}[{i}]"
         n_tokens, n_values = len(record.tokens), len(record.values)
@@ -116,6 +133,37 @@ def check_activations(
             raise InvalidArgument(
                 f"{where} must have one value per token ({n_tokens} tokens, {n_values} values)"
             )
+        chars = sum(len(t) for t in record.tokens)
+        if chars > limits.max_record_chars:
+            raise InvalidArgument(
+                f"{where}.tokens hold {chars} characters; the limit is "
+                f"{limits.max_record_chars} per record"
+            )
+        total += chars
+        if total > limits.max_request_chars:
+            raise InvalidArgument(
+                f"the records hold more than {limits.max_request_chars} characters in all "
+                f"(the limit per request or feature), counting up to {where}"
+            )
         for j, value in enumerate(record.values):
             if not math.isfinite(value):
                 raise InvalidArgument(f"{where}.values[{j}] must be a finite number")
+    return total
+
+
+def check_explanation_size(explanation: str, limits: Limits) -> None:
+    if len(explanation) > limits.max_explanation_chars:
+        raise InvalidArgument(
+            f"explanation holds {len(explanation)} characters; the limit is "
+            f"{limits.max_explanation_chars}"
+        )
+
+
+def check_top_logits(logits: Sequence[str], limits: Limits) -> None:
+    if len(logits) > limits.max_top_logits:
+        raise InvalidArgument(
+            f"topPositiveLogits holds {len(logits)} tokens; the limit is {limits.max_top_logits}"
+        )
+    for i, token in enumerate(logits):
+        if len(token) > 200:
+            raise InvalidArgument(f"topPositiveLogits[{i}] is longer than 200 characters")

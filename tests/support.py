@@ -220,3 +220,113 @@ def stop_server(process: subprocess.Popen) -> int:
     except subprocess.TimeoutExpired:
         process.kill()
         return process.wait()
+
+
+# --- helpers for the in-process door tests --------------------------------------------------
+
+
+@dataclass
+class AsgiExchange:
+    """What a raw ASGI call of the REST door sent back (see :func:`asgi_call`)."""
+
+    status: int | None
+    headers: dict[str, str]
+    body: bytes
+    finished: bool
+    """Whether the app returned within the call's time limit."""
+
+
+async def asgi_call(
+    asgi_app: Any,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    *,
+    disconnect_after_s: float | None = None,
+    timeout_s: float = 10.0,
+) -> AsgiExchange:
+    """One HTTP request straight into an ASGI app, as a server would deliver it.
+
+    Unlike ``httpx.ASGITransport`` (which runs the app in the caller's task and never reports a
+    disconnect before the response ends), this can play a client that goes away:
+    ``disconnect_after_s`` seconds after the call starts, ``receive`` answers
+    ``http.disconnect``, as uvicorn does when the connection drops. Without it, ``receive``
+    answers ``http.disconnect`` once the response is complete.
+    """
+    import asyncio
+
+    raw_headers = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    raw_headers.append((b"content-length", str(len(body)).encode()))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},  # what uvicorn declares
+        "http_version": "1.1",
+        "method": method,
+        "headers": raw_headers,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "server": ("autointerp.test", 80),
+        "client": ("127.0.0.1", 123),
+        "root_path": "",
+    }
+    gone = asyncio.Event()
+    complete = asyncio.Event()
+    body_sent = False
+    status: int | None = None
+    response_headers: dict[str, str] = {}
+    parts: list[bytes] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal body_sent
+        if not body_sent:
+            body_sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        waiters = [asyncio.ensure_future(gone.wait()), asyncio.ensure_future(complete.wait())]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        # After a disconnect uvicorn drops what the app sends; it is kept here to look at.
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            response_headers.update(
+                (k.decode().lower(), v.decode()) for k, v in message.get("headers", [])
+            )
+        elif message["type"] == "http.response.body":
+            parts.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                complete.set()
+
+    async def leave() -> None:
+        assert disconnect_after_s is not None
+        await asyncio.sleep(disconnect_after_s)
+        gone.set()
+
+    leaver = asyncio.ensure_future(leave()) if disconnect_after_s is not None else None
+    finished = True
+    try:
+        await asyncio.wait_for(asgi_app(scope, receive, send), timeout_s)
+    except TimeoutError:
+        finished = False
+    finally:
+        if leaver is not None:
+            leaver.cancel()
+    return AsgiExchange(status, response_headers, b"".join(parts), finished)
+
+
+async def wait_upstream_idle(fake_llm: Any, timeout_s: float = 3.0) -> int:
+    """The fake LLM's open chat completions once none is left or ``timeout_s`` has passed."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout_s
+    while fake_llm.stats()["in_flight"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return fake_llm.stats()["in_flight"]

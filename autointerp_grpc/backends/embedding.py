@@ -108,7 +108,12 @@ class EncodeBatcher:
             await self._run(batch, size)
 
     async def _run(self, batch: list[_Pending], size: int) -> None:
+        # A caller that went away (its request cancelled) is not encoded for.
+        batch = [item for item in batch if not item.future.done()]
+        if not batch:
+            return
         texts = [t for item in batch for t in item.texts]
+        size = len(texts)
         self.batch_sizes = [*self.batch_sizes[-999:], size]
         try:
             embeddings = await self._backend.run(self._backend.encode_now, texts)

@@ -52,6 +52,20 @@ _FORWARDED_KWARGS = (
 _PROVIDER_MESSAGE_LIMIT = 300
 
 
+# More tokens than any model's context: a reported count past it is not a count.
+_MAX_PLAUSIBLE_TOKENS = 100_000_000
+
+
+def _token_count(value: Any) -> int:
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and 0 <= value <= _MAX_PLAUSIBLE_TOKENS
+    ):
+        return value
+    return 0
+
+
 def _redact(text: str, secret: str) -> str:
     return text.replace(secret, "[redacted]") if secret else text
 
@@ -130,6 +144,8 @@ class LLMBackend:
         }
         # Process-wide cap on upstream calls in flight, across every request.
         self._gate = asyncio.Semaphore(settings.llm_max_concurrency)
+        # One call, its retries included, never takes longer than this.
+        self._total_timeout_s = settings.llm_timeout_s * (settings.llm_max_retries + 1)
 
     @property
     def provider_names(self) -> list[str]:
@@ -164,6 +180,7 @@ class LLMBackend:
             overrides,
             gate=self._gate,
             observer=_Observer(self.metrics, name, model),
+            total_timeout_s=self._total_timeout_s,
         )
 
     async def aclose(self) -> None:
@@ -229,8 +246,10 @@ class LLMClient(Client):
         *,
         gate: asyncio.Semaphore | None = None,
         observer: _Observer | None = None,
+        total_timeout_s: float = 600.0,
     ) -> None:
         super().__init__(model)
+        self._total_timeout_s = total_timeout_s
         self._openai = openai_client
         self._api_key = api_key
         self._overrides = overrides or {}
@@ -263,30 +282,41 @@ class LLMClient(Client):
         params.update(self._overrides)
         began = time.perf_counter()
         try:
-            async with self._gate:
+            async with self._gate, asyncio.timeout(self._total_timeout_s):
                 # The SDK's own HTTP path (auth, retries with backoff, typed errors and
                 # response), minus chat.completions.create's recursive parameter transform,
                 # which costs milliseconds per call on delphi's long prompts and has nothing
-                # to convert in plain string messages.
+                # to convert in plain string messages. The SDK's timeout bounds each read;
+                # the total here bounds a provider that drips its answer slowly.
                 completion = await self._openai.post(
                     "/chat/completions",
                     body={"model": self.model, "messages": _plain_messages(prompt), **params},
                     cast_to=ChatCompletion,
                 )
-        except openai.OpenAIError as exc:
-            error = translate_provider_error(exc, self._api_key)
+        except (openai.OpenAIError, TimeoutError) as exc:
+            error = (
+                Unavailable("The LLM provider did not answer in time")
+                if isinstance(exc, TimeoutError)
+                else translate_provider_error(exc, self._api_key)
+            )
             self._log.errors.append(error)
             self._account(began, error.code_name, None)
             raise error from None
-        self._account(began, "ok", completion.usage)
-        if not completion.choices:
-            error = UpstreamBadResponse("The LLM provider returned no answer")
+        try:
+            usage = getattr(completion, "usage", None)
+            self._account(began, "ok", usage)
+            choice = completion.choices[0]
+            text = strip_reasoning(choice.message.content or "")
+            logprobs = choice.logprobs.content if choice.logprobs is not None else None
+            if not isinstance(text, str):
+                raise TypeError("content is not text")
+        except (AttributeError, TypeError, IndexError, KeyError, ValueError):
+            # An HTTP 200 whose body is not a chat completion (not JSON, `choices` not a
+            # list, no message, ...): the SDK hands it over unvalidated.
+            error = UpstreamBadResponse("The LLM provider's answer is not a chat completion")
             self._log.errors.append(error)
-            raise error
-        choice = completion.choices[0]
-        text = strip_reasoning(choice.message.content or "")
+            raise error from None
         self._log.answers.append(text)
-        logprobs = choice.logprobs.content if choice.logprobs is not None else None
         if params.get("logprobs"):
             self._log.logprobs_requested += 1
             self._log.logprobs_returned += 1 if logprobs else 0
@@ -294,11 +324,12 @@ class LLMClient(Client):
 
     def _account(self, began: float, outcome: str, usage: Any) -> None:
         """Count one call (and what its answer reported) in the request's usage and the
-        metrics."""
-        prompt = (usage.prompt_tokens or 0) if usage is not None else 0
-        completion = (usage.completion_tokens or 0) if usage is not None else 0
+        metrics; counts a provider reported that are not plausible token counts read as 0."""
+        prompt = _token_count(getattr(usage, "prompt_tokens", 0))
+        completion = _token_count(getattr(usage, "completion_tokens", 0))
         # OpenRouter reports the call's cost as an extra usage field.
-        cost = (getattr(usage, "model_extra", None) or {}).get("cost") if usage else None
+        extra = getattr(usage, "model_extra", None)
+        cost = extra.get("cost") if isinstance(extra, dict) else None
         cost = float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None
         self._log.usage.add_call(prompt, completion, cost)
         if self._observer is not None:

@@ -4,27 +4,33 @@ The explainer, the scorers and the LLM options are resolved and checked once per
 feature's records are validated once, split once (its ``nonActivating`` records stay
 non-activating whatever their values), and go through the same typed calls as single
 requests (:func:`~autointerp_grpc.handlers.explain.explain_records`,
-:func:`~autointerp_grpc.handlers.score.score_split`), optionally with a holdout split (explain
-on some activating records, score on the rest) and best-of-k candidates (k explanations, the
-best by one scorer kept). Features run ``options.concurrency`` at a time; each result is
-streamed as soon as its feature finishes, followed by a progress event. A feature's failure
-becomes its result's ``error`` and the run goes on.
+:func:`~autointerp_grpc.handlers.score.score_split`). By default each class of records is
+held out in part and scored on records the explainer never saw; best-of-k candidates are
+ranked on a validation split and the chosen one scored on the test split
+(:mod:`~autointerp_grpc.handlers.holdout`). Features run ``options.concurrency`` at a time;
+each result is streamed as soon as its feature finishes, followed by a progress event. A
+feature's failure becomes its result's ``error`` and the run goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from types import SimpleNamespace
 
 from autointerp_grpc.backends.llm import LLMClient
-from autointerp_grpc.errors import AutoInterpError, InvalidArgument, as_wire_error
+from autointerp_grpc.errors import (
+    AutoInterpError,
+    DeadlineExceeded,
+    InvalidArgument,
+    as_wire_error,
+)
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.handlers.deps import Deps
 from autointerp_grpc.handlers.explain import check_explain_records, explain_records
+from autointerp_grpc.handlers.holdout import FeatureSplit, split_feature
 from autointerp_grpc.handlers.methods import (
     Resolved,
     check_llm_options,
@@ -35,7 +41,7 @@ from autointerp_grpc.handlers.methods import (
 from autointerp_grpc.handlers.score import check_split, score_split
 from autointerp_grpc.methods import params as method_params
 from autointerp_grpc.observability import current_request
-from autointerp_grpc.records import Split, split_records
+from autointerp_grpc.records import Split
 from autointerp_grpc.usage import Usage
 from autointerp_grpc.validation import check_required
 
@@ -52,23 +58,10 @@ def _feature_error(exc: BaseException, feature_id: str) -> pb.FeatureError:
     return pb.FeatureError(code=error.code_name, message=error.message)
 
 
-def split_holdout(
-    records: Sequence[pb.Activation], fraction: float, seed: str
-) -> tuple[list[pb.Activation], list[pb.Activation]]:
-    """(train, test): ``fraction`` of the records (at least one, leaving at least one) held
-    out at random, deterministically per seed; no holdout when fraction is 0 or there are
-    fewer than two records."""
-    records = list(records)
-    if fraction <= 0 or len(records) < 2:
-        return records, []
-    n_test = min(len(records) - 1, max(1, round(len(records) * fraction)))
-    order = list(range(len(records)))
-    random.Random(seed).shuffle(order)
-    test = set(order[:n_test])
-    return (
-        [r for i, r in enumerate(records) if i not in test],
-        [r for i, r in enumerate(records) if i in test],
-    )
+IN_SAMPLE_NOTE = (
+    "Scored in-sample: the explainer saw these records (holdout 0, or too few records to hold "
+    "any out), so the score overstates how well the explanation generalises."
+)
 
 
 class _Run:
@@ -82,6 +75,11 @@ class _Run:
         check_llm_options(request.llm)
         llm_client(request.llm, deps)  # an unknown provider fails the run, not each feature
         self.explainer = resolve_explainer(request.explainer)
+        limit = deps.limits.max_bulk_scorers
+        if len(request.scorers) > limit:
+            raise InvalidArgument(
+                f"scorers holds {len(request.scorers)} entries; the limit is {limit}"
+            )
         self.scorers: list[Resolved] = []
         for i, choice in enumerate(request.scorers):
             try:
@@ -92,17 +90,17 @@ class _Run:
         self.options: SimpleNamespace = method_params.resolve(
             options, pb.BulkOptions.DESCRIPTOR, "options"
         )
-        self.candidate_scorer, self.candidate_index = self._candidate_scorer()
+        self.candidate_scorer = self._candidate_scorer()
         ids = [f.id for f in request.features]
         if any(not i.strip() for i in ids):
             raise InvalidArgument("every feature needs an id")
         if len(set(ids)) != len(ids):
             raise InvalidArgument("features must have distinct ids")
 
-    def _candidate_scorer(self) -> tuple[Resolved | None, int | None]:
-        """The scorer that ranks best-of-k candidates, and its index among the scorers."""
+    def _candidate_scorer(self) -> Resolved | None:
+        """The scorer that ranks best-of-k candidates."""
         if self.options.candidates <= 1:
-            return None, None
+            return None
         name = self.request.options.candidate_scorer
         if not name:
             if not self.scorers:
@@ -110,11 +108,11 @@ class _Run:
                     "options.candidateScorer (or at least one scorer) is required when "
                     "options.candidates > 1"
                 )
-            return self.scorers[0], 0
-        for i, method in enumerate(self.scorers):
+            return self.scorers[0]
+        for method in self.scorers:
             if method.name == name:
-                return method, i
-        return resolve_scorer(pb.ScorerChoice(method=name)), None
+                return method
+        return resolve_scorer(pb.ScorerChoice(method=name))
 
     def _client(self) -> LLMClient:
         return llm_client(self.request.llm, self.deps)
@@ -122,7 +120,7 @@ class _Run:
     async def _explain(
         self,
         feature: pb.Feature,
-        train: list[pb.Activation],
+        parts: FeatureSplit,
         usage: Usage,
         temperature: float | None,
     ) -> str:
@@ -131,10 +129,11 @@ class _Run:
             return await explain_records(
                 self.explainer,
                 client,
-                train,
-                feature.non_activating,
+                parts.explain_activating,
+                parts.explain_non_activating,
                 feature.top_positive_logits,
                 temperature=temperature,
+                latent_max=parts.latent_max,
             )
         finally:
             usage.add(client.usage)
@@ -146,7 +145,14 @@ class _Run:
         client = self._client() if method.spec.needs.llm else None
         try:
             check_split(method, split)
-            result = await score_split(method, explanation, split, self.deps, client)
+            result = await score_split(
+                method,
+                explanation,
+                split,
+                self.deps,
+                client,
+                min_answered=self.options.min_answered,
+            )
         except AutoInterpError as exc:
             outcome.error.CopyFrom(pb.FeatureError(code=exc.code_name, message=exc.message))
             return outcome
@@ -158,6 +164,11 @@ class _Run:
         outcome.metric = method.spec.metric.name
         if result.confidence_interval is not None:
             outcome.confidence_interval.CopyFrom(result.confidence_interval)
+        outcome.chance = result.chance
+        if result.coverage is not None:
+            outcome.coverage.CopyFrom(result.coverage)
+        outcome.notes.extend(result.notes)
+        outcome.extra_metrics.update(result.extra_metrics)
         return outcome
 
     async def feature(self, feature: pb.Feature) -> pb.FeatureResult:
@@ -166,8 +177,20 @@ class _Run:
         usage = Usage()
         try:
             check_required(feature)
-            check_explain_records(feature.activations, feature.non_activating, self.deps)
-            await self._feature(feature, result, usage)
+            check_explain_records(
+                feature.activations,
+                feature.non_activating,
+                feature.top_positive_logits,
+                self.deps,
+            )
+            limit = self.deps.feature_timeout_s
+            try:
+                async with asyncio.timeout(limit):
+                    await self._feature(feature, result, usage)
+            except TimeoutError:
+                raise DeadlineExceeded(
+                    f"The feature did not finish within the server's limit of {limit:g} s"
+                ) from None
         except Exception as exc:  # one feature's failure is reported in its result
             result.explanation = ""
             del result.scores[:]
@@ -178,27 +201,32 @@ class _Run:
 
     async def _feature(self, feature: pb.Feature, result: pb.FeatureResult, usage: Usage) -> None:
         options = self.options
-        train, test = split_holdout(
-            feature.activations, options.holdout, f"{options.seed}:{feature.id}"
-        )
-        result.train_records, result.test_records = len(train), len(test)
-        # Scoring sees the held-out records (or, without holdout, all of them) split by the
-        # sum rule, and every explicitly non-activating record as non-activating.
-        split = split_records(test or train, non_activating=feature.non_activating)
         k = options.candidates
+        parts = split_feature(
+            feature,
+            options.holdout,
+            f"{options.seed}:{feature.id}",
+            explainer_reads_non_activating=self.explainer.spec.needs.non_activating,
+            candidates=k,
+        )
+        result.train_records, result.test_records = parts.train_records, parts.test_records
+        result.validation_records = parts.validation_records
+        result.in_sample = parts.in_sample
         temperature = options.candidate_temperature if k > 1 else None
         drafts = await asyncio.gather(
-            *(self._explain(feature, train, usage, temperature) for _ in range(k)),
+            *(self._explain(feature, parts, usage, temperature) for _ in range(k)),
             return_exceptions=True,
         )
         explanations = [d for d in drafts if isinstance(d, str)]
         if not explanations:
             raise next(d for d in drafts if isinstance(d, BaseException))
-        reuse: pb.ScorerOutcome | None = None
-        if self.candidate_scorer is not None:
-            ranker = self.candidate_scorer
+        result.explanation = explanations[0]
+        if self.candidate_scorer is not None and parts.validation is not None:
+            # Selected on the validation records; every reported score is measured on the
+            # test records, which no candidate was selected on.
+            ranker, validation = self.candidate_scorer, parts.validation
             outcomes = await asyncio.gather(
-                *(self._score(ranker, e, split, usage) for e in explanations)
+                *(self._score(ranker, e, validation, usage) for e in explanations)
             )
             for explanation, outcome in zip(explanations, outcomes, strict=True):
                 candidate = result.candidates.add(explanation=explanation)
@@ -209,19 +237,13 @@ class _Run:
                 key=lambda i: outcomes[i].score if outcomes[i].HasField("score") else -2.0,
             )
             result.explanation = explanations[best]
-            reuse = outcomes[best]
-        else:
-            result.explanation = explanations[0]
-
-        async def outcome(index: int, method: Resolved) -> pb.ScorerOutcome:
-            # The candidate scorer's verdict on the chosen explanation is not asked for twice.
-            if reuse is not None and index == self.candidate_index:
-                return reuse
-            return await self._score(method, result.explanation, split, usage)
-
-        result.scores.extend(
-            await asyncio.gather(*(outcome(i, m) for i, m in enumerate(self.scorers)))
+        scores = await asyncio.gather(
+            *(self._score(m, result.explanation, parts.test, usage) for m in self.scorers)
         )
+        if parts.in_sample:
+            for outcome in scores:
+                outcome.notes.append(IN_SAMPLE_NOTE)
+        result.scores.extend(scores)
 
     async def stream(self) -> AsyncIterator[pb.ExplainAndScoreEvent]:
         features = list(self.request.features)
@@ -239,6 +261,10 @@ class _Run:
             for _ in range(min(self.options.concurrency, MAX_FEATURE_CONCURRENCY, total))
         ]
         try:
+            # A first event at once: the stream (and its REST response) starts before any
+            # feature finishes, so a client that leaves is noticed and its work cancelled.
+            start = pb.Progress(done=0, total=total, failed=0, usage=pb.Usage())
+            yield pb.ExplainAndScoreEvent(progress=start)
             while done < total:
                 result = await queue.get()
                 done += 1

@@ -16,6 +16,8 @@ class Deps:
     limits: Limits = field(default_factory=Limits)
     request_concurrency: int = 8
     """Cap on one request's upstream LLM calls in flight at once."""
+    feature_timeout_s: float = 600.0
+    """Time limit of one bulk feature (a bulk stream itself has none: it may run for hours)."""
     embedding: EmbeddingBackend | None = None
     """Set once the model has loaded; None while loading."""
 

@@ -18,8 +18,12 @@ from autointerp_grpc.handlers.methods import (
     resolve_explainer,
 )
 from autointerp_grpc.methods.spec import ExplainContext
-from autointerp_grpc.records import activating_example, non_activating_example
-from autointerp_grpc.validation import check_activations
+from autointerp_grpc.records import (
+    activating_example,
+    max_over_records,
+    non_activating_example,
+)
+from autointerp_grpc.validation import check_activations, check_top_logits
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +59,22 @@ async def explain_records(
     top_positive_logits: Sequence[str] = (),
     *,
     temperature: float | None = None,
+    latent_max: float | None = None,
 ) -> str:
     """An explanation of already-validated records by an already-resolved explainer.
 
     Every record of ``train`` is shown as a training example (the explainer highlights its
     tokens by their own values); ``non_activating`` are the explicitly labelled contrast
-    records. ``temperature`` overrides the explainer's (bulk best-of-k sampling).
+    records. Activations are normalised on the latent's scale, ``latent_max`` (the maximum
+    over all the latent's records; by default over ``train``). ``temperature`` overrides the
+    explainer's (bulk best-of-k sampling).
     """
+    peak = max_over_records(train) if latent_max is None else latent_max
     ctx = ExplainContext(
         params=method.params,
         client=client,
-        activating=[activating_example(r) for r in train],
-        non_activating=[non_activating_example(r) for r in non_activating],
+        activating=[activating_example(r, latent_max=peak) for r in train],
+        non_activating=[non_activating_example(r, latent_max=peak) for r in non_activating],
         top_positive_logits=list(top_positive_logits),
     )
     explainer, record = method.spec.run(ctx)
@@ -76,22 +84,29 @@ async def explain_records(
 
 
 def check_explain_records(
-    activations: Sequence[pb.Activation], non_activating: Sequence[pb.Activation], deps: Deps
+    activations: Sequence[pb.Activation],
+    non_activating: Sequence[pb.Activation],
+    top_positive_logits: Sequence[str],
+    deps: Deps,
 ) -> None:
-    """The Explain rules on records: valid, and at least one with a positive activation."""
-    check_activations(activations, deps.limits)
+    """The Explain rules on records: valid, within the limits (the two lists share one
+    character budget), and at least one with a positive activation."""
+    chars = check_activations(activations, deps.limits)
     if not any(max(r.values) > 0 for r in activations):
         raise InvalidArgument(
             "activations must include at least one record with a positive activation value"
         )
     if non_activating:
-        check_activations(non_activating, deps.limits, field="non_activating")
+        check_activations(non_activating, deps.limits, "non_activating", chars_so_far=chars)
+    check_top_logits(top_positive_logits, deps.limits)
 
 
 async def explain(request: pb.ExplainRequest, deps: Deps) -> pb.ExplainResponse:
     """The Explain RPC."""
     method = resolve_explainer(request)
-    check_explain_records(request.activations, request.non_activating, deps)
+    check_explain_records(
+        request.activations, request.non_activating, request.top_positive_logits, deps
+    )
     check_llm_options(request.llm)
     client = llm_client(request.llm, deps)
     explanation = await explain_records(

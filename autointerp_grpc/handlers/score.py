@@ -15,15 +15,20 @@ from autointerp_grpc.handlers.methods import (
     llm_client,
     resolve_scorer,
 )
+from autointerp_grpc.methods import params as method_params
 from autointerp_grpc.methods.spec import ScoreContext, ScoreResult
 from autointerp_grpc.records import Split, split_records
 from autointerp_grpc.usage import Usage
-from autointerp_grpc.validation import check_activations
+from autointerp_grpc.validation import Limits, check_activations, check_explanation_size
+
+# The coverage floor when a request does not set one (ScoreRequest.min_answered's default).
+DEFAULT_MIN_ANSWERED = 0.8
 
 
-def check_explanation(method: Resolved, explanation: str) -> None:
+def check_explanation(method: Resolved, explanation: str, limits: Limits) -> None:
     if method.spec.needs.explanation and not explanation.strip():
         raise InvalidArgument(f"explanation is required by the {method.name} scorer")
+    check_explanation_size(explanation, limits)
 
 
 def check_split(method: Resolved, split: Split) -> None:
@@ -47,9 +52,12 @@ async def score_split(
     split: Split,
     deps: Deps,
     client: LLMClient | None = None,
+    *,
+    min_answered: float = DEFAULT_MIN_ANSWERED,
 ) -> ScoreResult:
     """Score an explanation on already-validated, already-split records with an
-    already-resolved scorer; ``client`` is required by the scorers that need an LLM."""
+    already-resolved scorer; ``client`` is required by the scorers that need an LLM;
+    ``min_answered`` is the coverage floor."""
     spec = method.spec
     if spec.needs.llm and client is None:
         raise ValueError(f"the {spec.name} scorer needs an LLM client")
@@ -61,6 +69,7 @@ async def score_split(
         request_concurrency=deps.request_concurrency,
         client=client if spec.needs.llm else None,
         embedding=deps.embedding_model() if spec.needs.embedding_model else None,
+        min_answered=min_answered,
     )
     return await spec.run(ctx)
 
@@ -79,6 +88,10 @@ def score_response(method: Resolved, result: ScoreResult, usage: Usage) -> pb.Sc
         response.classifier.CopyFrom(result.classifier)
     if result.confidence_interval is not None:
         response.confidence_interval.CopyFrom(result.confidence_interval)
+    response.chance = result.chance
+    if result.coverage is not None:
+        response.coverage.CopyFrom(result.coverage)
+    response.extra_metrics.update(result.extra_metrics)
     return response
 
 
@@ -88,16 +101,18 @@ async def score_records(
     records: Sequence[pb.Activation],
     llm: pb.LlmOptions | None,
     deps: Deps,
+    *,
+    min_answered: float = DEFAULT_MIN_ANSWERED,
 ) -> tuple[ScoreResult, Usage]:
     """Validate and split unlabelled records (the legacy sum > 0 rule), then score them:
     what the Score RPC and the legacy scoring RPCs share."""
-    check_explanation(method, explanation)
+    check_explanation(method, explanation, deps.limits)
     check_activations(records, deps.limits)
     split = split_records(records)
     check_split(method, split)
     check_llm(method, llm)
     client = llm_client(llm, deps) if method.spec.needs.llm and llm is not None else None
-    result = await score_split(method, explanation, split, deps, client)
+    result = await score_split(method, explanation, split, deps, client, min_answered=min_answered)
     return result, client.usage if client is not None else Usage()
 
 
@@ -105,5 +120,8 @@ async def score(request: pb.ScoreRequest, deps: Deps) -> pb.ScoreResponse:
     """The Score RPC."""
     method = resolve_scorer(request)
     llm = request.llm if request.HasField("llm") else None
-    result, usage = await score_records(method, request.explanation, request.activations, llm, deps)
+    min_answered = method_params.field_value(request, "min_answered", "minAnswered")
+    result, usage = await score_records(
+        method, request.explanation, request.activations, llm, deps, min_answered=min_answered
+    )
     return score_response(method, result, usage)

@@ -10,6 +10,10 @@ the size of the batch it answers instead, which ``_generate`` records in a conte
 An answer that is not a list of 0/1 (or true/false) of the right length leaves its batch
 unanswered (prediction None), as delphi does for any unparsable answer. Log probabilities, when
 asked for and sent, become per-example probabilities the same batch-sized way.
+
+Fuzzing also replaces how delphi highlights the non-activating records (``Fuzzing._prepare``;
+see its docstring): delphi's wrong highlights differ in shape from the correct ones, so a judge
+that never reads the explanation could score far above chance (DESIGN.md §3a).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import asyncio
 import json
 import random
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from types import SimpleNamespace
 from typing import Any
@@ -31,6 +35,8 @@ from autointerp_grpc.delphi_compat import (
     FuzzingScorer,
     Latent,
     LatentRecord,
+    classifier_samples,
+    highlight_tokens,
 )
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.methods.scoring import (
@@ -109,8 +115,104 @@ class _BatchSizedAnswers:
         return predictions, probabilities_from_logprobs(logprobs, expected)
 
 
+Span = tuple[int, int]
+"""A run of highlighted tokens: (first token index, number of tokens)."""
+
+
+def correct_highlight(example: Any, threshold: float) -> list[bool]:
+    """The tokens delphi highlights on an activating record: activation at least ``threshold``
+    times the record's maximum (the rule of delphi's ``_prepare_text`` for correct examples)."""
+    abs_threshold = threshold * example.max_activation
+    return [bool(v) for v in (example.activations >= abs_threshold).tolist()]
+
+
+def highlight_spans(mask: Sequence[bool]) -> list[Span]:
+    """The runs of consecutive highlighted tokens in ``mask``, in order."""
+    runs: list[Span] = []
+    start = None
+    for i, on in enumerate([*mask, False]):
+        if on and start is None:
+            start = i
+        elif not on and start is not None:
+            runs.append((start, i - start))
+            start = None
+    return runs
+
+
+def place_spans(template: Sequence[Span], template_len: int, length: int) -> list[Span]:
+    """``template``'s runs (from a record of ``template_len`` tokens) laid on a record of
+    ``length`` tokens. Same length: the same runs. Otherwise each run keeps its token count
+    (clipped to the record) and its relative place (its start scaled so that a run at either
+    end stays at that end); runs stay at least one token apart, and one that no longer fits is
+    dropped (the first always fits, so a non-empty template highlights at least one token)."""
+    if length <= 0 or not template:
+        return []
+    if template_len == length:
+        return list(template)
+    placed: list[Span] = []
+    next_free = 0
+    for start, run in template:
+        size = min(run, length)
+        room = template_len - run
+        at = round(start * (length - size) / room) if room > 0 else 0
+        at = min(max(at, next_free), length - size)
+        if at < next_free:  # no room left for this run as a separate highlight
+            at, size = next_free, length - next_free
+            if size <= 0:
+                break
+        placed.append((at, size))
+        next_free = at + size + 1
+    return placed
+
+
 class Fuzzing(_BatchSizedAnswers, FuzzingScorer):
-    """delphi's FuzzingScorer with batch-sized answer parsing."""
+    """delphi's FuzzingScorer with batch-sized answer parsing, and wrong highlights shaped like
+    the correct ones."""
+
+    def _prepare(self, record: LatentRecord) -> list[Any]:
+        """delphi's samples, except for how the non-activating records are highlighted.
+
+        delphi's ``FuzzingScorer._prepare`` (with ``sample._prepare_text``) gives its wrong
+        highlights tells that need no explanation to read: an all-zero record is always
+        highlighted at token ``len - len // 4``; the number of wrong tokens is the mean count of
+        *non-zero* activations, so a dense (GELU-like) latent highlights every token of a
+        negative; whether negatives are "contrastive" is decided from the first one alone; and
+        a record with a single candidate token becomes a fixed filler sentence ("NNsight ...").
+
+        Here each non-activating record copies the highlight shape of an activating record
+        drawn with ``self.rng`` (preferring one of the same length): the same runs, with the
+        same token counts at the same relative positions (``place_spans``), where the correct
+        highlight is delphi's own rule (``correct_highlight``). Wrong highlights therefore
+        follow the correct ones' distribution of count, run length and position, whatever the
+        negatives' own activations; their text is always their own tokens. Activating records
+        keep delphi's highlighting. ``fuzz_type="active"`` (unused by the service) stays
+        delphi's.
+        """
+        if self.fuzz_type != "default":
+            return super()._prepare(record)
+        if not record.test or not record.not_active:
+            raise ValueError("fuzzing needs activating and non-activating records")
+        masks = [correct_highlight(example, self.threshold) for example in record.test]
+        templates = [(len(mask), highlight_spans(mask)) for mask in masks]
+        samples = [self._wrongly_highlighted(e, templates) for e in record.not_active]
+        samples += classifier_samples(
+            record.test, n_incorrect=0, threshold=self.threshold, highlighted=True
+        )
+        return samples
+
+    def _wrongly_highlighted(self, example: Any, templates: list[tuple[int, list[Span]]]) -> Any:
+        """A non-activating record's sample, highlighted in the shape of a random template."""
+        (sample,) = classifier_samples([example], highlighted=False)
+        length = len(sample.data.str_tokens)
+        same_length = [t for t in templates if t[0] == length]
+        template_len, template = self.rng.choice(same_length or templates)
+        chosen = {
+            i
+            for start, size in place_spans(template, template_len, length)
+            for i in range(start, start + size)
+        }
+        text = highlight_tokens(sample.data.str_tokens, chosen.__contains__)
+        return sample._replace(text=text)
 
 
 class Detection(_BatchSizedAnswers, DetectionScorer):
@@ -177,6 +279,8 @@ def classifier_scorer(fuzz: bool) -> Callable[[ScoreContext], Awaitable[ScoreRes
         index = index_by_tokens(ctx.split)
         items = [classifier_item(o, index.get(id(o.str_tokens), -1)) for o in outputs]
         notes = [LOGPROBS_MISSING_NOTE] if p.use_logprobs and ctx.client.logprobs_missing else []
-        return classifier_result(items, ctx.client.errors, notes)
+        # delphi sends the shuffled samples in consecutive batches of examples_per_prompt.
+        clusters = [i // p.examples_per_prompt for i in range(len(items))]
+        return classifier_result(items, ctx.client.errors, notes, ctx.min_answered, clusters)
 
     return run

@@ -3,6 +3,7 @@ and its example-embedding scorer (explanation-free)."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,10 +12,10 @@ import numpy as np
 from autointerp_grpc.backends.embedding import EmbeddingBackend
 from autointerp_grpc.delphi_compat import (
     EmbeddingOutput,
+    ExampleEmbeddingBatch,
     ExampleEmbeddingScorer,
-    Latent,
-    LatentRecord,
     embedding_samples,
+    highlighted_text,
 )
 from autointerp_grpc.errors import InvalidArgument, UpstreamBadResponse
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
@@ -66,15 +67,64 @@ async def run_embedding(ctx: ScoreContext) -> ScoreResult:
         )
         for i, (o, t, s) in enumerate(zip(outputs, truth, similarities, strict=True))
     ]
+    small = metrics.small_sample_note(sum(truth), len(truth) - sum(truth))
     return ScoreResult(
         score=embedding_auc(outputs),
         breakdown=items,
+        chance=0.5,
         confidence_interval=metrics.auc_interval(truth, similarities),
+        notes=[small] if small else [],
     )
 
 
-EXAMPLE_EMBEDDING_MIN_ACTIVATING = 10
-EXAMPLE_EMBEDDING_MIN_NON_ACTIVATING = 11
+# A query and at least one other record to compare it with, on each side.
+EXAMPLE_EMBEDDING_MIN_ACTIVATING = 2
+EXAMPLE_EMBEDDING_MIN_NON_ACTIVATING = 2
+# Records each query is compared with on each side (delphi's number).
+EXAMPLE_EMBEDDING_CONTEXT = 10
+HIGHLIGHT_THRESHOLD = 0.3  # delphi's, for this scorer
+
+
+def example_batches(
+    split: Split, number_batches: int, rng: random.Random
+) -> list[tuple[ExampleEmbeddingBatch, int]]:
+    """delphi's example-embedding batches, with its sampling replaced.
+
+    delphi 0.1.3 keeps min(n_activating, n_non_activating) non-activating records as context
+    and queries with the rest, so 11+11, 12+11 or 20+15 records leave no query to draw and
+    fail ("Sample larger than population"); and its activating queries are compared with
+    themselves among their context. Here each batch draws one activating and one
+    non-activating query, and compares each with up to 10 *other* records of each kind, so
+    any request with two records of each kind works. Returns (batch, activating query
+    index): batches that share a query are not independent.
+    """
+    activating, negatives = split.activating, split.non_activating
+    batches = []
+    for _ in range(number_batches):
+        q_pos, q_neg = rng.randrange(len(activating)), rng.randrange(len(negatives))
+        positive_query = activating[q_pos]
+        n_active = int((positive_query.activations > 0).sum().item())
+        others = [e for i, e in enumerate(activating) if i != q_pos]
+        contrast = [e for i, e in enumerate(negatives) if i != q_neg]
+        others = rng.sample(others, min(EXAMPLE_EMBEDDING_CONTEXT, len(others)))
+        contrast = rng.sample(contrast, min(EXAMPLE_EMBEDDING_CONTEXT, len(contrast)))
+
+        def text(example: Any, n_incorrect: int) -> str:
+            shown, _ = highlighted_text(
+                example, n_incorrect=n_incorrect, threshold=HIGHLIGHT_THRESHOLD, highlighted=True
+            )
+            return shown
+
+        batch = ExampleEmbeddingBatch(
+            negative_examples=[text(e, n_active) for e in contrast],
+            positive_examples=[text(e, 0) for e in others],
+            positive_query=text(positive_query, 0),
+            negative_query=text(negatives[q_neg], n_active),
+            quantile_positive_query=positive_query.quantile,
+            distance_negative_query=float(negatives[q_neg].distance),
+        )
+        batches.append((batch, q_pos))
+    return batches
 
 
 async def run_example_embedding(ctx: ScoreContext) -> ScoreResult:
@@ -86,20 +136,17 @@ async def run_example_embedding(ctx: ScoreContext) -> ScoreResult:
             f"activating and {EXAMPLE_EMBEDDING_MIN_NON_ACTIVATING} non-activating records "
             f"(got {n_act} and {n_non})"
         )
-    record = LatentRecord(Latent("latent", 0))
-    record.train = ctx.split.activating
-    record.test = ctx.split.activating
-    record.not_active = ctx.split.non_activating
-    scorer = ExampleEmbeddingScorer(ctx.embedding.model, seed=ctx.params.seed)
+    scorer = ExampleEmbeddingScorer(ctx.embedding.model)
+    rng = random.Random(ctx.params.seed)
 
-    def compute() -> list[tuple[Any, float, float]]:
-        batches = scorer._create_batches(record, number_batches=ctx.params.batches)
-        return [(b, *scorer.compute_batch_deltas(b)) for b in batches]
+    def compute() -> list[tuple[Any, int, float, float]]:
+        batches = example_batches(ctx.split, ctx.params.batches, rng)
+        return [(b, q, *scorer.compute_batch_deltas(b)) for b, q in batches]
 
     deltas = await ctx.embedding.run(compute)
     items = []
     hits: list[float] = []
-    for batch, positive, negative in deltas:
+    for batch, _, positive, negative in deltas:
         # Two decisions per batch: the activating query sits closer to the activating examples
         # (delta_positive > 0), and the non-activating query does not (delta_negative < 0).
         hit = ((positive > 0) + (negative < 0)) / 2
@@ -113,8 +160,12 @@ async def run_example_embedding(ctx: ScoreContext) -> ScoreResult:
                 correct=hit == 1.0,
             )
         )
+    small = metrics.small_sample_note(n_act, n_non)
     return ScoreResult(
         score=metrics.finite(float(np.mean(hits)), "Example-embedding accuracy"),
         breakdown=items,
-        confidence_interval=metrics.mean_interval(hits),
+        chance=0.5,
+        # Batches that share an activating query are one cluster.
+        confidence_interval=metrics.mean_interval(hits, [q for _, q, _, _ in deltas]),
+        notes=[small] if small else [],
     )

@@ -21,6 +21,7 @@ from autointerp_grpc.delphi_compat import (
 from autointerp_grpc.errors import InvalidArgument
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.methods.spec import ExplainContext, MethodSpec, Needs
+from autointerp_grpc.prompts.neuronpedia import NP_TEXTS, NP_WINDOW
 
 
 def _record(ctx: ExplainContext) -> LatentRecord:
@@ -42,9 +43,27 @@ def _build_default(ctx: ExplainContext) -> tuple[Explainer, LatentRecord]:
     return explainer, _record(ctx)
 
 
+def _fires(example: Any) -> bool:
+    return example.activations.numel() > 0 and float(example.activations.max()) > 0
+
+
 def _build_contrastive(ctx: ExplainContext) -> tuple[Explainer, LatentRecord]:
+    """delphi's ContrastiveExplainer lists ``record.train`` under "ACTIVATING EXAMPLES" and
+    ``record.not_active`` under "NON-ACTIVATING EXAMPLES".
+
+    Only records of ``activations`` with a positive activation go under activating examples;
+    records that never exceed 0 are left out of the prompt altogether. They are not moved to
+    the non-activating side: the caller's ``non_activating`` records are required here (so
+    that side is never empty) and stay the only negatives shown, labelled by the caller.
+    """
     if not ctx.non_activating:
         raise InvalidArgument("non_activating is required by the contrastive explainer")
+    activating = [e for e in ctx.activating if _fires(e)]
+    if not activating:
+        raise InvalidArgument(
+            "the contrastive explainer needs at least one record of activations with a "
+            "positive activation value"
+        )
     p = ctx.params
     explainer = ContrastiveExplainer(
         ctx.client,
@@ -53,7 +72,9 @@ def _build_contrastive(ctx: ExplainContext) -> tuple[Explainer, LatentRecord]:
         max_examples=p.max_examples,
         max_non_activating=p.max_non_activating,
     )
-    return explainer, _record(ctx)
+    record = _record(ctx)
+    record.train = activating
+    return explainer, record
 
 
 @dataclass
@@ -71,13 +92,15 @@ class OaiTokenActPairExplainer(Explainer):
 
 @dataclass
 class NpMaxActExplainer(Explainer):
-    """Neuronpedia's max-activation format (optionally with next tokens and top logits)."""
+    """Neuronpedia's max-activation format (optionally with next tokens and top logits); see
+    :mod:`autointerp_grpc.prompts.neuronpedia` for the anchor files (hijohnnylin/neuronpedia
+    apps/webapp/lib/external/autointerp-explainer-acts.ts and -logits.ts)."""
 
-    top_tokens: int = 10
-    top_texts: int = 10
-    window: int = 8
+    top_tokens: int = NP_TEXTS
+    top_texts: int = NP_TEXTS
+    window: int = NP_WINDOW
     logits: bool = False
-    next_tokens: int = 10
+    next_tokens: int = NP_TEXTS
     top_positive_logits: list[str] = field(default_factory=list)
 
     def _build_prompt(self, examples: list[Any]) -> list[dict]:
@@ -151,16 +174,16 @@ EXPLAINERS: tuple[MethodSpec, ...] = (
     MethodSpec(
         name="np_max_act",
         kind=pb.METHOD_KIND_EXPLAINER,
-        description="Neuronpedia max-activation format: top tokens and windowed top texts; "
-        "a 1-6 word explanation.",
+        description="Neuronpedia max-activation format (np_max-act): each top text's max "
+        "token and the text around it; a 1-6 word explanation.",
         needs=Needs(llm=True),
         run=_build_np_max_act,
     ),
     MethodSpec(
         name="np_max_act_logits",
         kind=pb.METHOD_KIND_EXPLAINER,
-        description="np_max_act plus the tokens right after the max token and the top "
-        "positive logits.",
+        description="Neuronpedia np_max-act-logits: np_max_act plus the token right after "
+        "each max token and the top positive logits.",
         needs=Needs(llm=True, logits=True),
         run=_build_np_max_act_logits,
     ),

@@ -12,11 +12,12 @@ from autointerp_grpc.delphi_compat import (
     Latent,
     LatentRecord,
 )
-from autointerp_grpc.errors import UpstreamBadResponse
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.methods import metrics
 from autointerp_grpc.methods.scoring import (
     bounded_gather,
+    coverage_of,
+    require_coverage,
 )
 from autointerp_grpc.methods.spec import ScoreContext, ScoreResult
 
@@ -41,7 +42,10 @@ class Intruder(IntruderScorer):
 
     async def _generate(self, sample: IntruderSentence) -> IntruderResult:
         result = await super()._generate(sample)
-        if result.sample is None:
+        # delphi checks the answer against n_examples_shown, but a prompt shows fewer examples
+        # when the latent has few activating records: an index past the last one is no
+        # answer, not a wrong one.
+        if result.sample is None or not 0 <= result.prediction < len(sample.examples):
             return IntruderResult(
                 sample=sample,
                 prediction=_UNANSWERED,
@@ -67,7 +71,7 @@ async def run_intruder(ctx: ScoreContext) -> ScoreResult:
     scorer.request_concurrency = ctx.request_concurrency
     results: list[IntruderResult] = (await scorer(record)).score
     items = []
-    correct: list[bool] = []
+    correct: list[float] = []
     for result in results:
         sample = result.sample
         assert sample is not None
@@ -79,16 +83,18 @@ async def run_intruder(ctx: ScoreContext) -> ScoreResult:
         if result.prediction != _UNANSWERED:
             item.predicted_index = result.prediction
             item.correct = bool(result.correct)
-            correct.append(bool(result.correct))
+            correct.append(float(result.correct))
         items.append(item)
-    if not correct:
-        if ctx.client.errors:
-            raise ctx.client.errors[0]
-        raise UpstreamBadResponse(
-            "The scorer model gave no usable answer ('[RESPONSE]: <index>') for any prompt"
-        )
+    coverage = coverage_of(items, by_class=False)
+    notes = require_coverage(coverage, ctx.min_answered, ctx.client.errors, what="prompts")
+    # A blind pick is right once in as many options as its prompt shows.
+    chance = float(np.mean([1 / len(r.sample.examples) for r in results if r.sample]))
+    small = metrics.small_sample_note(len(correct), len(correct))
     return ScoreResult(
         score=metrics.finite(float(np.mean(correct)), "Intruder accuracy"),
         breakdown=items,
-        confidence_interval=metrics.mean_interval([float(c) for c in correct]),
+        chance=chance,
+        confidence_interval=metrics.mean_interval(correct),
+        notes=[*notes, *([small] if small else [])],
+        coverage=coverage,
     )

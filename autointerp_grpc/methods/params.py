@@ -93,3 +93,14 @@ def describe(descriptor: Descriptor, comments: dict[str, str]) -> list[pb.Parame
             info.maximum = spec.maximum
         infos.append(info)
     return infos
+
+
+def field_value(message: Message, name: str, where: str) -> Any:
+    """A top-level parameter of a request (e.g. ScoreRequest.min_answered): the sent value,
+    checked against its ParameterSpec, or its default."""
+    field = message.DESCRIPTOR.fields_by_name[name]
+    if field.has_presence and message.HasField(name):
+        value = getattr(message, name)
+        check_value(field, value, where)
+        return value
+    return _default(field)

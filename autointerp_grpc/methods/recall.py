@@ -55,4 +55,18 @@ async def run_recall(ctx: ScoreContext) -> ScoreResult:
             items[i].correct = answer == items[i].activating
 
     await bounded_gather([lambda b=b: judge(b) for b in batches], ctx.request_concurrency)
-    return classifier_result(items, client.errors, [])
+    prompt_of = {i: number for number, batch in enumerate(batches) for i in batch}
+    real = [i for i, item in enumerate(items) if not item.decoy]
+    # The headline is measured on the caller's records alone; the decoys are reported apart.
+    result = classifier_result(
+        [items[i] for i in real],
+        client.errors,
+        [],
+        ctx.min_answered,
+        [prompt_of[i] for i in real],
+    )
+    result.breakdown = items
+    judged = [item.prediction for item in items if item.decoy and item.HasField("prediction")]
+    if judged:
+        result.extra_metrics["decoy_rejection"] = sum(not p for p in judged) / len(judged)
+    return result

@@ -10,7 +10,7 @@ from typing import TypeVar
 from autointerp_grpc.delphi_compat import (
     ClassifierOutput,
 )
-from autointerp_grpc.errors import AutoInterpError, UpstreamBadResponse
+from autointerp_grpc.errors import AutoInterpError, Unavailable, UpstreamBadResponse
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.methods import metrics
 from autointerp_grpc.methods.spec import ScoreResult
@@ -34,27 +34,84 @@ async def bounded_gather(calls: Sequence[Callable[[], Awaitable[T]]], limit: int
     return await asyncio.gather(*(run(c) for c in calls))
 
 
-def require_answers(truth: Sequence[bool], errors: Sequence[AutoInterpError]) -> None:
-    """Raise unless the answered items hold both classes.
+BALANCED_ACCURACY_CHANCE = 0.5
+
+
+def coverage_of(items: Sequence[pb.ScoreBreakdownItem], *, by_class: bool) -> pb.Coverage:
+    """Answered items (those with a prediction, or with predicted activations for the
+    simulator, or a predicted index for the intruder), per class when ``by_class``."""
+
+    def answered(item: pb.ScoreBreakdownItem) -> bool:
+        return (
+            item.HasField("prediction")
+            or item.HasField("predicted_index")
+            or len(item.predicted_activations) > 0
+        )
+
+    coverage = pb.Coverage(total=len(items), answered=sum(answered(i) for i in items))
+    if by_class:
+        for item in items:
+            if item.activating:
+                coverage.activating_total += 1
+                coverage.activating_answered += answered(item)
+            else:
+                coverage.non_activating_total += 1
+                coverage.non_activating_answered += answered(item)
+    return coverage
+
+
+def _fraction(answered: int, total: int) -> float:
+    return answered / total if total else 1.0
+
+
+def require_coverage(
+    coverage: pb.Coverage,
+    min_answered: float,
+    errors: Sequence[AutoInterpError],
+    what: str = "examples",
+) -> list[str]:
+    """The coverage floor: unanswered items are not evidence.
 
     Nothing answered raises the first upstream error (rejected key, no credits, rate limit,
-    provider down) or, when every answer arrived but none could be used, says so. Answers for
-    only one class leave balanced accuracy undefined and raise too, rather than report a
-    one-sided number as the score.
+    provider down) or says that no answer had the expected format. Below ``min_answered``
+    (per class when the coverage has classes) the scorer refuses with UNAVAILABLE naming the
+    counts. Above it, the notes returned name what was left out and any provider failures.
     """
-    if not truth:
+    if coverage.answered == 0:
         if errors:
             raise errors[0]
         raise UpstreamBadResponse(
-            "The scorer model returned no usable predictions: none of its answers had the "
-            "expected format. Try again or use another model"
+            f"The scorer model gave no usable answer for any of the {coverage.total} {what}: "
+            "none had the expected format. Try again or use another model"
         )
-    if len(set(truth)) < 2:
-        kind = "activating" if truth[0] else "non-activating"
-        raise UpstreamBadResponse(
-            f"The scorer model answered only for {kind} examples; balanced accuracy needs "
-            "answers for both kinds. Try again"
+    by_class = coverage.activating_total + coverage.non_activating_total > 0
+    if by_class:
+        counts = (
+            f"{coverage.activating_answered}/{coverage.activating_total} activating and "
+            f"{coverage.non_activating_answered}/{coverage.non_activating_total} "
+            f"non-activating {what}"
         )
+        lowest = min(
+            _fraction(coverage.activating_answered, coverage.activating_total),
+            _fraction(coverage.non_activating_answered, coverage.non_activating_total),
+        )
+    else:
+        counts = f"{coverage.answered}/{coverage.total} {what}"
+        lowest = _fraction(coverage.answered, coverage.total)
+    cause = (
+        f"{len(errors)} LLM call(s) failed ({errors[0].message})"
+        if errors
+        else "the other answers did not have the expected format"
+    )
+    if lowest < min_answered:
+        raise Unavailable(
+            f"Only {counts} got a usable answer, below the floor of {min_answered:.0%}"
+            f"{' per class' if by_class else ''} (minAnswered); {cause}. No score is reported "
+            "from so few answers; try again or use another model"
+        )
+    if coverage.answered < coverage.total:
+        return [f"Scored on the {counts} that got a usable answer; {cause}."]
+    return []
 
 
 def index_by_tokens(split: Split) -> dict[int, int]:
@@ -64,23 +121,45 @@ def index_by_tokens(split: Split) -> dict[int, int]:
 
 
 def classifier_result(
-    items: list[pb.ScoreBreakdownItem], errors: Sequence[AutoInterpError], notes: list[str]
+    items: list[pb.ScoreBreakdownItem],
+    errors: Sequence[AutoInterpError],
+    notes: list[str],
+    min_answered: float,
+    clusters: Sequence[int],
 ) -> ScoreResult:
-    """Balanced accuracy, every classifier metric and its interval, from breakdown items."""
-    answered = [i for i in items if i.HasField("prediction")]
-    truth = [i.activating for i in answered]
-    require_answers(truth, errors)
-    predicted = [i.prediction for i in answered]
-    probabilities = [i.probability if i.HasField("probability") else None for i in answered]
+    """Balanced accuracy, every classifier metric and its interval, from breakdown items;
+    ``clusters[i]`` is the prompt item i was shown in (the interval treats a prompt's items
+    as correlated)."""
+    coverage = coverage_of(items, by_class=True)
+    notes = [*notes, *require_coverage(coverage, min_answered, errors)]
+    answered = [i for i, item in enumerate(items) if item.HasField("prediction")]
+    truth = [items[i].activating for i in answered]
+    if len(set(truth)) < 2:
+        kind = "activating" if truth[0] else "non-activating"
+        raise UpstreamBadResponse(
+            f"The scorer model answered only for {kind} examples; balanced accuracy needs "
+            "answers for both kinds. Try again"
+        )
+    predicted = [items[i].prediction for i in answered]
+    probabilities = [
+        items[i].probability if items[i].HasField("probability") else None for i in answered
+    ]
     classifier = metrics.classifier_metrics(
         truth, predicted, probabilities, unanswered=len(items) - len(answered)
+    )
+    small = metrics.small_sample_note(
+        coverage.activating_answered, coverage.non_activating_answered
     )
     return ScoreResult(
         score=metrics.finite(classifier.balanced_accuracy, "Balanced accuracy"),
         breakdown=items,
+        chance=BALANCED_ACCURACY_CHANCE,
         classifier=classifier,
-        confidence_interval=metrics.balanced_accuracy_interval(truth, predicted),
-        notes=notes,
+        confidence_interval=metrics.balanced_accuracy_interval(
+            truth, predicted, [clusters[i] for i in answered]
+        ),
+        notes=[*notes, *([small] if small else [])],
+        coverage=coverage,
     )
 
 

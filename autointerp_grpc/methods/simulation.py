@@ -9,6 +9,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from autointerp_grpc.delphi_compat import (
     JSON_MAX_TOKENS,
     NeuronSimulator,
@@ -18,6 +20,8 @@ from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.methods import metrics
 from autointerp_grpc.methods.scoring import (
     bounded_gather,
+    coverage_of,
+    require_coverage,
 )
 from autointerp_grpc.methods.spec import ScoreContext, ScoreResult
 from autointerp_grpc.records import Split
@@ -104,7 +108,7 @@ async def run_simulation(ctx: ScoreContext) -> ScoreResult:
     predictions = await bounded_gather(
         [lambda e=e: simulate(list(e.str_tokens)) for e in records], ctx.request_concurrency
     )
-    return _simulation_result(ctx.split, predictions, client.errors, notes)
+    return _simulation_result(ctx.split, predictions, client.errors, notes, ctx.min_answered)
 
 
 def _simulation_result(
@@ -112,6 +116,7 @@ def _simulation_result(
     predictions: list[list[float] | None],
     errors: Sequence[AutoInterpError],
     notes: list[str],
+    min_answered: float,
 ) -> ScoreResult:
     records = split.in_order
     activating = split.activating_indices
@@ -132,35 +137,44 @@ def _simulation_result(
                 item.correlation = correlation
             answered.append((true, predicted))
         items.append(item)
-    if not answered:
-        if errors:
-            raise errors[0]
-        raise UpstreamBadResponse(
-            "The simulator model gave no usable answer for any record (each must list one "
-            "activation from 0 to 10 per token)"
-        )
-    if len(answered) < len(records):
-        notes.append(f"{len(records) - len(answered)} record(s) unanswered and left out.")
+    coverage = coverage_of(items, by_class=True)
+    notes = [*notes, *require_coverage(coverage, min_answered, errors, what="records")]
+
+    # Per record: n, sum x, sum y, sum xx, sum yy, sum xy; a pooled correlation over any
+    # resample of records is then a few sums (the interval resamples records many times).
+    sums = np.array(
+        [
+            [len(t), np.sum(t), np.sum(p), np.dot(t, t), np.dot(p, p), np.dot(t, p)]
+            for t, p in ((np.asarray(t, float), np.asarray(p, float)) for t, p in answered)
+        ]
+    ).reshape(-1, 6)
 
     def pooled(indices: Sequence[int]) -> float:
-        true = [v for i in indices for v in answered[i][0]]
-        predicted = [v for i in indices for v in answered[i][1]]
-        value = metrics.pearson(true, predicted)
-        if value is None:
+        n, sx, sy, sxx, syy, sxy = sums[list(indices)].sum(axis=0)
+        var_x, var_y = n * sxx - sx * sx, n * syy - sy * sy
+        # Relative tolerance: float sums of a constant side leave a tiny residue.
+        if var_x <= 1e-12 * max(n * sxx, 1e-300) or var_y <= 1e-12 * max(n * syy, 1e-300):
             raise ValueError("constant")
-        return value
+        return float(np.clip((n * sxy - sx * sy) / np.sqrt(var_x * var_y), -1.0, 1.0))
 
     try:
         score = pooled(range(len(answered)))
     except ValueError:
-        score = 0.0
-        notes.append(
-            "The correlation is undefined (the simulated or the true activations are constant "
-            "over the answered records); reported as 0."
-        )
+        # A simulation that predicts the same value everywhere says nothing about the
+        # explanation: that is a failure to simulate, not a correlation of 0.
+        raise UpstreamBadResponse(
+            "The simulator model predicted the same activation for every token of every "
+            "answered record (or the answered records' true activations are constant), so "
+            "the correlation is undefined; try again or use another model"
+        ) from None
+    small = metrics.small_sample_note(
+        coverage.activating_answered, coverage.non_activating_answered
+    )
     return ScoreResult(
         score=metrics.finite(score, "The correlation", low=-1.0),
         breakdown=items,
+        chance=0.0,
         confidence_interval=metrics.bootstrap_interval(len(answered), pooled),
-        notes=notes,
+        notes=[*notes, *([small] if small else [])],
+        coverage=coverage,
     )

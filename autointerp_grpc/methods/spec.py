@@ -61,6 +61,8 @@ class ScoreContext:
     request_concurrency: int = 1
     client: LLMClient | None = None
     embedding: EmbeddingBackend | None = None
+    min_answered: float = 0.8
+    """Least answered fraction of items, per class where they have one (the coverage floor)."""
 
 
 @dataclass
@@ -69,9 +71,14 @@ class ScoreResult:
 
     score: float
     breakdown: list[pb.ScoreBreakdownItem]
+    chance: float
+    """What a judge that ignores the explanation scores in expectation here."""
     classifier: pb.ClassifierMetrics | None = None
     confidence_interval: pb.ConfidenceInterval | None = None
     notes: list[str] = field(default_factory=list)
+    coverage: pb.Coverage | None = None
+    extra_metrics: dict[str, float] = field(default_factory=dict)
+    """Results reported apart from the headline (recall's decoys)."""
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Sequence
@@ -18,11 +17,10 @@ MAX_ACTIVATION = 10
 SPARSE_FRACTION = 0.2
 """Below this fraction of non-zero shown tokens, the OpenAI-style prompt repeats them."""
 MAX_SHORT_EXPLANATION_WORDS = 12
-"""Longest label :func:`parse_short_explanation` accepts (the prompt asks for 1-6 words)."""
+"""Longest explanation :func:`parse_short_explanation` accepts (the prompt asks for 1-6
+words)."""
 RECORD_START = "<start>"
 RECORD_END = "<end>"
-MARK_OPEN = "[["
-MARK_CLOSE = "]]"
 
 
 def system_message(content: str) -> dict[str, str]:
@@ -47,27 +45,6 @@ def check_records(records: Sequence[Record]) -> list[tuple[list[str], list[float
 def escape_token(token: str) -> str:
     """One-line form of a token: tabs, newlines and carriage returns become visible escapes."""
     return token.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-
-def visible(token: str) -> str:
-    """A token stripped for display; whitespace-only tokens stay visible as escapes."""
-    stripped = token.strip()
-    if stripped:
-        return escape_token(stripped)
-    if not token:
-        return "(empty)"
-    return escape_token(token).replace(" ", "\u2423")  # open box: a visible space
-
-
-def distinct_displays(tokens: Sequence[str]) -> list[str]:
-    """Display forms of distinct raw tokens; tokens that strip to the same text are shown
-    quoted with their whitespace so they stay distinguishable."""
-    plain = [visible(token) for token in tokens]
-    collisions = {text for text in plain if plain.count(text) > 1}
-    return [
-        json.dumps(token, ensure_ascii=False) if text in collisions else text
-        for token, text in zip(tokens, plain, strict=True)
-    ]
 
 
 # --------------------------------------------------------------------------------------------

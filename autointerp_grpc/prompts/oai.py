@@ -81,21 +81,36 @@ def _oai_user_message(records: Sequence[tuple[list[str], list[float]]]) -> str:
     return "\n\n".join(parts)
 
 
+def _top_records(
+    records: list[tuple[list[str], list[float]]], count: int
+) -> list[tuple[list[str], list[float]]]:
+    """The ``count`` records with the largest activations, largest first (ties keep request
+    order): OpenAI's explainer is shown a neuron's top-activating records, in that order
+    (openai/automated-interpretability, neuron_explainer/activations/activations.py:
+    ``most_positive_activation_records``, sliced for the train split)."""
+    ranked = sorted(range(len(records)), key=lambda i: -max(records[i][1], default=-math.inf))
+    return [records[i] for i in ranked[:count]]
+
+
 def oai_token_act_pair_messages(
     records: Sequence[Record], max_records: int = 20
 ) -> list[dict[str, str]]:
     """Chat messages asking for an explanation in the OpenAI neuron-explainer format.
 
-    The first ``max_records`` records are shown in the order given, one ``token<TAB>activation``
-    line per token between ``<start>``/``<end>`` lines. Activations are scaled to integers
-    0-10 by the largest activation over all shown records (``floor(10 * v / max)``, negatives
-    clamp to 0, an all-zero set shows all 0). When fewer than 20% of the shown tokens are
-    non-zero, the non-zero lines are repeated in a second section. The answer completes
-    "the main thing this neuron does is find"; parse it with :func:`parse_oai_answer`.
+    The ``max_records`` records with the largest activations are shown, largest first (ties
+    keep request order), one ``token<TAB>activation`` line per token between
+    ``<start>``/``<end>`` lines. Activations are scaled to integers 0-10 by the largest
+    activation over the shown records, as OpenAI's explainer does
+    (``neuron_explainer/explanations/explainer.py`` recomputes ``calculate_max_activation``
+    over the records it shows, and ``normalize_activations`` is ``min(10, floor(10 *
+    relu(v) / max))``): negatives clamp to 0, an all-zero set shows all 0. When fewer than
+    20% of the shown tokens are non-zero, the non-zero lines are repeated in a second
+    section. The answer completes "the main thing this neuron does is find"; parse it with
+    :func:`parse_oai_answer`.
     """
     if max_records < 1:
         raise ValueError("max_records must be at least 1")
-    shown = check_records(records[:max_records])
+    shown = _top_records(check_records(records), max_records)
     if not shown:
         raise ValueError("no records to show")
     example = check_records(_OAI_EXAMPLE)

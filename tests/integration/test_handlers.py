@@ -82,7 +82,7 @@ async def test_stock_delphi_drops_the_short_batch(deps) -> None:
 
 
 async def test_wrong_length_answers_are_unanswered_not_false(deps) -> None:
-    with pytest.raises(UpstreamBadResponse, match="no usable predictions"):
+    with pytest.raises(UpstreamBadResponse, match="no usable answer for any of the 14 examples"):
         await score_fuzz_detection(_score_request(model="m@fault=wrong_length"), deps)
 
 

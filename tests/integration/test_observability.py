@@ -1,4 +1,5 @@
-"""Metrics, request ids and structured logs."""
+"""Metrics, request ids and structured logs, in process; the JSON log lines of the process
+(its logging configuration) in a process of its own (slow)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,6 @@ from support import free_port, start_server, stop_server
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc
 
-pytestmark = pytest.mark.slow
-
 
 def _metric(text: str, name: str, **labels: str) -> float:
     """Sum of the samples of ``name`` whose labels include ``labels``."""
@@ -31,17 +30,17 @@ def _metric(text: str, name: str, **labels: str) -> float:
     return total
 
 
-def test_metrics_move_after_requests(server) -> None:
-    before = httpx.get(server.http_base + "/metrics").text
-    headers = {"X-SECRET-KEY": server.secret, "Content-Type": "application/json"}
-    assert httpx.post(server.http_base + "/v1/explain/default", content=SEED_EXPLAIN_BODY,
-                      headers=headers).status_code == 200  # fmt: skip
+async def test_metrics_move_after_requests(app) -> None:
+    before = (await app.rest.get("/metrics")).text
+    headers = {**app.headers, "Content-Type": "application/json"}
+    assert (await app.rest.post("/v1/explain/default", content=SEED_EXPLAIN_BODY,
+                                headers=headers)).status_code == 200  # fmt: skip
     body = json.dumps({"activations": cat_records(), "explanation": "cats"})
-    assert httpx.post(server.http_base + "/v1/score/embedding", content=body,
-                      headers=headers).status_code == 200  # fmt: skip
-    bad = httpx.post(server.http_base + "/v1/score/embedding", content=b"{", headers=headers)
+    assert (await app.rest.post("/v1/score/embedding", content=body,
+                                headers=headers)).status_code == 200  # fmt: skip
+    bad = await app.rest.post("/v1/score/embedding", content=b"{", headers=headers)
     assert bad.status_code == 400
-    after = httpx.get(server.http_base + "/metrics")
+    after = await app.rest.get("/metrics")
     assert after.status_code == 200
     text = after.text
 
@@ -59,27 +58,29 @@ def test_metrics_move_after_requests(server) -> None:
     assert moved("autointerp_embedding_batch_size_count") >= 1
     assert "autointerp_in_flight_requests" in text
     # Keys never become labels.
-    assert "YOUR_OPENROUTER_KEY" not in text and server.secret not in text
+    assert "YOUR_OPENROUTER_KEY" not in text and app.secret not in text
 
 
-async def test_request_ids_round_trip_on_both_doors(server) -> None:
-    headers = {"X-SECRET-KEY": server.secret, "x-request-id": "my-request-123"}
-    response = httpx.get(server.http_base + "/v1/methods", headers=headers)
+async def test_request_ids_round_trip_on_both_doors(app) -> None:
+    headers = {**app.headers, "x-request-id": "my-request-123"}
+    response = await app.rest.get("/v1/methods", headers=headers)
     assert response.headers["x-request-id"] == "my-request-123"
-    generated = httpx.get(server.http_base + "/v1/methods", headers={"X-SECRET-KEY": server.secret})
+    generated = await app.rest.get("/v1/methods", headers=app.headers)
     assert re.fullmatch(r"[0-9a-f]{32}", generated.headers["x-request-id"])
-    async with grpc.aio.insecure_channel(server.grpc_target) as channel:
+    async with grpc.aio.insecure_channel(app.grpc_target) as channel:
         call = pb_grpc.AutoInterpStub(channel).ListMethods(
             pb.ListMethodsRequest(),
-            metadata=(("x-secret-key", server.secret), ("x-request-id", "grpc-request-7")),
+            metadata=(*app.auth, ("x-request-id", "grpc-request-7")),
         )
         await call
         assert dict(await call.initial_metadata())["x-request-id"] == "grpc-request-7"
-    log = server.log_text()
+    log = app.log_text()
     assert "request_id=my-request-123" in log and "request_id=grpc-request-7" in log
 
 
+@pytest.mark.slow
 def test_json_log_lines(fake_llm, tmp_path) -> None:
+    # Needs a process: the JSON format is the logging configuration of `python server.py`.
     grpc_port, http_port = free_port(), free_port()
     log_path = tmp_path / "server.log"
     process = start_server(

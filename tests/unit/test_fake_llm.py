@@ -220,6 +220,7 @@ async def test_api_keys_are_checked_and_never_echoed(fake):
         "model",
         "status",
         "n_examples",
+        "prompt",
         "fault",
         "duration_ms",
     }

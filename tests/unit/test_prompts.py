@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -20,6 +21,11 @@ from autointerp_grpc.delphi_compat import (
     NeuronSimulator,
     NonActivatingExample,
 )
+from autointerp_grpc.errors import InvalidArgument
+from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+from autointerp_grpc.methods import explainers
+from autointerp_grpc.methods.params import spec_of
+from autointerp_grpc.methods.spec import ExplainContext
 from autointerp_grpc.prompts import (
     EXPLANATION_PREFIX,
     RECALL_DECOYS,
@@ -32,7 +38,17 @@ from autointerp_grpc.prompts import (
     recall_messages,
     strip_reasoning,
 )
+from autointerp_grpc.prompts.neuronpedia import NP_TEXTS, NP_WINDOW
+from autointerp_grpc.records import (
+    activating_example,
+    max_over_records,
+    non_activating_example,
+)
 from autointerp_grpc.testing.fake_llm import TEST_ONLY_MARKERS, request_kind
+
+# isort: split
+from delphi.latents import ActivatingExample as DelphiActivatingExample
+from delphi.latents.samplers import normalize_activations as delphi_normalize_activations
 
 CAT = (["The", " cat", " sat", " on", " the", " mat", "."], [0.0, 4.0, 0.0, 0.0, 0.0, 1.0, 0.0])
 DOG = (["A", " dog", " and", " a", " cat"], [0.0, -2.0, 0.0, 0.0, 8.0])
@@ -71,19 +87,39 @@ def test_oai_messages_shape_and_determinism():
 
 
 def test_oai_normalises_by_max_over_all_shown_records():
+    # What OpenAI's explainer sends for these records (openai/automated-interpretability,
+    # neuron_explainer/explanations/explainer.py with activation_records.py): the records
+    # by max activation, strongest first; each token as floor(10 * relu(v) / max) with max
+    # the largest activation over the shown records (8.0).
     blocks = _blocks(oai_token_act_pair_messages([CAT, DOG])[-1]["content"])
     assert blocks == [
-        [("The", 0), (" cat", 5), (" sat", 0), (" on", 0), (" the", 0), (" mat", 1), (".", 0)],
         [("A", 0), (" dog", 0), (" and", 0), (" a", 0), (" cat", 10)],  # negative clamps to 0
+        [("The", 0), (" cat", 5), (" sat", 0), (" on", 0), (" the", 0), (" mat", 1), (".", 0)],
     ]
+
+
+def test_oai_shows_the_top_records_by_max_activation():
+    low = (["a", " low", " one"], [0.0, 1.0, 0.0])
+    tie = (["Another", " cat"], [0.0, 4.0])  # ties with CAT (4.0): request order decides
+    records = [low, QUIET, CAT, DOG, tie]
+    firsts = [b[0][0] for b in _blocks(oai_token_act_pair_messages(records)[-1]["content"])]
+    assert firsts == ["A", "The", "Another", "a", "x"]
+    two = _blocks(oai_token_act_pair_messages(records, max_records=2)[-1]["content"])
+    assert [block[0][0] for block in two] == ["A", "The"]  # not the first two sent (low, QUIET)
+    # Normalised by the max over the records shown, not over the records sent.
+    shown = _blocks(oai_token_act_pair_messages([DOG, low, CAT], max_records=1)[-1]["content"])
+    assert shown == [[("A", 0), (" dog", 0), (" and", 0), (" a", 0), (" cat", 10)]]
+    shown = _blocks(oai_token_act_pair_messages([low, CAT], max_records=1)[-1]["content"])
+    assert shown[0][1] == (" cat", 10)
 
 
 def test_oai_all_zero_and_max_records_and_order():
     blocks = _blocks(oai_token_act_pair_messages([QUIET, QUIET])[-1]["content"])
     assert all(level == 0 for block in blocks for _, level in block)
     assert "non-zero" not in oai_token_act_pair_messages([QUIET])[-1]["content"]
-    blocks = _blocks(oai_token_act_pair_messages([DOG, CAT, QUIET], max_records=2)[-1]["content"])
-    assert [block[0][0] for block in blocks] == ["A", "The"]
+    for records in ([DOG, CAT, QUIET], [QUIET, CAT, DOG]):
+        blocks = _blocks(oai_token_act_pair_messages(records, max_records=2)[-1]["content"])
+        assert [block[0][0] for block in blocks] == ["A", "The"]
 
 
 def test_oai_repeats_non_zero_lines_only_when_sparse():
@@ -93,9 +129,9 @@ def test_oai_repeats_non_zero_lines_only_when_sparse():
     tail = sparse.split("<end>")[-1]
     assert "non-zero" in tail
     assert re.findall(r"^(.*)\t(\d+)$", tail, re.MULTILINE) == [
+        (" cat", "10"),
         (" cat", "5"),
         (" mat", "1"),
-        (" cat", "10"),
     ]
     assert "second time" in oai_token_act_pair_messages([CAT])[0]["content"]
 
@@ -149,80 +185,174 @@ def test_parse_oai_answer_rejects_empty(answer):
 # ------------------------------------------------------------------------------------------
 
 
-def _record(words: list[str], peak: int, value: float = 5.0) -> tuple[list[str], list[float]]:
-    values = [0.0] * len(words)
-    values[peak] = value
-    return words, values
+# The records of the fixtures below, sent in this order. Ranked as Neuronpedia ranks them
+# (largest value first, a repeated text once): CAT_NL (9), BANG (5), NUMBERS (3), HELLO (0.5);
+# CAT_NL_AGAIN repeats CAT_NL's text and QUIET never fires.
+CAT_NL_AGAIN = (["The", " cat", "\n", "sat", " on", " the", " mat"], [0, 2.0, 0, 0, 0, 0, 0])
+NUMBERS = ([f" {i}" for i in range(60)], [3.0 if i == 30 else 0.0 for i in range(60)])
+CAT_NL = (["The", " cat", "\n", "sat", " on", " the", " mat"], [0, 9.0, 0, 0, 0, 0, 1.0])
+HELLO = (["\u2581Hello", "\u2581world"], [0.5, 0.5])  # a tie: the first max counts
+BANG = (["x", " y", "!"], [0.0, 0.0, 5.0])  # the max token is the last one
+NP_RECORDS = [CAT_NL_AGAIN, NUMBERS, QUIET, CAT_NL, HELLO, BANG]
+NUMBERS_TEXT = (  # 24 tokens either side of " 30", joined as they are
+    " 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35"
+    " 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54"
+)
+
+# What Neuronpedia's webapp sends as the last user message for NP_RECORDS
+# (hijohnnylin/neuronpedia apps/webapp/lib/external/autointerp-explainer-acts.ts and
+# autointerp-explainer-logits.ts, with the records chosen as in
+# apps/webapp/app/api/explanation/generate/route.tsx; "▁" read as a space as in
+# hijohnnylin/automated-interpretability's MaxActivationExplainer).
+NP_MAX_ACT_USER = (
+    "\n\nNeuron 4\n\n"
+    "<MAX_ACTIVATING_TOKENS>\n\n"
+    "cat\n!\n30\nHello\n\n"
+    "</MAX_ACTIVATING_TOKENS>\n\n\n"
+    "<TOP_ACTIVATING_TEXTS>\n\n"
+    "The cat  sat on the mat\n"  # a newline token is written as two spaces
+    "x y!\n"
+    f"{NUMBERS_TEXT}\n"
+    " Hello world\n\n"
+    "</TOP_ACTIVATING_TEXTS>\n\n\n"
+    "Explanation of neuron 4 behavior: "
+)
+NP_MAX_ACT_LOGITS_USER = (
+    "\n\nNeuron 5\n\n"
+    "<TOKENS_AFTER_MAX_ACTIVATING_TOKEN>\n\n"
+    "\n\n31\nworld\n\n"  # after " cat" comes "\n" (empty once removed); "!" is last
+    "</TOKENS_AFTER_MAX_ACTIVATING_TOKEN>\n\n\n"
+    "<MAX_ACTIVATING_TOKENS>\n\n"
+    "cat\n!\n30\nHello\n\n"
+    "</MAX_ACTIVATING_TOKENS>\n\n\n"
+    "<TOP_POSITIVE_LOGITS>\n\n"
+    "purr\nmeow\nhiss\n\n"
+    "</TOP_POSITIVE_LOGITS>\n\n\n"
+    "<TOP_ACTIVATING_TEXTS>\n\n"
+    "The cat  sat on the mat\n"
+    "x y!\n"
+    f"{NUMBERS_TEXT}\n"
+    " Hello world\n\n"
+    "</TOP_ACTIVATING_TEXTS>\n\n\n"
+    "Explanation of neuron 5 behavior: "
+)
+NP_LOGITS = ["\u2581purr", " meow\n", "hiss"]
+
+_NP_TURN_RE = re.compile(
+    r"\n\nNeuron (\d+)\n\n(?:<(\w+)>\n\n.*?\n\n</\2>\n\n\n)+Explanation of neuron \1 behavior: ",
+    re.DOTALL,
+)
 
 
-LONG = [f" w{i}" for i in range(30)]
+def _np_lists(content: str) -> dict[str, list[str]]:
+    """The tagged lists of a Neuronpedia-style user message, line by line."""
+    return {
+        tag: body.split("\n")
+        for tag, body in re.findall(r"<(\w+)>\n\n(.*?)\n\n</\1>", content, re.DOTALL)
+    }
 
 
-def test_np_messages_shape_and_determinism():
-    records = [CAT, DOG]
-    messages = np_max_act_messages(records)
+def test_np_max_act_user_message_is_neuronpedias():
+    messages = np_max_act_messages(NP_RECORDS)
+    assert messages[-1] == {"role": "user", "content": NP_MAX_ACT_USER}
+
+
+def test_np_max_act_logits_user_message_is_neuronpedias():
+    messages = np_max_act_messages(NP_RECORDS, logits=True, top_positive_logits=NP_LOGITS)
+    assert messages[-1] == {"role": "user", "content": NP_MAX_ACT_LOGITS_USER}
+    # No logits given: the list is there, empty (as the Python library sends it).
+    empty = np_max_act_messages(NP_RECORDS, logits=True)[-1]["content"]
+    assert "<TOP_POSITIVE_LOGITS>\n\n\n\n</TOP_POSITIVE_LOGITS>" in empty
+
+
+@pytest.mark.parametrize(
+    ("logits", "tags", "examples"),
+    [
+        (False, ["MAX_ACTIVATING_TOKENS", "TOP_ACTIVATING_TEXTS"], 3),
+        (
+            True,
+            [
+                "TOKENS_AFTER_MAX_ACTIVATING_TOKEN",
+                "MAX_ACTIVATING_TOKENS",
+                "TOP_POSITIVE_LOGITS",
+                "TOP_ACTIVATING_TEXTS",
+            ],
+            4,
+        ),
+    ],
+)
+def test_np_messages_system_prompt_and_few_shot_shape(logits, tags, examples):
+    messages = np_max_act_messages(NP_RECORDS, logits=logits, top_positive_logits=NP_LOGITS)
     _shape(messages)
-    assert len(messages) == 2
-    assert messages[0]["content"].startswith("You name features of a language model.")
-    assert "1 to 6 words" in messages[0]["content"]
-    assert "pushes the model" not in messages[0]["content"]
-    assert messages == np_max_act_messages(records)
-    logits = np_max_act_messages(records, logits=True, top_positive_logits=["dogs"])
-    assert logits[0]["content"].startswith(messages[0]["content"].split("\n\n")[0])
-    assert "pushes the model" in logits[0]["content"]
-
-
-def test_np_top_tokens_rank_by_activation_and_stay_distinguishable():
-    records = [
-        _record(["a", " cat", "b"], 1, 3.0),
-        _record(["a", " dog", "b"], 1, 9.0),
-        _record(["a", "cat", "b"], 1, 2.0),  # strips like " cat": both shown quoted
-        _record(["a", "\n", "b"], 1, 1.0),  # whitespace-only stays visible
-        _record(["a", " dog", "b"], 1, 1.0),  # repeat: counted once
-        _record(["a", " never", "b"], 1, 0.0),  # no positive activation: left out
+    assert messages == np_max_act_messages(NP_RECORDS, logits=logits, top_positive_logits=NP_LOGITS)
+    # system, one user/assistant turn per few-shot example, then this latent.
+    assert [m["role"] for m in messages] == [
+        "system",
+        *["user", "assistant"] * examples,
+        "user",
     ]
-    content = np_max_act_messages(records, top_tokens=4)[-1]["content"]
-    section = content.split("\n\n")[0].splitlines()
-    assert section[1:] == ["- dog", '- " cat"', '- "cat"', "- \\n"]
-    content = np_max_act_messages(records, top_tokens=2)[-1]["content"]
-    assert content.split("\n\n")[0].splitlines()[1:] == ["- dog", "- cat"]
-    assert "never" not in content
-
-
-def test_np_windows_are_marked_ranked_and_clipped():
-    records = [_record(LONG, 15, 2.0), _record(LONG, 1, 7.0), _record(["\n", " x"], 0, 1.0)]
-    content = np_max_act_messages(records, window=3, top_texts=3)[-1]["content"]
-    texts = content.split("\n\n")[1].splitlines()[1:]
-    assert texts == [
-        "1. w0 [[w1]] w2 w3 w4",  # clipped at the start, strongest first
-        "2. w12 w13 w14 [[w15]] w16 w17 w18",
-        "3. [[\\n]] x",
-    ]
-    content = np_max_act_messages(records, window=0, top_texts=1)[-1]["content"]
-    assert content.split("\n\n")[1].splitlines()[1:] == ["1. [[w1]]"]
-    assert "right after" not in content
-
-
-def test_np_logits_sections():
-    records = [
-        _record(["I", " love", " cats", "!"], 2, 9.0),
-        _record(["two", " cats", " sleep"], 1, 5.0),
-        _record(["no", " cats"], 1, 4.0),  # nothing after the peak
-        _record(["my", " cats", "!"], 1, 3.0),
-    ]
-    messages = np_max_act_messages(
-        records, logits=True, top_positive_logits=[" purr", "purr", " meow", " purr"]
+    system = messages[0]["content"]
+    assert "1-6 words" in system
+    assert all(f"- {tag}:" in system for tag in tags)
+    methods = re.findall(r"^Method (\d+): Look at (\w+)", system, re.MULTILINE)
+    assert methods == [(str(n), tag) for n, tag in enumerate(tags, start=1)] or (
+        # np_max_act_logits: methods in the anchor's order, max tokens first
+        methods
+        == [
+            ("1", "MAX_ACTIVATING_TOKENS"),
+            ("2", "TOKENS_AFTER_MAX_ACTIVATING_TOKEN"),
+            ("3", "TOP_POSITIVE_LOGITS"),
+            ("4", "TOP_ACTIVATING_TEXTS"),
+        ]
     )
-    assert "pushes the model" in messages[0]["content"]
-    sections = messages[-1]["content"].split("\n\n")
-    assert len(sections) == 4
-    assert sections[2].splitlines()[1:] == ["- !", "- sleep"]
-    assert sections[3].splitlines()[1:] == ['- " purr"', '- "purr"', "- meow"]
-    one = np_max_act_messages(records, logits=True, next_tokens=1)[-1]["content"].split("\n\n")
-    assert len(one) == 3  # no promoted tokens given: no section (d)
-    assert one[2].splitlines()[1:] == ["- !"]
-    alone = np_max_act_messages([records[2]], logits=True)[-1]["content"]
-    assert alone.split("\n\n")[2].splitlines()[1:] == ["(none)"]
+    assert ("say [the pattern]" in system) is logits
+    assert "Explanation: " in system
+    for number, (user, assistant) in enumerate(
+        zip(messages[1:-1:2], messages[2:-1:2], strict=True), start=1
+    ):
+        match = _NP_TURN_RE.fullmatch(user["content"])
+        assert match is not None and int(match.group(1)) == number
+        assert list(_np_lists(user["content"])) == tags
+        lists = _np_lists(user["content"])
+        assert len(lists["MAX_ACTIVATING_TOKENS"]) == len(lists["TOP_ACTIVATING_TEXTS"]) == 2
+        answer = assistant["content"].split("\n")
+        assert answer[0].startswith("Method 1 ")
+        assert answer[-1].startswith("Explanation: ")
+        label = parse_short_explanation(assistant["content"])
+        assert label == answer[-1].removeprefix("Explanation: ")
+        assert 1 <= len(label.split()) <= 6
+    assert _NP_TURN_RE.fullmatch(messages[-1]["content"]).group(1) == str(examples + 1)
+    assert list(_np_lists(messages[-1]["content"])) == tags
+
+
+def test_np_window_and_list_lengths():
+    assert NP_WINDOW == 24 and NP_TEXTS == 10
+    texts = _np_lists(np_max_act_messages([NUMBERS], window=2)[-1]["content"])
+    assert texts["TOP_ACTIVATING_TEXTS"] == [" 28 29 30 31 32"]
+    texts = _np_lists(np_max_act_messages([NUMBERS], window=0)[-1]["content"])
+    assert texts["TOP_ACTIVATING_TEXTS"] == [" 30"]
+    early = ([f" {i}" for i in range(10)], [1.0 if i == 1 else 0.0 for i in range(10)])
+    texts = _np_lists(np_max_act_messages([early], window=3)[-1]["content"])
+    assert texts["TOP_ACTIVATING_TEXTS"] == [" 0 1 2 3 4"]  # clipped at the start
+    lists = _np_lists(
+        np_max_act_messages(NP_RECORDS, top_texts=2, top_tokens=1, logits=True, next_tokens=1)[-1][
+            "content"
+        ]
+    )
+    assert lists["TOP_ACTIVATING_TEXTS"] == ["The cat  sat on the mat", "x y!"]
+    assert lists["MAX_ACTIVATING_TOKENS"] == ["cat"]
+    assert lists["TOKENS_AFTER_MAX_ACTIVATING_TOKEN"] == [""]
+    # Eleven records: Neuronpedia's ten strongest are shown.
+    many = [([f"w{i}", " x"], [float(i), 0.0]) for i in range(11)]
+    lists = _np_lists(np_max_act_messages(many)[-1]["content"])
+    assert lists["MAX_ACTIVATING_TOKENS"] == [f"w{i}" for i in range(10, 0, -1)]
+
+
+def test_np_explainer_uses_neuronpedias_window():
+    # The proto's NpMaxActParams.window default is Neuronpedia's 24.
+    field = pb.NpMaxActParams.DESCRIPTOR.fields_by_name["window"]
+    assert json.loads(spec_of(field).default_value) == NP_WINDOW == 24
+    assert explainers.NpMaxActExplainer(None).window == NP_WINDOW
 
 
 def test_np_rejects_bad_input():
@@ -235,12 +365,32 @@ def test_np_rejects_bad_input():
 @pytest.mark.parametrize(
     ("answer", "label"),
     [
+        # Answers in the anchor's shape: the methods, then "Explanation: ...".
+        (
+            "Method 1 succeeds: All MAX_ACTIVATING_TOKENS (banana, kiwi) are fruits.\n"
+            "Explanation: fruits",
+            "fruits",
+        ),
+        (
+            "Method 1 fails: (is, Room) differ.\nMethod 2 succeeds: all 7.\nExplanation: say 7.",
+            "say 7",
+        ),
+        ("Method 2 succeeds: school texts.\nexplanation: education", "education"),
+        ("Explanation: cities (Method 3)", "cities"),
+        ("Explanation: sounds \u2014 Method 4, the texts are about music", "sounds"),
+        ("Explanation: time words. Method 3 \u2013 temporal", "time words"),
+        ("Explanation: crystal (used Method 1)", "crystal"),
+        ("Explanation of neuron 4 behavior: weekdays", "weekdays"),
+        ("Method 1 succeeds.\nExplanation:\n  weekdays\n", "weekdays"),
+        ("Explanation: first\nExplanation: second", "second"),
+        # Bare labels.
         ("cat mentions", "cat mentions"),
         ("Explanation: feline words.", "feline words"),
         ('  "cats"  \nand more text', "cats"),
         ("**Label:** dates in French", "dates in French"),
         ("[EXPLANATION]: closing brackets", "closing brackets"),
         ("<think>long musing here</think>\nAnswer - plural nouns", "plural nouns"),
+        ("<think>Explanation: wrong</think>Explanation: right", "right"),
         ("one two three four five six seven eight nine ten eleven twelve", None),
     ],
 )
@@ -257,11 +407,108 @@ def test_parse_short_explanation(answer, label):
         ("'.'", "no explanation"),
         ("<think>\nall reasoning, no answer", "no explanation"),
         (" ".join(["word"] * 13), "13 words"),
+        # Reasoning but no explanation (Neuronpedia drops these too).
+        ("Method 1 fails: the tokens differ.\nMethod 2 succeeds: football.", "no explanation"),
+        ("Explanation: Method 2", "no explanation"),
+        ("Explanation: see method 2 above for why", "names a method"),
     ],
 )
 def test_parse_short_explanation_rejects(answer, reason):
     with pytest.raises(ValueError, match=reason):
         parse_short_explanation(answer)
+
+
+# ------------------------------------------------------------------------------------------
+# Normalisation (records.py) and the contrastive explainer's examples
+# ------------------------------------------------------------------------------------------
+
+
+def _wire(tokens: list[str], values: list[float]) -> pb.Activation:
+    return pb.Activation(tokens=tokens, values=values)
+
+
+def test_normalised_by_the_latent_max_as_delphi_does():
+    strong = _wire(["a", " b", " c"], [0.0, 10.0, 2.5])
+    weak = _wire(["d", " e", " f"], [0.0, 1.0, -3.0])
+    peak = max_over_records([strong, weak])
+    assert peak == 10.0
+    ex = activating_example(weak, latent_max=peak)
+    assert ex.normalized_activations.tolist() == [0.0, 1.0, 0.0]  # 1.0 of 10.0 shows as 1
+    assert activating_example(strong, latent_max=peak).normalized_activations.tolist() == [
+        0.0,
+        10.0,
+        3.0,  # ceil(2.5)
+    ]
+    # delphi's own rule (delphi/latents/samplers.py normalize_activations) agrees.
+    for record in (strong, weak, _wire(["g", " h"], [0.04, 9.99])):
+        theirs = DelphiActivatingExample(
+            tokens=torch.zeros(len(record.values)),
+            activations=torch.tensor(list(record.values), dtype=torch.float64),
+        )
+        delphi_normalize_activations([theirs], peak)
+        ours = activating_example(record, latent_max=peak).normalized_activations
+        assert ours.tolist() == theirs.normalized_activations.tolist()
+    # Non-activating records share the latent's scale.
+    negative = non_activating_example(_wire(["x", " y"], [0.5, 0.0]), latent_max=peak)
+    assert negative.normalized_activations.tolist() == [1.0, 0.0]
+    # A latent that never fires normalises to zeros.
+    quiet = activating_example(_wire(["q"], [0.0]), latent_max=0.0)
+    assert quiet.normalized_activations.tolist() == [0.0]
+
+
+def test_without_a_latent_max_each_record_keeps_its_own_scale():
+    weak = _wire(["d", " e", " f"], [0.0, 1.0, -3.0])
+    assert activating_example(weak).normalized_activations.tolist() == [0.0, 10.0, 0.0]
+    assert non_activating_example(weak).normalized_activations.tolist() == [0.0, 10.0, 0.0]
+
+
+def test_default_explainer_shows_activations_on_the_latent_scale():
+    strong = _wire(["The", " cat"], [0.0, 10.0])
+    weak = _wire(["A", " dog"], [0.0, 1.0])
+    peak = max_over_records([strong, weak])
+    examples = [activating_example(r, latent_max=peak) for r in (strong, weak)]
+    prompt = DefaultExplainer(None, activations=True)._build_prompt(examples)[-1]["content"]
+    assert '(" cat" : 10)' in prompt
+    assert '(" dog" : 1)' in prompt
+
+
+def _contrastive_prompt(activating: list, non_activating: list) -> str:
+    ctx = ExplainContext(
+        params=SimpleNamespace(
+            threshold=0.3, show_activations=False, max_examples=15, max_non_activating=5
+        ),
+        client=None,
+        activating=activating,
+        non_activating=non_activating,
+    )
+    explainer, record = explainers._build_contrastive(ctx)
+    # What ContrastiveExplainer.__call__ puts in its prompt.
+    shown = (
+        record.train[: explainer.max_examples] + record.not_active[: explainer.max_non_activating]
+    )
+    return explainer._build_prompt(shown)[-1]["content"]
+
+
+def test_contrastive_lists_only_firing_records_as_activating():
+    records = [
+        _wire(["The", " cat", " sat"], [0.0, 4.0, 0.0]),
+        _wire(["all", " zero"], [0.0, 0.0]),
+        _wire(["A", " dog"], [0.0, 2.0]),
+        _wire(["below", " zero"], [-1.0, 0.0]),
+    ]
+    peak = max_over_records(records)
+    activating = [activating_example(r, latent_max=peak) for r in records]
+    negatives = [non_activating_example(_wire(["the", " sky"], [0.0, 0.0]), latent_max=peak)]
+    prompt = _contrastive_prompt(activating, negatives)
+    firing = prompt.split("ACTIVATING EXAMPLES:")[1].split("NON-ACTIVATING EXAMPLES:")[0]
+    assert re.findall(r"^Example \d+:", firing, re.MULTILINE) == ["Example 1:", "Example 2:"]
+    assert "cat" in firing and "dog" in firing
+    assert "zero" not in prompt  # left out, not moved to the non-activating side
+    assert "sky" in prompt.split("NON-ACTIVATING EXAMPLES:")[1]
+    with pytest.raises(InvalidArgument, match="positive activation"):
+        _contrastive_prompt(activating[1:2], negatives)
+    with pytest.raises(InvalidArgument, match="non_activating is required"):
+        _contrastive_prompt(activating, [])
 
 
 # ------------------------------------------------------------------------------------------

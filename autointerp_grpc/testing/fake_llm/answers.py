@@ -1,7 +1,7 @@
 """The fake LLM's answers, one builder per prompt format, all deterministic.
 
 Each answer is what a perfectly literal model would say: it reads the highlighted spans,
-marked tokens or explanation keywords of the prompt and nothing else. :class:`Answer` holds
+listed max tokens or explanation keywords of the prompt and nothing else. :class:`Answer` holds
 the correct answer to one request and what the answering faults ("garbage", "wrong_length")
 make of it.
 """
@@ -62,7 +62,6 @@ _MAX_NP_TOKEN_WORDS = 3
 _HIGHLIGHT_RE = re.compile(r"<<(.*?)>>", re.DOTALL)
 _KEYWORD_RE = re.compile(r"[a-z0-9']+")
 _TOKEN_ACT_LINE_RE = re.compile(r"^(.*)\t(-?\d+(?:\.\d+)?)[ \t]*$", re.MULTILINE)
-_MARKED_RE = re.compile(r"\[\[(.*?)\]\]")
 _ANSWER_TOKEN_RE = re.compile(r"\s*[\w']+|\s*[^\w\s]|\s+")
 
 
@@ -152,32 +151,29 @@ def oai_answer(last_user_message: str) -> str:
     return f"the token {listed}" if len(chosen) == 1 else f"the tokens {listed}"
 
 
-def _promoted_tokens(last_user_message: str) -> list[str]:
-    """The bullet items of the np prompt's "promotes" section, quotes stripped."""
-    items: list[str] = []
-    in_section = False
-    for line in last_user_message.splitlines():
-        if "promotes" in line.lower() and line.rstrip().endswith(":"):
-            in_section = True
-        elif in_section and line.startswith("- "):
-            item = line[2:].strip().strip('"').strip()
-            if item:
-                items.append(item)
-        elif in_section:
-            break
-    return items
+def _tagged_lines(last_user_message: str, tag: str) -> list[str]:
+    """The non-empty stripped lines of the last ``<tag>`` ... ``</tag>`` list of a Neuronpedia
+    prompt ([] when there is none)."""
+    start = last_user_message.rfind(f"<{tag}>")
+    if start < 0:
+        return []
+    body = last_user_message[start + len(tag) + 2 :]
+    end = body.find(f"</{tag}>")
+    lines = body[: end if end >= 0 else len(body)].splitlines()
+    return [line.strip() for line in lines if line.strip()]
 
 
 def np_answer(last_user_message: str, logits: bool = False) -> str:
     """The fake answer to the Neuronpedia-style prompts: at most six words containing the most
-    frequent ``[[marked]]`` token (stripped), e.g. ``mentions of cat``; with ``logits`` and a
-    promoted-token section, ``cat predicting dog``."""
-    marked = [span.strip() for span in _MARKED_RE.findall(last_user_message)]
-    counts = collections.Counter(span for span in marked if span)
+    frequent token of the ``<MAX_ACTIVATING_TOKENS>`` list (ties: first listed), e.g.
+    ``mentions of cat``; with ``logits`` and a non-empty ``<TOP_POSITIVE_LOGITS>`` list,
+    ``cat predicting dog`` (its first token). A literal model: it answers with the bare
+    label, without walking the methods."""
+    counts = collections.Counter(_tagged_lines(last_user_message, "MAX_ACTIVATING_TOKENS"))
     if not counts:
         return NO_PATTERN.lower()
     top = " ".join(_ranked(dict(counts))[0].split()[:_MAX_NP_TOKEN_WORDS])
-    promoted = _promoted_tokens(last_user_message) if logits else []
+    promoted = _tagged_lines(last_user_message, "TOP_POSITIVE_LOGITS") if logits else []
     if promoted:
         return f"{top} predicting " + " ".join(promoted[0].split()[:_MAX_NP_TOKEN_WORDS])
     return f"mentions of {top}"

@@ -178,6 +178,8 @@ class _Endpoints:
         record["kind"] = kind = request_kind(messages)
         answer = Answer(kind, system_prompt(messages), last_user_message(messages))
         record["n_examples"] = answer.n_examples
+        # What the model was shown, so tests can check which records reached which prompt.
+        record["prompt"] = last_user_message(messages)
         if denied is not None:
             exchange.settle(denied[0])
             return _error(*denied)

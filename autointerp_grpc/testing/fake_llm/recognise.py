@@ -8,11 +8,12 @@ sentences of its system prompt and the structure of its last user message:
   last user message that asks to ``Complete the sentence: "the main thing this neuron does
   is find ..."``;
 * ``np_max_act`` / ``np_max_act_logits`` (Neuronpedia's max-activation format): a system
-  prompt that names features of a language model with a label of "1 to 6 words", and a user
-  message with the "Tokens with the strongest activations:" and "Excerpts around the
-  strongest activations:" sections; the logits variant's system prompt also speaks of the
-  output tokens the feature "pushes the model towards" and its user message lists the
-  "Tokens that come right after the marked token:";
+  prompt that explains "what a neuron in a neural network responds to" and walks "Method 1:
+  Look at MAX_ACTIVATING_TOKENS", and a last user message with the ``<MAX_ACTIVATING_TOKENS>``
+  and ``<TOP_ACTIVATING_TEXTS>`` lists and the "Explanation of neuron N behavior:" line; the
+  logits variant's system prompt also has a method that looks at
+  TOKENS_AFTER_MAX_ACTIVATING_TOKEN and answers 'say [the pattern]', and its user message the
+  ``<TOKENS_AFTER_MAX_ACTIVATING_TOKEN>`` and ``<TOP_POSITIVE_LOGITS>`` lists;
 * ``recall`` (the recall judge): a system prompt that checks explanations of features against
   text and wants "one boolean per text", and a user message with an ``Explanation:`` line
   and numbered ``Text N:`` lines;
@@ -88,19 +89,28 @@ SIGNATURES: tuple[Signature, ...] = (
     # The logits variant first: its prompts also hold everything the plain one has.
     Signature(
         "np_max_act_logits",
-        system=("You name features of a language model", "pushes the model towards"),
+        system=(
+            "what a neuron in a neural network responds to",
+            "Method 1: Look at MAX_ACTIVATING_TOKENS.",
+            "Method 2: Look at TOKENS_AFTER_MAX_ACTIVATING_TOKEN.",
+            "answer 'say [the pattern]'",
+        ),
         user=(
-            "Excerpts around the strongest activations:",
-            "Tokens that come right after the marked token:",
+            "<TOKENS_AFTER_MAX_ACTIVATING_TOKEN>",
+            "<MAX_ACTIVATING_TOKENS>",
+            "<TOP_POSITIVE_LOGITS>",
+            "<TOP_ACTIVATING_TEXTS>",
+            "behavior: ",
         ),
     ),
     Signature(
         "np_max_act",
-        system=("You name features of a language model", "label of 1 to 6 words"),
-        user=(
-            "Tokens with the strongest activations:",
-            "Excerpts around the strongest activations:",
+        system=(
+            "what a neuron in a neural network responds to",
+            "Method 1: Look at MAX_ACTIVATING_TOKENS.",
+            "Method 2: Look at TOP_ACTIVATING_TEXTS",
         ),
+        user=("<MAX_ACTIVATING_TOKENS>", "<TOP_ACTIVATING_TEXTS>", "behavior: "),
     ),
     Signature(
         "recall",

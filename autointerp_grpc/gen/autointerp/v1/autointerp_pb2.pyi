@@ -291,11 +291,12 @@ class RecallScorerParams(_message.Message):
     def __init__(self, examples_per_prompt: _Optional[int] = ..., include_decoys: _Optional[bool] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
-    __slots__ = ("method", "explanation", "activations", "llm", "detection_params", "fuzz_params", "embedding_params", "simulation_params", "intruder_params", "example_embedding_params", "recall_params")
+    __slots__ = ("method", "explanation", "activations", "llm", "min_answered", "detection_params", "fuzz_params", "embedding_params", "simulation_params", "intruder_params", "example_embedding_params", "recall_params")
     METHOD_FIELD_NUMBER: _ClassVar[int]
     EXPLANATION_FIELD_NUMBER: _ClassVar[int]
     ACTIVATIONS_FIELD_NUMBER: _ClassVar[int]
     LLM_FIELD_NUMBER: _ClassVar[int]
+    MIN_ANSWERED_FIELD_NUMBER: _ClassVar[int]
     DETECTION_PARAMS_FIELD_NUMBER: _ClassVar[int]
     FUZZ_PARAMS_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_PARAMS_FIELD_NUMBER: _ClassVar[int]
@@ -307,6 +308,7 @@ class ScoreRequest(_message.Message):
     explanation: str
     activations: _containers.RepeatedCompositeFieldContainer[Activation]
     llm: LlmOptions
+    min_answered: float
     detection_params: ClassifierScorerParams
     fuzz_params: ClassifierScorerParams
     embedding_params: EmbeddingScorerParams
@@ -314,7 +316,7 @@ class ScoreRequest(_message.Message):
     intruder_params: IntruderScorerParams
     example_embedding_params: ExampleEmbeddingScorerParams
     recall_params: RecallScorerParams
-    def __init__(self, method: _Optional[str] = ..., explanation: _Optional[str] = ..., activations: _Optional[_Iterable[_Union[Activation, _Mapping]]] = ..., llm: _Optional[_Union[LlmOptions, _Mapping]] = ..., detection_params: _Optional[_Union[ClassifierScorerParams, _Mapping]] = ..., fuzz_params: _Optional[_Union[ClassifierScorerParams, _Mapping]] = ..., embedding_params: _Optional[_Union[EmbeddingScorerParams, _Mapping]] = ..., simulation_params: _Optional[_Union[SimulationScorerParams, _Mapping]] = ..., intruder_params: _Optional[_Union[IntruderScorerParams, _Mapping]] = ..., example_embedding_params: _Optional[_Union[ExampleEmbeddingScorerParams, _Mapping]] = ..., recall_params: _Optional[_Union[RecallScorerParams, _Mapping]] = ...) -> None: ...
+    def __init__(self, method: _Optional[str] = ..., explanation: _Optional[str] = ..., activations: _Optional[_Iterable[_Union[Activation, _Mapping]]] = ..., llm: _Optional[_Union[LlmOptions, _Mapping]] = ..., min_answered: _Optional[float] = ..., detection_params: _Optional[_Union[ClassifierScorerParams, _Mapping]] = ..., fuzz_params: _Optional[_Union[ClassifierScorerParams, _Mapping]] = ..., embedding_params: _Optional[_Union[EmbeddingScorerParams, _Mapping]] = ..., simulation_params: _Optional[_Union[SimulationScorerParams, _Mapping]] = ..., intruder_params: _Optional[_Union[IntruderScorerParams, _Mapping]] = ..., example_embedding_params: _Optional[_Union[ExampleEmbeddingScorerParams, _Mapping]] = ..., recall_params: _Optional[_Union[RecallScorerParams, _Mapping]] = ...) -> None: ...
 
 class ConfidenceInterval(_message.Message):
     __slots__ = ("lower", "upper", "level", "resamples")
@@ -327,6 +329,22 @@ class ConfidenceInterval(_message.Message):
     level: float
     resamples: int
     def __init__(self, lower: _Optional[float] = ..., upper: _Optional[float] = ..., level: _Optional[float] = ..., resamples: _Optional[int] = ...) -> None: ...
+
+class Coverage(_message.Message):
+    __slots__ = ("answered", "total", "activating_answered", "activating_total", "non_activating_answered", "non_activating_total")
+    ANSWERED_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATING_ANSWERED_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATING_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    NON_ACTIVATING_ANSWERED_FIELD_NUMBER: _ClassVar[int]
+    NON_ACTIVATING_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    answered: int
+    total: int
+    activating_answered: int
+    activating_total: int
+    non_activating_answered: int
+    non_activating_total: int
+    def __init__(self, answered: _Optional[int] = ..., total: _Optional[int] = ..., activating_answered: _Optional[int] = ..., activating_total: _Optional[int] = ..., non_activating_answered: _Optional[int] = ..., non_activating_total: _Optional[int] = ...) -> None: ...
 
 class ClassifierMetrics(_message.Message):
     __slots__ = ("balanced_accuracy", "accuracy", "precision", "recall", "f1", "auc", "true_positives", "true_negatives", "false_positives", "false_negatives", "answered", "unanswered")
@@ -391,7 +409,14 @@ class ScoreBreakdownItem(_message.Message):
     def __init__(self, record_index: _Optional[int] = ..., text: _Optional[str] = ..., str_tokens: _Optional[_Iterable[str]] = ..., activating: _Optional[bool] = ..., prediction: _Optional[bool] = ..., correct: _Optional[bool] = ..., probability: _Optional[float] = ..., similarity: _Optional[float] = ..., correlation: _Optional[float] = ..., predicted_activations: _Optional[_Iterable[float]] = ..., intruder_index: _Optional[int] = ..., predicted_index: _Optional[int] = ..., delta_positive: _Optional[float] = ..., delta_negative: _Optional[float] = ..., decoy: _Optional[bool] = ...) -> None: ...
 
 class ScoreResponse(_message.Message):
-    __slots__ = ("score", "metric", "method", "breakdown", "usage", "classifier", "confidence_interval", "notes")
+    __slots__ = ("score", "metric", "method", "breakdown", "usage", "classifier", "confidence_interval", "notes", "chance", "coverage", "extra_metrics")
+    class ExtraMetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     SCORE_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
@@ -400,6 +425,9 @@ class ScoreResponse(_message.Message):
     CLASSIFIER_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     NOTES_FIELD_NUMBER: _ClassVar[int]
+    CHANCE_FIELD_NUMBER: _ClassVar[int]
+    COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_METRICS_FIELD_NUMBER: _ClassVar[int]
     score: float
     metric: str
     method: str
@@ -408,7 +436,10 @@ class ScoreResponse(_message.Message):
     classifier: ClassifierMetrics
     confidence_interval: ConfidenceInterval
     notes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, score: _Optional[float] = ..., metric: _Optional[str] = ..., method: _Optional[str] = ..., breakdown: _Optional[_Iterable[_Union[ScoreBreakdownItem, _Mapping]]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., classifier: _Optional[_Union[ClassifierMetrics, _Mapping]] = ..., confidence_interval: _Optional[_Union[ConfidenceInterval, _Mapping]] = ..., notes: _Optional[_Iterable[str]] = ...) -> None: ...
+    chance: float
+    coverage: Coverage
+    extra_metrics: _containers.ScalarMap[str, float]
+    def __init__(self, score: _Optional[float] = ..., metric: _Optional[str] = ..., method: _Optional[str] = ..., breakdown: _Optional[_Iterable[_Union[ScoreBreakdownItem, _Mapping]]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., classifier: _Optional[_Union[ClassifierMetrics, _Mapping]] = ..., confidence_interval: _Optional[_Union[ConfidenceInterval, _Mapping]] = ..., notes: _Optional[_Iterable[str]] = ..., chance: _Optional[float] = ..., coverage: _Optional[_Union[Coverage, _Mapping]] = ..., extra_metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class ListMethodsRequest(_message.Message):
     __slots__ = ()
@@ -535,20 +566,22 @@ class ScorerChoice(_message.Message):
     def __init__(self, method: _Optional[str] = ..., detection_params: _Optional[_Union[ClassifierScorerParams, _Mapping]] = ..., fuzz_params: _Optional[_Union[ClassifierScorerParams, _Mapping]] = ..., embedding_params: _Optional[_Union[EmbeddingScorerParams, _Mapping]] = ..., simulation_params: _Optional[_Union[SimulationScorerParams, _Mapping]] = ..., intruder_params: _Optional[_Union[IntruderScorerParams, _Mapping]] = ..., example_embedding_params: _Optional[_Union[ExampleEmbeddingScorerParams, _Mapping]] = ..., recall_params: _Optional[_Union[RecallScorerParams, _Mapping]] = ...) -> None: ...
 
 class BulkOptions(_message.Message):
-    __slots__ = ("candidates", "candidate_scorer", "candidate_temperature", "holdout", "seed", "concurrency")
+    __slots__ = ("candidates", "candidate_scorer", "candidate_temperature", "holdout", "seed", "concurrency", "min_answered")
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_SCORER_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     HOLDOUT_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    MIN_ANSWERED_FIELD_NUMBER: _ClassVar[int]
     candidates: int
     candidate_scorer: str
     candidate_temperature: float
     holdout: float
     seed: int
     concurrency: int
-    def __init__(self, candidates: _Optional[int] = ..., candidate_scorer: _Optional[str] = ..., candidate_temperature: _Optional[float] = ..., holdout: _Optional[float] = ..., seed: _Optional[int] = ..., concurrency: _Optional[int] = ...) -> None: ...
+    min_answered: float
+    def __init__(self, candidates: _Optional[int] = ..., candidate_scorer: _Optional[str] = ..., candidate_temperature: _Optional[float] = ..., holdout: _Optional[float] = ..., seed: _Optional[int] = ..., concurrency: _Optional[int] = ..., min_answered: _Optional[float] = ...) -> None: ...
 
 class ExplainAndScoreRequest(_message.Message):
     __slots__ = ("features", "explainer", "scorers", "llm", "options")
@@ -565,18 +598,33 @@ class ExplainAndScoreRequest(_message.Message):
     def __init__(self, features: _Optional[_Iterable[_Union[Feature, _Mapping]]] = ..., explainer: _Optional[_Union[ExplainerChoice, _Mapping]] = ..., scorers: _Optional[_Iterable[_Union[ScorerChoice, _Mapping]]] = ..., llm: _Optional[_Union[LlmOptions, _Mapping]] = ..., options: _Optional[_Union[BulkOptions, _Mapping]] = ...) -> None: ...
 
 class ScorerOutcome(_message.Message):
-    __slots__ = ("method", "score", "metric", "confidence_interval", "error")
+    __slots__ = ("method", "score", "metric", "confidence_interval", "error", "chance", "coverage", "notes", "extra_metrics")
+    class ExtraMetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     METHOD_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    CHANCE_FIELD_NUMBER: _ClassVar[int]
+    COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_METRICS_FIELD_NUMBER: _ClassVar[int]
     method: str
     score: float
     metric: str
     confidence_interval: ConfidenceInterval
     error: FeatureError
-    def __init__(self, method: _Optional[str] = ..., score: _Optional[float] = ..., metric: _Optional[str] = ..., confidence_interval: _Optional[_Union[ConfidenceInterval, _Mapping]] = ..., error: _Optional[_Union[FeatureError, _Mapping]] = ...) -> None: ...
+    chance: float
+    coverage: Coverage
+    notes: _containers.RepeatedScalarFieldContainer[str]
+    extra_metrics: _containers.ScalarMap[str, float]
+    def __init__(self, method: _Optional[str] = ..., score: _Optional[float] = ..., metric: _Optional[str] = ..., confidence_interval: _Optional[_Union[ConfidenceInterval, _Mapping]] = ..., error: _Optional[_Union[FeatureError, _Mapping]] = ..., chance: _Optional[float] = ..., coverage: _Optional[_Union[Coverage, _Mapping]] = ..., notes: _Optional[_Iterable[str]] = ..., extra_metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class Candidate(_message.Message):
     __slots__ = ("explanation", "score")
@@ -595,7 +643,7 @@ class FeatureError(_message.Message):
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class FeatureResult(_message.Message):
-    __slots__ = ("id", "explanation", "scores", "candidates", "train_records", "test_records", "usage", "error", "seconds")
+    __slots__ = ("id", "explanation", "scores", "candidates", "train_records", "test_records", "usage", "error", "seconds", "in_sample", "validation_records")
     ID_FIELD_NUMBER: _ClassVar[int]
     EXPLANATION_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
@@ -605,6 +653,8 @@ class FeatureResult(_message.Message):
     USAGE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     SECONDS_FIELD_NUMBER: _ClassVar[int]
+    IN_SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_RECORDS_FIELD_NUMBER: _ClassVar[int]
     id: str
     explanation: str
     scores: _containers.RepeatedCompositeFieldContainer[ScorerOutcome]
@@ -614,7 +664,9 @@ class FeatureResult(_message.Message):
     usage: Usage
     error: FeatureError
     seconds: float
-    def __init__(self, id: _Optional[str] = ..., explanation: _Optional[str] = ..., scores: _Optional[_Iterable[_Union[ScorerOutcome, _Mapping]]] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., train_records: _Optional[int] = ..., test_records: _Optional[int] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., error: _Optional[_Union[FeatureError, _Mapping]] = ..., seconds: _Optional[float] = ...) -> None: ...
+    in_sample: bool
+    validation_records: int
+    def __init__(self, id: _Optional[str] = ..., explanation: _Optional[str] = ..., scores: _Optional[_Iterable[_Union[ScorerOutcome, _Mapping]]] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., train_records: _Optional[int] = ..., test_records: _Optional[int] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., error: _Optional[_Union[FeatureError, _Mapping]] = ..., seconds: _Optional[float] = ..., in_sample: _Optional[bool] = ..., validation_records: _Optional[int] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("done", "total", "failed", "usage")
