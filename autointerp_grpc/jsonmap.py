@@ -46,7 +46,7 @@ def _nullable_unset(field: FieldDescriptor) -> bool:
     )
 
 
-def _normalize(message: Message, printed: dict[str, Any]) -> dict[str, Any]:
+def _normalize(message: Message, printed: dict[str, Any], nulls: bool = True) -> dict[str, Any]:
     """``printed`` (json_format's output for ``message``) with keys in proto field order,
     unset optional fields as null and 64-bit integers as numbers, recursively.
 
@@ -57,7 +57,7 @@ def _normalize(message: Message, printed: dict[str, Any]) -> dict[str, Any]:
     for field in message.DESCRIPTOR.fields:
         key = field.json_name
         if key not in printed:
-            if _nullable_unset(field) and not message.HasField(field.name):
+            if nulls and _nullable_unset(field) and not message.HasField(field.name):
                 out[key] = None
             continue
         value = printed[key]
@@ -69,23 +69,25 @@ def _normalize(message: Message, printed: dict[str, Any]) -> dict[str, Any]:
             sub = getattr(message, field.name)
             if field.is_repeated:
                 value = [
-                    _normalize(m, v) if isinstance(v, dict) else v
+                    _normalize(m, v, nulls) if isinstance(v, dict) else v
                     for m, v in zip(sub, value, strict=True)
                 ]
             elif isinstance(value, dict) and field.message_type.file.package != "google.protobuf":
-                value = _normalize(sub, value)
+                value = _normalize(sub, value, nulls)
         out[key] = value
     return out
 
 
-def to_json_dict(message: Message) -> dict[str, Any]:
-    """``message`` as its JSON object (camelCase keys in field order, every field present)."""
+def to_json_dict(message: Message, *, nulls: bool = True) -> dict[str, Any]:
+    """``message`` as its JSON object (camelCase keys in field order, 64-bit integers as
+    numbers, every field present: unset optional and message fields as null, unless
+    ``nulls`` is false, then left out)."""
     printed = json_format.MessageToDict(
         message,
         always_print_fields_with_no_presence=True,
         preserving_proto_field_name=False,
     )
-    return _normalize(message, printed)
+    return _normalize(message, printed, nulls)
 
 
 def _reject_constant(name: str) -> float:

@@ -293,12 +293,14 @@ class LLMClient(Client):
                     body={"model": self.model, "messages": _plain_messages(prompt), **params},
                     cast_to=ChatCompletion,
                 )
-        except (openai.OpenAIError, TimeoutError) as exc:
-            error = (
-                Unavailable("The LLM provider did not answer in time")
-                if isinstance(exc, TimeoutError)
-                else translate_provider_error(exc, self._api_key)
-            )
+        except (openai.OpenAIError, TimeoutError, ValueError) as exc:
+            if isinstance(exc, TimeoutError):
+                error: AutoInterpError = Unavailable("The LLM provider did not answer in time")
+            elif isinstance(exc, ValueError):
+                # The SDK decodes a 200 whose body is not JSON with json.loads.
+                error = UpstreamBadResponse("The LLM provider's answer is not a chat completion")
+            else:
+                error = translate_provider_error(exc, self._api_key)
             self._log.errors.append(error)
             self._account(began, error.code_name, None)
             raise error from None

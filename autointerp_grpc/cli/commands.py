@@ -220,7 +220,12 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--candidates", type=int, help="best-of-k: explanations per feature")
     run.add_argument("--candidate-scorer", help="scorer that ranks candidates")
     run.add_argument("--candidate-temperature", type=float, help="explainer temperature (k > 1)")
-    run.add_argument("--holdout", type=float, help="fraction of activating records held out")
+    run.add_argument(
+        "--holdout",
+        type=float,
+        help="fraction of each class of records held out for scoring (server default 0.5; "
+        "0 scores in-sample)",
+    )
     run.add_argument("--seed", type=int, help="seed of the holdout split")
     run.add_argument("--concurrency", type=int, help="features processed at once per stream")
     run.add_argument(

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+from autointerp_grpc.jsonmap import to_json_dict
 from autointerp_grpc.usage import Usage
 
 SHOWN_FAILURES = 5
@@ -24,8 +24,9 @@ MESSAGE_CHARS = 120
 
 
 def to_json(message: Message) -> dict[str, Any]:
-    """``message`` as proto3 JSON, default-valued fields included."""
-    return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+    """``message`` as proto3 JSON, default-valued fields included, unset ones left out, 64-bit
+    counts as numbers."""
+    return to_json_dict(message, nulls=False)
 
 
 def table(rows: Sequence[Sequence[str]], out: TextIO, right: Iterable[int] = ()) -> None:

@@ -55,7 +55,7 @@ def test_sync_client(server) -> None:
         events = list(client.explain_and_score(_bulk_body("one", "two")))
     results = [e.result for e in events if e.HasField("result")]
     assert sorted(r.id for r in results) == ["one", "two"]
-    assert [e.progress.done for e in events if e.HasField("progress")] == [1, 2]
+    assert [e.progress.done for e in events if e.HasField("progress")] == [0, 1, 2]
 
 
 def test_sync_client_errors_are_rpc_errors(server) -> None:
@@ -74,8 +74,9 @@ async def test_async_client(server) -> None:
         assert answer.explanation == 'Mentions of "cat"'
         stream = c.explain_and_score(_bulk_body("async-1"))
         events = [event async for event in stream]
-        assert [e.WhichOneof("event") for e in events] == ["result", "progress"]
-        assert events[0].result.scores[0].score == 1.0
+        # A progress event at once, then the result and its progress.
+        assert [e.WhichOneof("event") for e in events] == ["progress", "result", "progress"]
+        assert events[1].result.scores[0].score == 1.0
         with pytest.raises(grpc.RpcError) as caught:
             await c.explain_default({**_explain_default_body(), "activations": []})
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
