@@ -83,6 +83,7 @@ class Runtime:
                 max_request_chars=settings.max_request_chars,
                 max_explanation_chars=settings.max_explanation_chars,
                 max_bulk_scorers=settings.max_bulk_scorers,
+                max_bulk_features=settings.max_bulk_features,
             ),
             request_concurrency=settings.llm_request_concurrency,
             feature_timeout_s=settings.request_timeout_s,

@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     max_bulk_scorers: int = Field(
         16, ge=1, le=1000, description="Most scorers in one ExplainAndScore request."
     )
+    max_bulk_features: int = Field(
+        10_000, ge=1, description="Most features in one ExplainAndScore request."
+    )
     shutdown_grace_s: float = Field(
         10.0, ge=0, description="How long in-flight requests get to finish on shutdown."
     )

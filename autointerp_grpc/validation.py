@@ -101,6 +101,7 @@ class Limits:
     max_explanation_chars: int = 2_000
     max_top_logits: int = 100
     max_bulk_scorers: int = 16
+    max_bulk_features: int = 10_000
 
 
 def check_activations(

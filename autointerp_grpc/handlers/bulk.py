@@ -75,11 +75,13 @@ class _Run:
         check_llm_options(request.llm)
         llm_client(request.llm, deps)  # an unknown provider fails the run, not each feature
         self.explainer = resolve_explainer(request.explainer)
-        limit = deps.limits.max_bulk_scorers
-        if len(request.scorers) > limit:
-            raise InvalidArgument(
-                f"scorers holds {len(request.scorers)} entries; the limit is {limit}"
-            )
+        limits = deps.limits
+        for name, items, limit in (
+            ("scorers", request.scorers, limits.max_bulk_scorers),
+            ("features", request.features, limits.max_bulk_features),
+        ):
+            if len(items) > limit:
+                raise InvalidArgument(f"{name} holds {len(items)} entries; the limit is {limit}")
         self.scorers: list[Resolved] = []
         for i, choice in enumerate(request.scorers):
             try:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from google.protobuf import json_format
 from samples import RIGHT_EXPLANATION, cat_records
-from support import TEST_SECRET
+from support import TEST_SECRET, app_settings, in_process_app
 from uvicorn.logging import AccessFormatter
 
 from autointerp_grpc.backends.embedding import EmbeddingBackend
@@ -77,6 +77,25 @@ async def test_bulk_scorers_are_bounded(app) -> None:
             [event async for event in stream]
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "scorers holds 17 entries; the limit is 16" in info.value.details()
+
+
+async def test_bulk_features_are_bounded(fake_llm) -> None:
+    feature = pb.Feature(activations=[pb.Activation(tokens=["a"], values=[1.0])])
+    request = pb.ExplainAndScoreRequest(
+        features=[pb.Feature(id=str(i), activations=feature.activations) for i in range(3)],
+        explainer=pb.ExplainerChoice(method="default"),
+        llm=pb.LlmOptions(model=MODEL, api_key=KEY),
+    )
+    async with (
+        in_process_app(app_settings(fake_llm.base_url, max_bulk_features=2)) as small,
+        grpc.aio.insecure_channel(small.grpc_target) as channel,
+    ):
+        stream = pb_grpc.AutoInterpStub(channel).ExplainAndScore(
+            request, metadata=small.auth, timeout=10
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            [event async for event in stream]
+    assert "features holds 3 entries; the limit is 2" in info.value.details()
 
 
 class _CountingModel:
