@@ -48,6 +48,7 @@ from autointerp_grpc.testing.fake_llm import (
     request_kind,
 )
 from autointerp_grpc.testing.fake_llm import app as fake_llm_app
+from autointerp_grpc.testing.fake_llm import faults as fake_llm_faults
 
 # ------------------------------------------------------------------------------------------
 # Pure helpers
@@ -425,3 +426,120 @@ def test_cli_serves_until_sigterm():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# ------------------------------------------------------------------------------------------
+# Hostile answers: 200s that are not chat completions, implausible usage, a slow drip
+# ------------------------------------------------------------------------------------------
+
+
+async def _raw_chat(fake, model: str, **client_options) -> httpx.Response:
+    async with httpx.AsyncClient(**client_options) as raw:
+        return await raw.post(
+            f"{fake.base_url}/chat/completions",
+            json={"model": model, "messages": _explain_messages()},
+            headers={"Authorization": "Bearer k"},
+        )
+
+
+async def test_not_json_fault_is_a_200_json_response_that_is_not_json(fake):
+    response = await _raw_chat(fake, f"{MODEL}@fault=not_json")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.text.startswith('{"id": "chatcmpl-fake-')  # a completion cut off
+    with pytest.raises(json.JSONDecodeError):
+        response.json()
+    assert fake.stats()["by_status"] == {200: 1}
+    assert fake.stats()["records"][0]["fault"] == "not_json"
+
+
+async def test_choices_string_and_no_message_faults(fake):
+    fake.set_fault("choices_string")
+    body = (await _raw_chat(fake, MODEL)).json()
+    assert body["choices"] == "oops"
+    assert body["object"] == "chat.completion" and body["usage"]["total_tokens"] > 0
+    fake.set_fault(None)
+    response = await _raw_chat(fake, f"{MODEL}@fault=no_message")
+    assert response.status_code == 200
+    [choice] = response.json()["choices"]
+    assert "message" not in choice
+    assert choice["finish_reason"] == "stop"
+    assert fake.stats()["by_status"] == {200: 2}
+
+
+async def test_body_faults_over_control(fake):
+    root = fake.base_url.removesuffix("/v1")
+    async with httpx.AsyncClient(base_url=root) as raw:
+        for mode in sorted(fake_llm_faults.BODY_FAULTS | {"bad_usage", "drip"}):
+            config = (await raw.post("/_control", json={"fault": mode, "fault_count": 1})).json()
+            assert (config["fault"], config["fault_count"]) == (mode, 1)
+    assert fake_llm_faults.BODY_FAULTS < fake_llm_faults.FAULT_MODES
+
+
+async def test_bad_usage_fault_answers_right_with_implausible_counts(fake, client):
+    bad = fake_llm_faults.BAD_USAGES
+    # Each kind of implausible count (negative, huge, not a number) on every field in turn.
+    for field in ("prompt_tokens", "completion_tokens", "total_tokens"):
+        values = [usage[field] for usage in bad]
+        assert any(isinstance(v, int) and v < 0 for v in values)
+        assert 10**15 in values
+        assert any(isinstance(v, str) and not v.isdigit() for v in values)
+    fake.set_fault("bad_usage")
+    for expected in [*bad, bad[0]]:  # taken in turn, from the first
+        body = (await _raw_chat(fake, MODEL)).json()
+        assert body["choices"][0]["message"]["content"] == f"[EXPLANATION]: {EXPLANATION}"
+        usage = body["usage"]
+        assert {k: usage[k] for k in expected} == expected
+        assert usage["cost"] > 0  # the cost stays plausible
+    # The openai SDK hands the counts over without validating them.
+    response = await _chat(client, _explain_messages())
+    assert response.choices[0].message.content == f"[EXPLANATION]: {EXPLANATION}"
+    assert response.usage.completion_tokens == bad[1]["completion_tokens"]
+
+
+async def test_drip_fault_sends_the_right_answer_slowly(fake, client, monkeypatch):
+    monkeypatch.setattr(fake_llm_app, "DRIP_INTERVAL_S", 0.001)
+    monkeypatch.setattr(fake_llm_app, "DRIP_CHUNK_BYTES", 64)
+    response = await _chat(client, _explain_messages(), model=f"{MODEL}@fault=drip")
+    assert response.choices[0].message.content == f"[EXPLANATION]: {EXPLANATION}"
+    assert response.usage.prompt_tokens > 1
+    stats = fake.stats()
+    assert stats["by_status"] == {200: 1} and stats["in_flight"] == 0
+    assert stats["records"][0]["fault"] == "drip"
+
+
+async def test_drip_fault_beats_a_per_read_timeout(fake):
+    # No single read waits longer than DRIP_INTERVAL_S (0.2 s), so a 0.5 s read timeout never
+    # fires, though the whole answer takes minutes.
+    fake.set_fault("drip")
+    url = f"{fake.base_url}/chat/completions"
+    body = {"model": MODEL, "messages": _explain_messages()}
+    async with httpx.AsyncClient(timeout=0.5) as raw:
+        async with raw.stream("POST", url, json=body, headers={"Authorization": "k"}) as r:
+            assert r.status_code == 401  # auth is checked before any fault
+        headers = {"Authorization": "Bearer k"}
+        async with raw.stream("POST", url, json=body, headers=headers) as response:
+            assert response.status_code == 200
+            size = int(response.headers["content-length"])
+            assert size > 200  # some hundred bytes: over 40 s at 1 byte per 0.2 s
+            received = b""
+            started = time.monotonic()
+            async for piece in response.aiter_raw():
+                received += piece
+                if time.monotonic() - started > 0.7:
+                    break
+            assert 2 <= len(received) <= 8, received
+            assert received == b'{"id": "chatcmpl-fake-'[: len(received)]
+            assert fake.stats()["in_flight"] == 1  # a drip is in flight until its last byte
+    # The client left: the drip stops and is recorded as unanswered.
+    deadline = time.monotonic() + 2
+    while fake.stats()["in_flight"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert fake.stats()["by_status"] == {401: 1, 0: 1}
+    # The SDK's timeout bounds each read, not the whole answer: only a total limit ends it.
+    async with openai.AsyncOpenAI(
+        base_url=fake.base_url, api_key="k", max_retries=0, timeout=0.5
+    ) as oai:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(1.2):
+                await _chat(oai, _explain_messages())

@@ -13,8 +13,8 @@ request kind (in brackets) is what :meth:`FakeLLMServer.stats` counts:
   logprobs come back too;
 * the OpenAI-style ``token<TAB>activation`` prompt [oai_token_act_pair] gets a phrase naming
   the most active tokens, e.g. ``the token "cat"``;
-* the Neuronpedia-style prompts [np_max_act, np_max_act_logits] get a 1-6 word label built
-  from the most frequent ``[[marked]]`` token;
+* the Neuronpedia-style prompts [np_max_act, np_max_act_logits] get a short label built from
+  the most frequent token of the ``<MAX_ACTIVATING_TOKENS>`` list (and the top logits);
 * the recall judge [recall] gets ``{"answers": [...]}``, true where an explanation keyword
   occurs in the text;
 * delphi's JSON simulation prompt [simulation] gets the same JSON back with each activation 10
@@ -26,8 +26,10 @@ request kind (in brackets) is what :meth:`FakeLLMServer.stats` counts:
 ``response_format`` is accepted and ignored (the JSON answers are JSON anyway). ``usage``
 carries an OpenRouter-style ``cost``.
 
-Faults ("429", "500", "bad_key", "no_credits", "garbage", "wrong_length", "hang", "think")
-and latency can be injected through the constructor and setters, per request through the
+Faults ("429", "500", "bad_key", "no_credits", "garbage", "wrong_length", "hang", "think",
+and answers that are not chat completions or arrive too slowly: "not_json",
+"choices_string", "no_message", "bad_usage", "drip"; :mod:`.faults` describes each) and
+latency can be injected through the constructor and setters, per request through the
 model name (``gpt-4o-mini@fault=429@latency=200``) or at runtime with ``POST /_control``
 (:mod:`.faults`). "think" prepends a ``<think>`` block holding a wrong ``[EXPLANATION]:``
 line and a wrong list to the correct answer, as reasoning models do; the ``@reasoning=1``

@@ -3,25 +3,30 @@
 Routes: ``POST /v1/chat/completions`` (also ``/chat/completions``), ``GET /v1/models`` (also
 ``/models``), ``GET /health``, ``GET``/``POST /_control`` (settings), ``GET /_stats``,
 ``DELETE /_stats`` and ``POST /_stats/reset``. Errors come as OpenAI-style
-``{"error": {...}}`` bodies; API keys are never logged or echoed.
+``{"error": {...}}`` bodies; API keys are never logged or echoed. The faults are described in
+:mod:`.faults`; a "drip" answer stays in flight in the stats until its last byte is out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from autointerp_grpc.testing.fake_llm.answers import Answer, answer_logprobs
 from autointerp_grpc.testing.fake_llm.faults import (
+    BAD_USAGES,
     ERROR_FAULTS,
     THINK_TRACE,
     Directives,
@@ -37,12 +42,24 @@ from autointerp_grpc.testing.fake_llm.recognise import (
 )
 from autointerp_grpc.testing.fake_llm.state import Exchange, FakeLLMState
 
-__all__ = ["COST_PER_TOKEN", "MAX_HANG_S", "MODEL_IDS", "build_app"]
+__all__ = [
+    "COST_PER_TOKEN",
+    "DRIP_CHUNK_BYTES",
+    "DRIP_INTERVAL_S",
+    "MAX_HANG_S",
+    "MODEL_IDS",
+    "build_app",
+]
 
 COST_PER_TOKEN = 1e-6
 """The fake price reported as ``usage.cost`` (USD per prompt or completion token)."""
 MAX_HANG_S = 600.0
 """The longest a "hang" fault holds a request before answering 504."""
+DRIP_CHUNK_BYTES = 1
+"""How many bytes of its body a "drip" answer sends at a time."""
+DRIP_INTERVAL_S = 0.2
+"""The pause between two pieces of a "drip" answer: short enough for any per-read timeout,
+while a whole answer (some hundred bytes) takes minutes."""
 MODEL_IDS: tuple[str, ...] = ("fake-model", "openai/gpt-4o-mini", "gpt-4o-mini")
 """What ``GET /v1/models`` lists (any model name is accepted)."""
 
@@ -80,6 +97,37 @@ async def _client_left(request: Request, seconds: float) -> bool:
     return True
 
 
+class _Drip(StreamingResponse):
+    """A "drip" answer: HTTP 200 and a chat completion, a few bytes at a time.
+
+    The exchange is settled (200) as the last piece goes out, or (0) when the client leaves
+    before that: until then the request counts as in flight.
+    """
+
+    def __init__(self, body: bytes, exchange: Exchange) -> None:
+        self._exchange = exchange
+        super().__init__(
+            self._pieces(body),
+            media_type="application/json",
+            headers={"content-length": str(len(body))},
+        )
+
+    async def _pieces(self, body: bytes) -> AsyncIterator[bytes]:
+        step = max(1, DRIP_CHUNK_BYTES)
+        for start in range(0, len(body), step):
+            if start + step >= len(body):
+                self._exchange.settle(200)
+            yield body[start : start + step]
+            if start + step < len(body):
+                await asyncio.sleep(DRIP_INTERVAL_S)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._exchange.settle(0)  # no-op once the last piece went out
+
+
 def _approx_tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
@@ -105,6 +153,7 @@ class _Endpoints:
 
     def __init__(self, state: FakeLLMState) -> None:
         self.state = state
+        self._bad_usages = itertools.cycle(BAD_USAGES)
 
     async def health(self, request: Request) -> Response:
         return _json(200, {"status": "ok"})
@@ -155,10 +204,14 @@ class _Endpoints:
 
     async def chat_completions(self, request: Request) -> Response:
         exchange = self.state.begin()
+        response: Response | None = None
         try:
-            return await self._chat(request, exchange)
+            response = await self._chat(request, exchange)
+            return response
         finally:
-            exchange.settle(0)  # no-op unless nothing was answered (hang, client gone, stop)
+            if not isinstance(response, _Drip):  # a drip settles once it is sent
+                # A no-op unless nothing was answered (hang, client gone, stop).
+                exchange.settle(0)
 
     async def _chat(self, request: Request, exchange: Exchange) -> Response:
         try:
@@ -204,7 +257,25 @@ class _Endpoints:
             content = f"<think>\n{THINK_TRACE}\n</think>\n\n{content}"
         logprobs = bool(payload.get("logprobs")) and directives.logprobs
         completion = self._completion(payload, directives.model, content, reasoning, logprobs)
+        return self._answer(exchange, fault, completion)
+
+    def _answer(
+        self, exchange: Exchange, fault: str | None, completion: dict[str, Any]
+    ) -> Response:
+        """The HTTP 200 carrying ``completion``, as ``fault`` spoils it."""
+        if fault == "drip":
+            return _Drip(json.dumps(completion).encode(), exchange)
         exchange.settle(200)
+        if fault == "not_json":
+            text = json.dumps(completion)
+            return Response(text[: len(text) // 2], media_type="application/json")
+        if fault == "choices_string":
+            completion["choices"] = "oops"
+        elif fault == "no_message":
+            for choice in completion["choices"]:
+                del choice["message"]
+        elif fault == "bad_usage":
+            completion["usage"].update(next(self._bad_usages))
         return _json(200, completion)
 
     def _fault_error(self, exchange: Exchange, fault: str) -> Response:

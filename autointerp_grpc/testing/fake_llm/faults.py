@@ -4,6 +4,20 @@ Faults are set for the whole server (:meth:`FakeLLMServer.set_fault`, ``POST /_c
 for one request through ``@key=value`` suffixes of the model name
 (``gpt-4o-mini@fault=429@latency=200``). The error bodies are shaped like OpenAI's and
 OpenRouter's, so the ``openai`` SDK raises its own typed errors for them.
+
+The modes (:data:`FAULT_MODES`):
+
+* errors — "429" (with ``retry-after-ms``), "500", "bad_key" (401), "no_credits" (402);
+* wrong answers, well formed — "garbage" (no parsable answer), "wrong_length" (one label
+  short, a label far too long), "think" (a ``<think>`` block with a wrong answer first);
+* no answer — "hang": holds the request until the client leaves (or 504 after ``MAX_HANG_S``);
+* hostile HTTP 200s, answers that are not usable chat completions —
+  "not_json" (``application/json`` whose body is a completion cut off half way, so not JSON),
+  "choices_string" (``"choices": "oops"``), "no_message" (a choice without ``message``);
+* hostile but usable — "bad_usage" (the right answer; its ``usage`` counts are negative,
+  huge (10**15) or strings, see :data:`BAD_USAGES`), "drip" (the right answer, its body sent
+  ``DRIP_CHUNK_BYTES`` at a time every ``DRIP_INTERVAL_S`` seconds: no single read waits
+  long, the whole answer takes minutes).
 """
 
 from __future__ import annotations
@@ -11,6 +25,8 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "BAD_USAGES",
+    "BODY_FAULTS",
     "ERROR_FAULTS",
     "FAULT_MODES",
     "GARBAGE_ANSWER",
@@ -28,10 +44,35 @@ __all__ = [
     "normalise_fault",
 ]
 
+BODY_FAULTS: frozenset[str] = frozenset({"not_json", "choices_string", "no_message"})
+"""The faults answered with HTTP 200 and a body that is not a usable chat completion."""
+
 FAULT_MODES: frozenset[str] = frozenset(
-    {"429", "500", "bad_key", "no_credits", "garbage", "wrong_length", "hang", "think"}
+    {
+        "429",
+        "500",
+        "bad_key",
+        "no_credits",
+        "garbage",
+        "wrong_length",
+        "hang",
+        "think",
+        "bad_usage",
+        "drip",
+        *BODY_FAULTS,
+    }
 )
-"""Fault modes accepted by :meth:`FakeLLMServer.set_fault`, ``/_control`` and ``@fault=``."""
+"""Fault modes accepted by :meth:`FakeLLMServer.set_fault`, ``/_control`` and ``@fault=``
+(described in the module's docstring)."""
+
+BAD_USAGES: tuple[dict[str, object], ...] = (
+    {"prompt_tokens": -7, "completion_tokens": 10**15, "total_tokens": "n/a"},
+    {"prompt_tokens": 10**15, "completion_tokens": "n/a", "total_tokens": -7},
+    {"prompt_tokens": "n/a", "completion_tokens": -7, "total_tokens": 10**15},
+)
+"""The token counts of the "bad_usage" fault's answers, taken in turn (from the first each
+time the server starts): every count is implausible, and each kind (negative, 10**15, a
+string that is not a number) lands on every field over three answers."""
 
 THINK_TRACE = (
     "Let me draft an answer before checking it against the examples.\n"
