@@ -10,8 +10,11 @@ DELPHI := eai-delphi==0.1.3
 # on a machine where PyPI's default torch wheel is a CUDA one. Empty: plain pip resolution.
 TORCH_INDEX ?=
 FAKE_LLM_PORT ?= 8900
+# pyright (PyPI's `pyright[nodejs]`) runs its bundled copy on the bundled Node, offline; this
+# skips its check of PyPI for a newer release.
+export PYRIGHT_PYTHON_IGNORE_WARNINGS := 1
 
-.PHONY: install run test test-fast coverage lint format protos fake-llm bench clean
+.PHONY: install run test test-fast coverage lint format typecheck check-ci protos fake-llm bench soak clean image-smoke
 
 install: $(STAMP)
 
@@ -44,14 +47,30 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+typecheck: install
+	$(BIN)/pyright
+
+# What CI runs: lint, format check, type check, then the whole test suite.
+check-ci: lint typecheck test
+
 protos: install
 	$(BIN)/python -m autointerp_grpc.protogen
 
 bench: install
 	$(BIN)/python bench/run.py
 
+# Peak RSS of the largest request each RPC accepts (a fresh server each), and /health latency
+# during a ~15 MiB REST body; slow (the embedding scorers encode 1,000 long texts on CPU).
+soak: install
+	$(BIN)/python bench/soak.py
+
 fake-llm: install
 	$(BIN)/python -m autointerp_grpc.testing.fake_llm --port $(FAKE_LLM_PORT)
+
+# Builds Dockerfile.cpu (and Dockerfile.cuda, disk permitting) with buildah on a debootstrapped
+# bookworm base and smoke-tests the CPU image; needs root, slow, not part of `make test`.
+image-smoke: install
+	deploy/image-smoke.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -14,6 +14,8 @@ are read when the service starts, not when this module is imported.
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import sys
 
 from pydantic import ValidationError
@@ -31,6 +33,10 @@ def main() -> None:
         # A clear line per bad setting (values hidden: one may be the SECRET), no traceback.
         sys.exit(f"autointerp: invalid configuration:\n{exc}")
     asyncio.run(serve(settings))
+    # Everything has stopped and the log is flushed: skip the interpreter's own finalisation
+    # (seconds with torch loaded), so the exit follows the stop at once.
+    logging.shutdown()
+    os._exit(0)
 
 
 if __name__ == "__main__":

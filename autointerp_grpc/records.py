@@ -99,6 +99,14 @@ def non_activating_example(
     return example
 
 
+def str_tokens_of(example: ActivatingExample | NonActivatingExample) -> list[str]:
+    """The example's tokens as text (the list itself). Every example built here has them;
+    delphi declares the field optional."""
+    if example.str_tokens is None:
+        raise ValueError("the example has no str_tokens")
+    return example.str_tokens
+
+
 @dataclass
 class Split:
     """Records split into activating and non-activating examples, plus the request order."""

@@ -17,8 +17,9 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
@@ -166,6 +167,8 @@ class AutoInterpService:
         """Set whenever no request is in flight."""
         self.idle.set()
         self.draining = False
+        self._unary_tasks: set[asyncio.Task[object]] = set()
+        self._cut_off = False
         self.secrets = secrets or Secrets()
         self.metrics = metrics or Metrics()
 
@@ -257,20 +260,44 @@ class AutoInterpService:
                 self._release()
 
     async def call(self, method: str, secret: Presented, request_id: str, read: Reader) -> Message:
-        """A unary RPC: its response, within the server's time limit."""
-        async with self._admitted(method, secret, request_id, read) as request:
-            return await self._dispatch(method, request)
+        """A unary RPC: its response, within the server's time limit. Cut off at the end of a
+        stop's grace period (:meth:`cut_off`), it answers UNAVAILABLE."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._unary_tasks.add(task)
+        try:
+            async with self._admitted(method, secret, request_id, read) as request:
+                return await self._dispatch(method, request)
+        except asyncio.CancelledError:
+            if self._cut_off and task is not None and task.cancelling():
+                task.uncancel()
+                raise Unavailable(
+                    "The server stopped before the request finished (it was still running at "
+                    "the end of the shutdown grace period); retry"
+                ) from None
+            raise
+        finally:
+            self._unary_tasks.discard(task)  # type: ignore[arg-type]
+
+    def cut_off(self) -> None:
+        """End of a stop's grace period: cancel the unary calls still running; each answers
+        UNAVAILABLE to its caller (rather than a door's own error page)."""
+        self._cut_off = True
+        for task in list(self._unary_tasks):
+            task.cancel()
 
     async def call_stream(
         self, method: str, secret: Presented, request_id: str, read: Reader
-    ) -> AsyncIterator[Message]:
+    ) -> AsyncGenerator[Message, None]:
         """A server-streaming RPC: its messages as they come. A bulk run may take hours, so
         the server's per-request time limit does not apply (the client's deadline does)."""
         async with self._admitted(method, secret, request_id, read) as request:
             # The items a stream works through (a bulk request's features) are checked one
             # by one, so one bad item fails alone, not the whole stream.
             check_required(request, skip=STREAMED_ITEMS)
-            async for message in self.methods[method].handler(request, self.deps):
+            # A streaming RPC's handler is an async generator (Method.streaming).
+            stream = cast(AsyncIterator[Message], self.methods[method].handler(request, self.deps))
+            async for message in stream:
                 yield message
 
     async def _dispatch(self, method: str, request: Message) -> Message:
@@ -278,7 +305,10 @@ class AutoInterpService:
         timeout = asyncio.timeout(self.request_timeout_s)
         try:
             async with timeout:
-                return await self.methods[method].handler(request, self.deps)
+                # A unary RPC's handler is a coroutine function.
+                return await cast(
+                    Awaitable[Message], self.methods[method].handler(request, self.deps)
+                )
         except TimeoutError:
             if not timeout.expired():
                 raise

@@ -23,13 +23,17 @@ from google.api import field_behavior_pb2
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
+from autointerp_grpc.descriptors import descriptor_of, enum_type_of, message_type_of
 from autointerp_grpc.errors import InvalidArgument
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 
 
 def is_required(field: FieldDescriptor) -> bool:
     """Whether the proto marks ``field`` as REQUIRED (google.api.field_behavior)."""
-    behaviors = field.GetOptions().Extensions[field_behavior_pb2.field_behavior]
+    # googleapis-common-protos' .pyi types the extension as a plain FieldDescriptor; typeshed's
+    # Extensions[...] wants its generic _ExtensionFieldDescriptor. The call is right.
+    extension = field_behavior_pb2.field_behavior
+    behaviors = field.GetOptions().Extensions[extension]  # pyright: ignore[reportArgumentType]
     return field_behavior_pb2.FieldBehavior.REQUIRED in behaviors
 
 
@@ -57,7 +61,7 @@ def check_required(message: Message, path: str = "", *, skip: frozenset[str] = f
 
     Nested messages are checked too, except the top-level fields named in ``skip`` (whose
     items are checked one by one elsewhere, e.g. the features of a bulk request)."""
-    for field in message.DESCRIPTOR.fields:
+    for field in descriptor_of(message).fields:
         where = f"{path}{field.name}"
         if field.GetOptions().debug_redact and field.type == FieldDescriptor.TYPE_STRING:
             # Keys travel as HTTP headers upstream; say what is wrong, never the value.
@@ -71,12 +75,12 @@ def check_required(message: Message, path: str = "", *, skip: frozenset[str] = f
                 raise InvalidArgument(f"{where} has leading or trailing whitespace")
         if is_required(field) and _is_empty(message, field):
             if field.type == FieldDescriptor.TYPE_ENUM:
-                names = [v.name for v in field.enum_type.values if v.number != 0]
+                names = [v.name for v in enum_type_of(field).values if v.number != 0]
                 raise InvalidArgument(f"{where} is required: one of {', '.join(names)}")
             raise InvalidArgument(f"{where} is required and must not be empty")
         if (
             field.type != FieldDescriptor.TYPE_MESSAGE
-            or field.message_type.GetOptions().map_entry
+            or message_type_of(field).GetOptions().map_entry
             or field.name in skip
         ):
             continue

@@ -147,7 +147,7 @@ async def main(total: int, baseline_repo: Path | None) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--baseline-repo", type=Path, default=None)
     args = parser.parse_args()

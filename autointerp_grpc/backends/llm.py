@@ -322,7 +322,9 @@ class LLMClient(Client):
         if params.get("logprobs"):
             self._log.logprobs_requested += 1
             self._log.logprobs_returned += 1 if logprobs else 0
-        return Response(text=text, logprobs=logprobs or None)
+        # delphi annotates Response.logprobs as list[float], but its scorers read OpenAI's
+        # per-token objects (``.top_logprobs``), which is what is passed here.
+        return Response(text=text, logprobs=logprobs or None)  # pyright: ignore[reportArgumentType]
 
     def _account(self, began: float, outcome: str, usage: Any) -> None:
         """Count one call (and what its answer reported) in the request's usage and the

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import grpc
 
 from autointerp_grpc.cli.inputs import (
+    INPUT_FORMATS,
     UsageError,
     api_key,
     llm_options,
@@ -204,7 +205,18 @@ def _llm_arguments(parser: argparse.ArgumentParser, model_required: bool) -> Non
 
 
 def _run_arguments(run: argparse.ArgumentParser) -> None:
-    run.add_argument("--input", required=True, help="features, one JSON object per line")
+    run.add_argument(
+        "--input",
+        required=True,
+        help="features: one JSON object per line, or Neuronpedia feature JSON / export files "
+        "(gzipped or not; an export directory too)",
+    )
+    run.add_argument(
+        "--input-format",
+        choices=("auto", *INPUT_FORMATS),
+        default="auto",
+        help="format of --input (default: %(default)s, told by its first object)",
+    )
     run.add_argument("--output", required=True, help="results file (JSONL), appended to")
     run.add_argument("--explainer", default="default", help="explainer (default: %(default)s)")
     run.add_argument("--explainer-params", help="the explainer's parameters as a JSON object")
@@ -298,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_RPC_NAMES = {"methods": "ListMethods", "explain": "Explain", "score": "Score"}
+_RPC_NAMES: dict[str, str] = {"methods": "ListMethods", "explain": "Explain", "score": "Score"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -315,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"autointerp {args.command}: error: {error}", file=sys.stderr)
         return 2
     except grpc.RpcError as error:
-        rpc = _RPC_NAMES.get(args.command, args.command)
+        command: str = args.command
+        rpc = _RPC_NAMES.get(command, command)
         print(f"error: {rpc_failure(rpc, error, args.request_id)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

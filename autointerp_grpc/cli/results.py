@@ -166,7 +166,9 @@ class RunStats:
             f"({self.retried} re-submissions)",
             file=out,
         )
-        rows = [("scorer", "metric", "n", "errors", "mean", "median", "p10", "p90")]
+        rows: list[tuple[str, ...]] = [
+            ("scorer", "metric", "n", "errors", "mean", "median", "p10", "p90")
+        ]
         for method in self.scorers:
             values = sorted(self.scores.get(method, []))
             stats = (

@@ -20,7 +20,7 @@ from autointerp_grpc.cli.inputs import (
     api_key,
     llm_options,
     parse_json_arg,
-    read_features,
+    read_feature_input,
     set_params,
 )
 from autointerp_grpc.cli.results import ResultWriter, RunStats, read_done_ids
@@ -86,7 +86,12 @@ async def _run_async(args: argparse.Namespace) -> int:
     key = api_key(args, needed=True)
     assert key is not None
     template, scorers = build_template(args, key)
-    features = read_features(args.input)
+    given = read_feature_input(args.input, getattr(args, "input_format", "auto"))
+    features = given.features
+    if given.format != "autointerp":
+        print(f"{args.input}: read as {given.format}, {len(features)} features", file=sys.stderr)
+    for note in given.notes:
+        print(f"note: {args.input}: {note}", file=sys.stderr)
     output = Path(args.output)
     done_ids, unreadable = read_done_ids(output)
     if unreadable:

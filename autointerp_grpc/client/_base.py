@@ -16,7 +16,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import grpc
 from google.protobuf import json_format, message_factory
@@ -56,7 +56,7 @@ def rpc_status(error: grpc.RpcError) -> tuple[grpc.StatusCode, str]:
     """The status code and details of a failed call (sync or grpc.aio)."""
     code, details = getattr(error, "code", None), getattr(error, "details", None)
     if callable(code) and callable(details):
-        return code(), details() or ""
+        return cast(grpc.StatusCode, code()), cast(str | None, details()) or ""
     return grpc.StatusCode.UNKNOWN, "the call failed without a status"
 
 
@@ -171,26 +171,23 @@ class ClientBase:
 
 def _rpc_method(owner: type[ClientBase], rpc: Rpc) -> Callable[..., Any]:
     """``owner``'s method for ``rpc``, with its signature, annotations and docstring."""
-    if rpc.takes_request:
 
-        def method(
-            self: ClientBase,
-            request: RequestLike,
-            *,
-            timeout: float | None = None,
-            request_id: str | None = None,
-        ) -> Any:
-            return self._start(rpc, request, timeout, request_id)
+    def with_request(
+        self: ClientBase,
+        request: RequestLike,
+        *,
+        timeout: float | None = None,
+        request_id: str | None = None,
+    ) -> Any:
+        return self._start(rpc, request, timeout, request_id)
 
-        annotations: dict[str, Any] = {"request": RequestLike}
-    else:
+    def without_request(
+        self: ClientBase, *, timeout: float | None = None, request_id: str | None = None
+    ) -> Any:
+        return self._start(rpc, {}, timeout, request_id)
 
-        def method(  # type: ignore[misc]
-            self: ClientBase, *, timeout: float | None = None, request_id: str | None = None
-        ) -> Any:
-            return self._start(rpc, {}, timeout, request_id)
-
-        annotations = {}
+    method = with_request if rpc.takes_request else without_request
+    annotations: dict[str, Any] = {"request": RequestLike} if rpc.takes_request else {}
     out = rpc.response_cls.__name__
     if rpc.streaming:
         returns: Any = owner._stream_cls

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import grpc.aio
 
-from autointerp_grpc.client._base import ClientBase
+from autointerp_grpc.client._base import ClientBase, RequestLike
 from autointerp_grpc.client.targets import channel_options
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc
@@ -27,7 +28,8 @@ class AsyncEventStream(AsyncIterator[pb.ExplainAndScoreEvent]):
 
     async def __anext__(self) -> pb.ExplainAndScoreEvent:
         event = await self._call.read()
-        if event is grpc.aio.EOF:
+        # typeshed's grpc.aio stub lacks EOF (the sentinel read() returns at the end).
+        if event is grpc.aio.EOF:  # pyright: ignore[reportAttributeAccessIssue]
             raise StopAsyncIteration
         return event  # type: ignore[return-value]
 
@@ -62,6 +64,56 @@ class AsyncAutoInterpClient(ClientBase):
 
     _stream_cls = AsyncEventStream
     _awaitable = True
+
+    if TYPE_CHECKING:  # installed per RPC by ClientBase.__init_subclass__; typed here for checkers
+
+        def list_methods(
+            self, *, timeout: float | None = None, request_id: str | None = None
+        ) -> grpc.aio.UnaryUnaryCall[pb.ListMethodsRequest, pb.ListMethodsResponse]: ...
+        def explain(
+            self,
+            request: RequestLike,
+            *,
+            timeout: float | None = None,
+            request_id: str | None = None,
+        ) -> grpc.aio.UnaryUnaryCall[pb.ExplainRequest, pb.ExplainResponse]: ...
+        def score(
+            self,
+            request: RequestLike,
+            *,
+            timeout: float | None = None,
+            request_id: str | None = None,
+        ) -> grpc.aio.UnaryUnaryCall[pb.ScoreRequest, pb.ScoreResponse]: ...
+        def explain_default(
+            self,
+            request: RequestLike,
+            *,
+            timeout: float | None = None,
+            request_id: str | None = None,
+        ) -> grpc.aio.UnaryUnaryCall[pb.ExplainDefaultRequest, pb.ExplainDefaultResponse]: ...
+        def score_embedding(
+            self,
+            request: RequestLike,
+            *,
+            timeout: float | None = None,
+            request_id: str | None = None,
+        ) -> grpc.aio.UnaryUnaryCall[pb.ScoreEmbeddingRequest, pb.ScoreEmbeddingResponse]: ...
+        def score_fuzz_detection(
+            self,
+            request: RequestLike,
+            *,
+            timeout: float | None = None,
+            request_id: str | None = None,
+        ) -> grpc.aio.UnaryUnaryCall[
+            pb.ScoreFuzzDetectionRequest, pb.ScoreFuzzDetectionResponse
+        ]: ...
+        def explain_and_score(
+            self,
+            request: RequestLike,
+            *,
+            timeout: float | None = None,
+            request_id: str | None = None,
+        ) -> AsyncEventStream: ...
 
     def __init__(
         self,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from autointerp_grpc.client._base import ClientBase
+from autointerp_grpc.client._base import ClientBase, RequestLike
 from autointerp_grpc.client.targets import channel_options
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc
@@ -61,6 +61,54 @@ class AutoInterpClient(ClientBase):
 
     _stream_cls = EventStream
     _awaitable = False
+
+    if TYPE_CHECKING:  # installed per RPC by ClientBase.__init_subclass__; typed here for checkers
+
+        def list_methods(
+            self, *, timeout: float | None = None, request_id: str | None = None
+        ) -> pb.ListMethodsResponse: ...
+        def explain(
+            self,
+            request: RequestLike,
+            *,
+            timeout: float | None = None,
+            request_id: str | None = None,
+        ) -> pb.ExplainResponse: ...
+        def score(
+            self,
+            request: RequestLike,
+            *,
+            timeout: float | None = None,
+            request_id: str | None = None,
+        ) -> pb.ScoreResponse: ...
+        def explain_default(
+            self,
+            request: RequestLike,
+            *,
+            timeout: float | None = None,
+            request_id: str | None = None,
+        ) -> pb.ExplainDefaultResponse: ...
+        def score_embedding(
+            self,
+            request: RequestLike,
+            *,
+            timeout: float | None = None,
+            request_id: str | None = None,
+        ) -> pb.ScoreEmbeddingResponse: ...
+        def score_fuzz_detection(
+            self,
+            request: RequestLike,
+            *,
+            timeout: float | None = None,
+            request_id: str | None = None,
+        ) -> pb.ScoreFuzzDetectionResponse: ...
+        def explain_and_score(
+            self,
+            request: RequestLike,
+            *,
+            timeout: float | None = None,
+            request_id: str | None = None,
+        ) -> EventStream: ...
 
     def __init__(
         self,

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from types import SimpleNamespace
 
 from autointerp_grpc.backends.llm import LLMClient
+from autointerp_grpc.descriptors import descriptor_of
 from autointerp_grpc.errors import (
     AutoInterpError,
     DeadlineExceeded,
@@ -90,7 +91,7 @@ class _Run:
                 raise InvalidArgument(f"scorers[{i}]: {exc.message}") from None
         options = request.options if request.HasField("options") else None
         self.options: SimpleNamespace = method_params.resolve(
-            options, pb.BulkOptions.DESCRIPTOR, "options"
+            options, descriptor_of(pb.BulkOptions), "options"
         )
         self.candidate_scorer = self._candidate_scorer()
         ids = [f.id for f in request.features]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import cast
 
 from autointerp_grpc.backends.llm import LLMClient
 from autointerp_grpc.delphi_compat import Explainer, LatentRecord
@@ -77,7 +78,8 @@ async def explain_records(
         non_activating=[non_activating_example(r, latent_max=peak) for r in non_activating],
         top_positive_logits=list(top_positive_logits),
     )
-    explainer, record = method.spec.run(ctx)
+    # An explainer's run builds its delphi explainer and record (synchronously).
+    explainer, record = cast(tuple[Explainer, LatentRecord], method.spec.run(ctx))
     if temperature is not None:
         explainer.temperature = temperature
     return await run_explainer(explainer, record)

@@ -64,7 +64,8 @@ def _halve(
 ) -> tuple[list[pb.Activation], list[pb.Activation]]:
     """(validation, test) of one class."""
     if len(held) >= 2 * MIN_PER_SIDE:
-        return _cut(held, 0.5, rng)[::-1]
+        first, second = _cut(held, 0.5, rng)
+        return second, first
     return train, held
 
 

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from google.protobuf.message import Message
 
 from autointerp_grpc.backends.llm import LLMClient
+from autointerp_grpc.descriptors import descriptor_of
 from autointerp_grpc.errors import InvalidArgument
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.handlers.deps import Deps
@@ -41,7 +42,7 @@ def resolve_params(request: Message, spec: MethodSpec) -> SimpleNamespace:
     """The parameters ``request`` (an Explain/Score request or a bulk choice) carries in its
     ``params`` oneof for ``spec``, checked against their ranges, defaults filled in."""
     sent = request.WhichOneof("params")
-    fields = request.DESCRIPTOR.fields_by_name
+    fields = descriptor_of(request).fields_by_name
     expected = spec.request_descriptor.fields_by_name[spec.params_field].json_name
     if sent is not None and sent != spec.params_field:
         raise InvalidArgument(
@@ -77,7 +78,7 @@ def default_method(registry: dict[str, MethodSpec], name: str, **overrides: obje
 
 def check_llm_options(llm: pb.LlmOptions) -> None:
     """The request's LLM options against their ranges (InvalidArgument naming the field)."""
-    for field in llm.DESCRIPTOR.fields:
+    for field in descriptor_of(llm).fields:
         if llm.HasField(field.name) if field.has_presence else getattr(llm, field.name):
             method_params.check_value(field, getattr(llm, field.name), f"llm.{field.json_name}")
 

@@ -66,7 +66,9 @@ def parse_predictions(answer: str, expected: int) -> list[bool]:
     return [bool(v) for v in values]
 
 
-def probabilities_from_logprobs(logprobs: list[Any] | None, expected: int) -> list[float | None]:
+def probabilities_from_logprobs(
+    logprobs: list[Any] | None, expected: int
+) -> list[float] | list[None]:
     """P("1") per answer token from the provider's top log probabilities, by delphi's own
     ``Classifier._parse_logprobs``; all None when there are none or they don't line up with
     the ``expected`` answers."""
@@ -109,7 +111,7 @@ class _BatchSizedAnswers:
 
     def _parse(
         self, string: str, logprobs: list[Any] | None = None
-    ) -> tuple[list[bool], list[float | None]]:
+    ) -> tuple[list[bool], list[float] | list[None]]:
         expected = _batch_size.get(self.n_examples_shown)
         predictions = parse_predictions(string, expected)
         return predictions, probabilities_from_logprobs(logprobs, expected)

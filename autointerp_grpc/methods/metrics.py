@@ -355,7 +355,7 @@ def _cluster_resamples(ids: np.ndarray, k: int, draws: np.ndarray) -> list[np.nd
 
 def bootstrap_interval(
     n_items: int,
-    statistic: Callable[[Sequence[int]], float],
+    statistic: Callable[[np.ndarray], float],
     clusters: Sequence[int] | None = None,
 ) -> pb.ConfidenceInterval | None:
     """95% BCa bootstrap interval of ``statistic(indices)`` over ``n_items`` items.

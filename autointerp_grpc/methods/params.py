@@ -17,6 +17,7 @@ from typing import Any
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
+from autointerp_grpc.descriptors import descriptor_of
 from autointerp_grpc.errors import InvalidArgument
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 
@@ -31,7 +32,9 @@ _TYPE_NAMES = {
 
 def spec_of(field: FieldDescriptor) -> pb.ParameterSpec:
     """The field's ParameterSpec (empty when it has none)."""
-    return field.GetOptions().Extensions[pb.parameter]
+    # protoc's .pyi types an extension as a plain FieldDescriptor; typeshed's Extensions[...]
+    # wants its generic _ExtensionFieldDescriptor. The stubs disagree; the call is right.
+    return field.GetOptions().Extensions[pb.parameter]  # pyright: ignore[reportArgumentType]
 
 
 def type_name(field: FieldDescriptor) -> str:
@@ -98,7 +101,7 @@ def describe(descriptor: Descriptor, comments: dict[str, str]) -> list[pb.Parame
 def field_value(message: Message, name: str, where: str) -> Any:
     """A top-level parameter of a request (e.g. ScoreRequest.min_answered): the sent value,
     checked against its ParameterSpec, or its default."""
-    field = message.DESCRIPTOR.fields_by_name[name]
+    field = descriptor_of(message).fields_by_name[name]
     if field.has_presence and message.HasField(name):
         value = getattr(message, name)
         check_value(field, value, where)

@@ -13,6 +13,7 @@ from autointerp_grpc.methods.scoring import (
     classifier_result,
 )
 from autointerp_grpc.methods.spec import ScoreContext, ScoreResult
+from autointerp_grpc.records import str_tokens_of
 
 
 async def run_recall(ctx: ScoreContext) -> ScoreResult:
@@ -23,7 +24,7 @@ async def run_recall(ctx: ScoreContext) -> ScoreResult:
     items = [
         pb.ScoreBreakdownItem(
             record_index=i,
-            text="".join(e.str_tokens),
+            text="".join(str_tokens_of(e)),
             str_tokens=e.str_tokens,
             activating=i in activating,
         )

@@ -24,7 +24,7 @@ from autointerp_grpc.methods.scoring import (
     require_coverage,
 )
 from autointerp_grpc.methods.spec import ScoreContext, ScoreResult
-from autointerp_grpc.records import Split
+from autointerp_grpc.records import Split, str_tokens_of
 
 SIMULATION_MAX = 10.0
 
@@ -106,7 +106,7 @@ async def run_simulation(ctx: ScoreContext) -> ScoreResult:
 
     records = ctx.split.in_order
     predictions = await bounded_gather(
-        [lambda e=e: simulate(list(e.str_tokens)) for e in records], ctx.request_concurrency
+        [lambda e=e: simulate(list(str_tokens_of(e))) for e in records], ctx.request_concurrency
     )
     return _simulation_result(ctx.split, predictions, client.errors, notes, ctx.min_answered)
 
@@ -126,7 +126,7 @@ def _simulation_result(
         true = example.activations.tolist()
         item = pb.ScoreBreakdownItem(
             record_index=i,
-            text="".join(example.str_tokens),
+            text="".join(str_tokens_of(example)),
             str_tokens=example.str_tokens,
             activating=i in activating,
         )
@@ -149,7 +149,7 @@ def _simulation_result(
         ]
     ).reshape(-1, 6)
 
-    def pooled(indices: Sequence[int]) -> float:
+    def pooled(indices: Sequence[int] | np.ndarray) -> float:
         n, sx, sy, sxx, syy, sxy = sums[list(indices)].sum(axis=0)
         var_x, var_y = n * sxx - sx * sx, n * syy - sy * sy
         # Relative tolerance: float sums of a constant side leave a tiny residue.

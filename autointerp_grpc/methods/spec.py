@@ -11,6 +11,7 @@ from google.protobuf.descriptor import Descriptor
 
 from autointerp_grpc.backends.embedding import EmbeddingBackend
 from autointerp_grpc.backends.llm import LLMClient
+from autointerp_grpc.descriptors import descriptor_of, message_type_of
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.records import Split
 from autointerp_grpc.validation import Limits
@@ -91,7 +92,7 @@ class MethodSpec:
     """
 
     name: str
-    kind: int  # pb.METHOD_KIND_EXPLAINER or pb.METHOD_KIND_SCORER
+    kind: pb.MethodKind  # pb.METHOD_KIND_EXPLAINER or pb.METHOD_KIND_SCORER
     description: str
     needs: Needs
     run: Callable[..., Any] | Callable[..., Awaitable[Any]]
@@ -105,8 +106,8 @@ class MethodSpec:
     @property
     def request_descriptor(self) -> Descriptor:
         kind = pb.METHOD_KIND_EXPLAINER
-        return (pb.ExplainRequest if self.kind == kind else pb.ScoreRequest).DESCRIPTOR
+        return descriptor_of(pb.ExplainRequest if self.kind == kind else pb.ScoreRequest)
 
     @property
     def params_descriptor(self) -> Descriptor:
-        return self.request_descriptor.fields_by_name[self.params_field].message_type
+        return message_type_of(self.request_descriptor.fields_by_name[self.params_field])

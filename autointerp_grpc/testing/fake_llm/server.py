@@ -19,7 +19,7 @@ from autointerp_grpc.testing.fake_llm.state import FakeLLMState
 __all__ = ["FakeLLMServer"]
 
 _START_TIMEOUT_S = 10.0
-_STOP_TIMEOUT_S = 5.0
+_STOP_TIMEOUT_S = 5  # seconds; uvicorn's timeout_graceful_shutdown is an int
 _KEEP_ALIVE_S = 75
 """Longer than HTTP clients keep idle connections (httpx: 5 s), so a client never reuses a
 connection the server is closing."""
