@@ -341,7 +341,7 @@ async def send(rpc: Rpc, door: str, server: Server, body: dict[str, Any]) -> str
                 if not line.strip():
                     continue
                 event = json.loads(line)
-                if "result" in event:
+                if event.get("result"):
                     outcome = bulk_outcome(event["result"])
                 elif "code" in event and "detail" in event:
                     outcome = f"stream error {event['code']}: {event['detail'][:80]}"
@@ -349,9 +349,12 @@ async def send(rpc: Rpc, door: str, server: Server, body: dict[str, Any]) -> str
 
 
 def bulk_outcome(result: dict[str, Any]) -> str:
-    if "error" in result:
-        return f"feature {result['error'].get('code')}: {result['error'].get('message', '')[:80]}"
-    failed = [s for s in result.get("scores", []) if "error" in s]
+    """A bulk feature result (JSON): "OK", or what failed (the REST door prints unset
+    messages as null)."""
+    error = result.get("error")
+    if error:
+        return f"feature {error.get('code')}: {(error.get('message') or '')[:80]}"
+    failed = [s for s in result.get("scores") or [] if s.get("error")]
     if failed:
         return "scorer " + ", ".join(f"{s['method']} {s['error'].get('code')}" for s in failed)
     return "OK"
@@ -369,7 +372,10 @@ async def measure_case(
         before = status_mib(server.process.pid)
         with Probe(server, scratch / "probe.json") as probe:
             began = time.perf_counter()
-            outcome = await send(rpc, door, server, body)
+            try:
+                outcome = await send(rpc, door, server, body)
+            except Exception as exc:  # a row saying so, not a lost run
+                outcome = f"client error {type(exc).__name__}: {str(exc)[:80]}"
             seconds = time.perf_counter() - began
         after = status_mib(server.process.pid)
     finally:
