@@ -133,6 +133,7 @@ class Runtime:
                 ("grpc.max_connection_age_ms", 5 * 60 * 1000),
                 # Metadata is open to anyone (health needs no secret): bounded like REST heads.
                 ("grpc.max_metadata_size", self.settings.max_header_bytes),
+                ("grpc.absolute_max_metadata_size", self.settings.max_header_bytes),
                 # Connections with nothing in flight are closed after a while.
                 ("grpc.max_connection_idle_ms", 5 * 60 * 1000),
             ]

@@ -167,6 +167,7 @@ class AutoInterpService:
         """Set whenever no request is in flight."""
         self.idle.set()
         self.draining = False
+        # Tasks running a unary call or waiting on a stream's next message (see cut_off).
         self._unary_tasks: set[asyncio.Task[object]] = set()
         self._cut_off = False
         self.secrets = secrets or Secrets()
@@ -297,7 +298,25 @@ class AutoInterpService:
             check_required(request, skip=STREAMED_ITEMS)
             # A streaming RPC's handler is an async generator (Method.streaming).
             stream = cast(AsyncIterator[Message], self.methods[method].handler(request, self.deps))
-            async for message in stream:
+            while True:
+                # Whichever task is waiting for the next message can be cut off at the grace.
+                task = asyncio.current_task()
+                if task is not None:
+                    self._unary_tasks.add(task)
+                try:
+                    message = await anext(stream)
+                except StopAsyncIteration:
+                    break
+                except asyncio.CancelledError:
+                    if self._cut_off and task is not None and task.cancelling():
+                        task.uncancel()
+                        raise Unavailable(
+                            "The server stopped before the stream finished (it was still "
+                            "running at the end of the shutdown grace period); retry"
+                        ) from None
+                    raise
+                finally:
+                    self._unary_tasks.discard(task)  # type: ignore[arg-type]
                 yield message
 
     async def _dispatch(self, method: str, request: Message) -> Message:

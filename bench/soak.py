@@ -307,7 +307,12 @@ async def send(rpc: Rpc, door: str, server: Server, body: dict[str, Any]) -> str
         request = json_format.ParseDict(body, rpc.request_cls())
         async with grpc.aio.insecure_channel(
             server.grpc_target,
-            options=[("grpc.max_send_message_length", MAX_REQUEST_BYTES + 1024 * 1024)],
+            # The legacy fuzz/detection breakdown echoes every record's values: the response
+            # can be as big as the request (the server sends up to 64 MiB).
+            options=[
+                ("grpc.max_send_message_length", MAX_REQUEST_BYTES + 1024 * 1024),
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ],
         ) as channel:
             call = getattr(pb_grpc.AutoInterpStub(channel), rpc.method)
             try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -332,15 +333,47 @@ def _expect(condition: bool, message: str) -> None:
         raise OpenShutdownDefect(message)
 
 
+async def _ndjson_lines(
+    http: httpx.AsyncClient, path: str, body: dict, headers: dict[str, str]
+) -> tuple[int, list[str], str | None]:
+    """POST a streaming route: its status, the lines read and how the stream ended (None:
+    complete; else the client's error, e.g. a body cut off mid-chunk)."""
+    lines: list[str] = []
+    try:
+        async with http.stream("POST", path, json=body, headers=headers) as response:
+            async for line in response.aiter_lines():
+                if line.strip() and len(lines) < 1000:
+                    lines.append(line)
+        return response.status_code, lines, None
+    except httpx.HTTPError as exc:
+        return 0, lines, f"{type(exc).__name__}: {exc}"
+
+
+def _bulk_body() -> dict:
+    records = cat_records()
+    return {
+        "features": [
+            {
+                "id": "hung",
+                "activations": [r for r in records if sum(r["values"]) > 0],
+                "nonActivating": [r for r in records if sum(r["values"]) <= 0],
+            }
+        ],
+        "explainer": {"method": "default"},
+        "scorers": [{"method": "detection"}],
+        "llm": {"model": HUNG_MODEL, "apiKey": "sk-hostile-test-key-1234"},
+    }
+
+
 async def test_sigterm_with_a_rest_request_in_flight(fake_llm, tmp_path) -> None:
-    """Regression (issue 11, item 11), SIGTERM while a REST request waits on a hung LLM:
+    """Regression (issue 11, item 11), SIGTERM while REST requests wait on a hung LLM:
 
     * during the drain a new REST call gets 503 JSON (it used to be refused at the socket)
-      and a new gRPC call UNAVAILABLE, /health 503 (plain asserts: these hold);
-    * the request cut at the grace period gets a JSON 503, not a plain-text 500 with ASGI
-      tracebacks in the log, and the process exits within grace + 2.5 s (the service cuts
-      its unary calls off at the grace, and the process skips the interpreter's slow
-      finalisation)."""
+      and a new gRPC call UNAVAILABLE, /health 503;
+    * the unary request cut at the grace period gets a JSON 503 (it used to get a plain-text
+      500), and the process exits within grace + 2.5 s (plain asserts: these hold);
+    * a bulk NDJSON stream cut at the grace ends with an UNAVAILABLE ErrorResponse line, not
+      a truncated body, and nothing logs a traceback."""
     grpc_port, http_port = free_port(), free_port()
     log_path = tmp_path / "server.log"
     process = start_server(
@@ -365,11 +398,15 @@ async def test_sigterm_with_a_rest_request_in_flight(fake_llm, tmp_path) -> None
                     "/v1/explain/default", json={**body, "model": HUNG_MODEL}, headers=headers
                 )
             )
-            for _ in range(100):  # until the upstream call is open
-                if fake_llm.stats()["requests"] > opened or hung.done():
+            stream = asyncio.ensure_future(
+                _ndjson_lines(http, "/v1/explain-and-score", _bulk_body(), headers)
+            )
+            for _ in range(100):  # until both upstream calls are open
+                if fake_llm.stats()["requests"] >= opened + 2 or hung.done() or stream.done():
                     break
                 await asyncio.sleep(0.05)
-            assert fake_llm.stats()["requests"] > opened and not hung.done()
+            assert fake_llm.stats()["requests"] >= opened + 2
+            assert not hung.done() and not stream.done()
 
             signalled = time.monotonic()
             process.send_signal(signal.SIGTERM)
@@ -396,23 +433,27 @@ async def test_sigterm_with_a_rest_request_in_flight(fake_llm, tmp_path) -> None
                 assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
             assert time.monotonic() - signalled < DRAIN_GRACE_S, "the checks outran the drain"
             assert not hung.done(), "the in-flight request ended before the grace period"
+            assert not stream.done(), "the bulk stream ended before the grace period"
 
             cut = await asyncio.wait_for(hung, DRAIN_GRACE_S + 5)
             answered = time.monotonic() - signalled
+            status, lines, broken = await asyncio.wait_for(stream, DRAIN_GRACE_S + 5)
             code = await asyncio.to_thread(process.wait, DRAIN_GRACE_S + 5)
             elapsed = time.monotonic() - signalled
         log = log_path.read_text(errors="replace")
         assert code == 0, log
-        # The request cut at the grace period: a JSON 503 at the grace, no traceback.
-        _expect(
-            cut.status_code == 503
-            and cut.headers.get("content-type", "").startswith("application/json"),
-            f"cut request got {cut.status_code} {cut.headers.get('content-type')}: {cut.text!r}",
-        )
+        # The unary request cut at the grace period: a JSON 503, at the grace.
+        assert cut.status_code == 503, (cut.status_code, cut.text)
+        assert cut.headers.get("content-type", "").startswith("application/json"), cut.text
         assert cut.json()["code"] == "UNAVAILABLE"
-        _expect("Traceback" not in log, "the cut request logged a traceback")
-        _expect(answered < DRAIN_GRACE_S + 0.5, f"cut request answered after {answered:.1f} s")
-        _expect(elapsed < DRAIN_GRACE_S + 2.5, f"exit took {elapsed:.1f} s")
+        assert answered < DRAIN_GRACE_S + 0.5, f"cut request answered after {answered:.1f} s"
+        assert elapsed < DRAIN_GRACE_S + 2.5, f"exit took {elapsed:.1f} s"
+        # The bulk stream cut at the grace period: its last line says UNAVAILABLE.
+        assert lines, "the bulk stream sent nothing (not even its first progress event)"
+        _expect(broken is None, f"the bulk stream was cut off: {broken}; last {lines[-1]!r}")
+        assert status == 200
+        assert json.loads(lines[-1]).get("code") == "UNAVAILABLE", lines[-1]
+        _expect("Traceback" not in log, "a request cut at the grace logged a traceback")
     finally:
         if process.poll() is None:
             process.kill()
