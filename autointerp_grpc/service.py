@@ -168,7 +168,7 @@ class AutoInterpService:
         self.idle.set()
         self.draining = False
         # Tasks running a unary call or waiting on a stream's next message (see cut_off).
-        self._unary_tasks: set[asyncio.Task[object]] = set()
+        self._cuttable_tasks: set[asyncio.Task[object]] = set()
         self._cut_off = False
         self.secrets = secrets or Secrets()
         self.metrics = metrics or Metrics()
@@ -263,28 +263,35 @@ class AutoInterpService:
     async def call(self, method: str, secret: Presented, request_id: str, read: Reader) -> Message:
         """A unary RPC: its response, within the server's time limit. Cut off at the end of a
         stop's grace period (:meth:`cut_off`), it answers UNAVAILABLE."""
-        task = asyncio.current_task()
-        if task is not None:
-            self._unary_tasks.add(task)
-        try:
+        with self._cuttable("request"):
             async with self._admitted(method, secret, request_id, read) as request:
                 return await self._dispatch(method, request)
+
+    @contextlib.contextmanager
+    def _cuttable(self, what: str) -> Iterator[None]:
+        """While the block runs, :meth:`cut_off` may cancel the current task; the block then
+        raises UNAVAILABLE instead of the cancellation."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._cuttable_tasks.add(task)
+        try:
+            yield
         except asyncio.CancelledError:
             if self._cut_off and task is not None and task.cancelling():
                 task.uncancel()
                 raise Unavailable(
-                    "The server stopped before the request finished (it was still running at "
+                    f"The server stopped before the {what} finished (it was still running at "
                     "the end of the shutdown grace period); retry"
                 ) from None
             raise
         finally:
-            self._unary_tasks.discard(task)  # type: ignore[arg-type]
+            self._cuttable_tasks.discard(task)  # type: ignore[arg-type]
 
     def cut_off(self) -> None:
         """End of a stop's grace period: cancel the unary calls still running; each answers
         UNAVAILABLE to its caller (rather than a door's own error page)."""
         self._cut_off = True
-        for task in list(self._unary_tasks):
+        for task in list(self._cuttable_tasks):
             task.cancel()
 
     async def call_stream(
@@ -300,23 +307,11 @@ class AutoInterpService:
             stream = cast(AsyncIterator[Message], self.methods[method].handler(request, self.deps))
             while True:
                 # Whichever task is waiting for the next message can be cut off at the grace.
-                task = asyncio.current_task()
-                if task is not None:
-                    self._unary_tasks.add(task)
-                try:
-                    message = await anext(stream)
-                except StopAsyncIteration:
-                    break
-                except asyncio.CancelledError:
-                    if self._cut_off and task is not None and task.cancelling():
-                        task.uncancel()
-                        raise Unavailable(
-                            "The server stopped before the stream finished (it was still "
-                            "running at the end of the shutdown grace period); retry"
-                        ) from None
-                    raise
-                finally:
-                    self._unary_tasks.discard(task)  # type: ignore[arg-type]
+                with self._cuttable("stream"):
+                    try:
+                        message = await anext(stream)
+                    except StopAsyncIteration:
+                        break
                 yield message
 
     async def _dispatch(self, method: str, request: Message) -> Message:
