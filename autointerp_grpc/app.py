@@ -467,7 +467,7 @@ async def serve(settings: Settings) -> None:
             log_level=settings.log_level.lower(),
             log_config=None,  # the root logging configured above
             # h11 with bounded heads and a deadline for each (http_protocol.py).
-            http=guarded_protocol(settings.request_head_timeout_s),
+            http=guarded_protocol(settings.request_head_timeout_s, settings.max_header_bytes),
             h11_max_incomplete_event_size=settings.max_header_bytes,
         )
         http = _HttpServer(config)

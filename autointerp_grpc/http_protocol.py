@@ -3,9 +3,13 @@
 uvicorn bounds idle keep-alive connections but not a client that sends its request head one
 byte at a time (slowloris): each such connection would stay open for ever. Here every request
 head must arrive within ``head_timeout_s`` of its first byte (of the connection, for the first
-request), or the connection is closed. Head size is bounded by h11's
-``max_incomplete_event_size`` (``AUTOINTERP_MAX_HEADER_BYTES``; beyond it, 400 in the
-service's JSON error shape), and a slow body by the gateway's own read deadline.
+request), or the connection is closed.
+
+Head size: h11's ``max_incomplete_event_size`` counts only the bytes it has not parsed yet, so
+a head that arrives in one read of the socket (up to 256 KiB) passes it. Here every byte of a
+request head is counted as it arrives, and a head longer than ``max_head_bytes``
+(``AUTOINTERP_MAX_HEADER_BYTES``) is answered 400, in the service's JSON error shape, before
+h11 parses it. A slow body is bounded by the gateway's own read deadline.
 """
 
 from __future__ import annotations
@@ -24,18 +28,42 @@ class GuardedH11Protocol(H11Protocol):
     """uvicorn's ``H11Protocol`` plus a deadline on each request head."""
 
     head_timeout_s: float = 10.0
+    max_head_bytes: int = 65536
     _head_timer: asyncio.TimerHandle | None = None
+    _head_bytes: int = 0
+    """Bytes of the current request head received so far."""
+    _head_tail: bytes = b""
+    """The last bytes of the head so far (an end-of-head mark may span two reads)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm()
 
     def data_received(self, data: bytes) -> None:
+        if self._reading_head() and not self._head_within_limit(data):
+            self.send_400_response(
+                f"The request head is larger than the limit of {self.max_head_bytes} bytes"
+            )
+            return
         super().data_received(data)
         if not self._reading_head():
             self._disarm()
+            self._head_bytes, self._head_tail = 0, b""
         elif self._head_timer is None:
             self._arm()  # the next request's head has begun to arrive
+
+    def _head_within_limit(self, data: bytes) -> bool:
+        """Count ``data`` against the head limit: the bytes up to the end of the head (a
+        blank line) if it is in ``data``, else all of them."""
+        seen = self._head_tail + data
+        end = seen.find(b"\r\n\r\n")
+        if end >= 0:
+            size = self._head_bytes - len(self._head_tail) + end + 4
+        else:
+            size = self._head_bytes + len(data)
+            self._head_tail = seen[-3:]
+        self._head_bytes = size
+        return size <= self.max_head_bytes
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -80,6 +108,13 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.close()
 
 
-def guarded_protocol(head_timeout_s: float) -> type[GuardedH11Protocol]:
-    """The protocol class with this server's head deadline (uvicorn takes a class)."""
-    return type("GuardedH11Protocol", (GuardedH11Protocol,), {"head_timeout_s": head_timeout_s})
+def guarded_protocol(
+    head_timeout_s: float, max_head_bytes: int = 65536
+) -> type[GuardedH11Protocol]:
+    """The protocol class with this server's head deadline and head size limit (uvicorn takes
+    a class)."""
+    return type(
+        "GuardedH11Protocol",
+        (GuardedH11Protocol,),
+        {"head_timeout_s": head_timeout_s, "max_head_bytes": max_head_bytes},
+    )
