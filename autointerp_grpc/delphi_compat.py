@@ -52,6 +52,7 @@ from delphi.scorers.classifier.sample import examples_to_samples as classifier_s
 from delphi.scorers.embedding.embedding import EmbeddingOutput
 from delphi.scorers.embedding.embedding import examples_to_samples as embedding_samples
 from delphi.scorers.embedding.example_embedding import Batch as ExampleEmbeddingBatch
+from delphi.scorers.scorer import ScorerResult
 from delphi.scorers.simulator.simulation.simulator import JSON_MAX_TOKENS, NeuronSimulator
 
 __all__ = [
@@ -77,6 +78,7 @@ __all__ = [
     "NeuronSimulator",
     "NonActivatingExample",
     "Response",
+    "ScorerResult",
     "classifier_samples",
     "embedding_samples",
     "highlight_tokens",

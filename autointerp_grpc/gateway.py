@@ -27,6 +27,7 @@ from autointerp_grpc.config import Settings
 from autointerp_grpc.errors import AutoInterpError, RequestTimeout, RequestTooLarge, as_wire_error
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.jsonmap import parse_json_body, parse_query, to_json_dict
+from autointerp_grpc.offload import bytes_as_items, off_loop
 from autointerp_grpc.service import (
     REQUEST_ID_HEADER,
     SECRET_HEADER,
@@ -154,11 +155,15 @@ async def _unless_disconnected(
     return None
 
 
+def _json_body(message: Message) -> bytes:
+    """``message`` as the bytes Starlette's JSONResponse would send."""
+    return json.dumps(
+        to_json_dict(message), ensure_ascii=False, allow_nan=False, separators=(",", ":")
+    ).encode()
+
+
 def _json_line(message: Message) -> bytes:
-    return (
-        json.dumps(to_json_dict(message), ensure_ascii=False, separators=(",", ":")).encode()
-        + b"\n"
-    )
+    return _json_body(message) + b"\n"
 
 
 def _error_line(error: AutoInterpError) -> bytes:
@@ -222,7 +227,11 @@ def _endpoint(
             # The client disconnected (the service logged the request as CANCELLED); nobody
             # reads this. 499 is the conventional "client closed request" in access logs.
             return Response(status_code=499)
-        return JSONResponse(to_json_dict(response), headers={REQUEST_ID_HEADER: request_id})
+        # A scorer's breakdown repeats the request's records: print big ones off the loop.
+        body = await off_loop(bytes_as_items(response.ByteSize()), _json_body, response)
+        return Response(
+            body, media_type="application/json", headers={REQUEST_ID_HEADER: request_id}
+        )
 
     endpoint.__name__ = name
     return endpoint

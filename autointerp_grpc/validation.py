@@ -172,3 +172,67 @@ def check_top_logits(logits: Sequence[str], limits: Limits) -> None:
     for i, token in enumerate(logits):
         if len(token) > 200:
             raise InvalidArgument(f"topPositiveLogits[{i}] is longer than 200 characters")
+
+
+def check_attention(records: Sequence[pb.AttentionRecord], limits: Limits) -> int:
+    """Enforce the rules on attention records (the ``oai_attention_head`` explainer's input);
+    returns the characters they hold (they count against the request's character budget).
+
+    Shapes: one weight per token, ``0 <= from_index < len(tokens)``. Values: finite, zero
+    after ``from_index`` (attention only looks back) and at least one positive weight at or
+    before it (else there is no token attended to).
+    """
+    field = "attention"
+    if len(records) == 0:
+        raise InvalidArgument(f"{field} must hold at least one record")
+    if len(records) > limits.max_records:
+        raise InvalidArgument(
+            f"{field} holds {len(records)} records; the limit is {limits.max_records}"
+        )
+    total = 0
+    for i, record in enumerate(records):
+        where = f"{field}[{i}]"
+        n_tokens, n_weights = len(record.tokens), len(record.weights)
+        if n_tokens == 0:
+            raise InvalidArgument(f"{where}.tokens must not be empty")
+        if n_tokens > limits.max_tokens_per_record:
+            raise InvalidArgument(
+                f"{where}.tokens holds {n_tokens} tokens; the limit is "
+                f"{limits.max_tokens_per_record} per record"
+            )
+        if n_tokens != n_weights:
+            raise InvalidArgument(
+                f"{where} must have one weight per token ({n_tokens} tokens, {n_weights} weights)"
+            )
+        if not 0 <= record.from_index < n_tokens:
+            raise InvalidArgument(f"{where}.fromIndex must be a token index, 0 to {n_tokens - 1}")
+        chars = sum(len(t) for t in record.tokens)
+        if chars > limits.max_record_chars:
+            raise InvalidArgument(
+                f"{where}.tokens hold {chars} characters; the limit is "
+                f"{limits.max_record_chars} per record"
+            )
+        total += chars
+        if total > limits.max_request_chars:
+            raise InvalidArgument(
+                f"the records hold more than {limits.max_request_chars} characters in all "
+                f"(the limit per request or feature), counting up to {where}"
+            )
+        _check_attention_weights(record, where)
+    return total
+
+
+def _check_attention_weights(record: pb.AttentionRecord, where: str) -> None:
+    for j, weight in enumerate(record.weights):
+        if not math.isfinite(weight):
+            raise InvalidArgument(f"{where}.weights[{j}] must be a finite number")
+        if j > record.from_index and weight != 0:
+            raise InvalidArgument(
+                f"{where}.weights[{j}] must be 0: attention only looks back, to tokens at "
+                f"or before fromIndex ({record.from_index})"
+            )
+    if not any(w > 0 for w in record.weights[: record.from_index + 1]):
+        raise InvalidArgument(
+            f"{where}.weights must hold a positive weight at or before fromIndex "
+            "(the token attended to)"
+        )

@@ -42,6 +42,7 @@ from autointerp_grpc.handlers.methods import (
 from autointerp_grpc.handlers.score import check_split, score_split
 from autointerp_grpc.methods import params as method_params
 from autointerp_grpc.observability import current_request
+from autointerp_grpc.offload import off_loop, token_count
 from autointerp_grpc.records import Split
 from autointerp_grpc.usage import Usage
 from autointerp_grpc.validation import check_required
@@ -135,6 +136,7 @@ class _Run:
                 parts.explain_activating,
                 parts.explain_non_activating,
                 feature.top_positive_logits,
+                attention=feature.attention,
                 temperature=temperature,
                 latent_max=parts.latent_max,
             )
@@ -181,10 +183,13 @@ class _Run:
         try:
             check_required(feature)
             check_explain_records(
+                self.explainer,
                 feature.activations,
                 feature.non_activating,
                 feature.top_positive_logits,
                 self.deps,
+                attention=feature.attention,
+                activations_required=True,
             )
             limit = self.deps.feature_timeout_s
             try:
@@ -205,7 +210,9 @@ class _Run:
     async def _feature(self, feature: pb.Feature, result: pb.FeatureResult, usage: Usage) -> None:
         options = self.options
         k = options.candidates
-        parts = split_feature(
+        parts = await off_loop(
+            token_count(feature.activations, feature.non_activating),
+            split_feature,
             feature,
             options.holdout,
             f"{options.seed}:{feature.id}",

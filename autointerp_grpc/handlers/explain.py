@@ -19,12 +19,13 @@ from autointerp_grpc.handlers.methods import (
     resolve_explainer,
 )
 from autointerp_grpc.methods.spec import ExplainContext
+from autointerp_grpc.offload import off_loop, token_count
 from autointerp_grpc.records import (
     activating_example,
     max_over_records,
     non_activating_example,
 )
-from autointerp_grpc.validation import check_activations, check_top_logits
+from autointerp_grpc.validation import check_activations, check_attention, check_top_logits
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ async def explain_records(
     non_activating: Sequence[pb.Activation] = (),
     top_positive_logits: Sequence[str] = (),
     *,
+    attention: Sequence[pb.AttentionRecord] = (),
     temperature: float | None = None,
     latent_max: float | None = None,
 ) -> str:
@@ -66,38 +68,62 @@ async def explain_records(
 
     Every record of ``train`` is shown as a training example (the explainer highlights its
     tokens by their own values); ``non_activating`` are the explicitly labelled contrast
-    records. Activations are normalised on the latent's scale, ``latent_max`` (the maximum
+    records; ``attention`` the attention records of explainers that read them. Activations
+    are normalised on the latent's scale, ``latent_max`` (the maximum
     over all the latent's records; by default over ``train``). ``temperature`` overrides the
     explainer's (bulk best-of-k sampling).
     """
-    peak = max_over_records(train) if latent_max is None else latent_max
-    ctx = ExplainContext(
-        params=method.params,
-        client=client,
-        activating=[activating_example(r, latent_max=peak) for r in train],
-        non_activating=[non_activating_example(r, latent_max=peak) for r in non_activating],
-        top_positive_logits=list(top_positive_logits),
-    )
-    # An explainer's run builds its delphi explainer and record (synchronously).
-    explainer, record = cast(tuple[Explainer, LatentRecord], method.spec.run(ctx))
+
+    def build() -> tuple[Explainer, LatentRecord]:
+        peak = (max_over_records(train) if train else 0.0) if latent_max is None else latent_max
+        ctx = ExplainContext(
+            params=method.params,
+            client=client,
+            activating=[activating_example(r, latent_max=peak) for r in train],
+            non_activating=[non_activating_example(r, latent_max=peak) for r in non_activating],
+            top_positive_logits=list(top_positive_logits),
+            attention=list(attention),
+        )
+        # An explainer's run builds its delphi explainer and record (synchronously).
+        return cast(tuple[Explainer, LatentRecord], method.spec.run(ctx))
+
+    explainer, record = await off_loop(token_count(train, non_activating, attention), build)
     if temperature is not None:
         explainer.temperature = temperature
     return await run_explainer(explainer, record)
 
 
 def check_explain_records(
+    method: Resolved,
     activations: Sequence[pb.Activation],
     non_activating: Sequence[pb.Activation],
     top_positive_logits: Sequence[str],
     deps: Deps,
+    *,
+    attention: Sequence[pb.AttentionRecord] = (),
+    activations_required: bool = False,
 ) -> None:
-    """The Explain rules on records: valid, within the limits (the two lists share one
-    character budget), and at least one with a positive activation."""
-    chars = check_activations(activations, deps.limits)
-    if not any(max(r.values) > 0 for r in activations):
+    """The Explain rules on records: valid, within the limits (the lists share one character
+    budget), and at least one activating record with a positive activation.
+
+    An explainer that reads attention records (``needs.attention``) requires ``attention``
+    and takes ``activations`` only where ``activations_required`` (bulk runs score them);
+    ``attention`` is refused by every other explainer rather than silently ignored.
+    """
+    reads_attention = method.spec.needs.attention
+    chars = 0
+    if reads_attention:
+        chars = check_attention(attention, deps.limits)
+    elif attention:
         raise InvalidArgument(
-            "activations must include at least one record with a positive activation value"
+            f"attention is read only by attention-head explainers, not by {method.name}"
         )
+    if activations or not reads_attention or activations_required:
+        chars = check_activations(activations, deps.limits, chars_so_far=chars)
+        if not any(max(r.values) > 0 for r in activations):
+            raise InvalidArgument(
+                "activations must include at least one record with a positive activation value"
+            )
     if non_activating:
         check_activations(non_activating, deps.limits, "non_activating", chars_so_far=chars)
     check_top_logits(top_positive_logits, deps.limits)
@@ -107,12 +133,22 @@ async def explain(request: pb.ExplainRequest, deps: Deps) -> pb.ExplainResponse:
     """The Explain RPC."""
     method = resolve_explainer(request)
     check_explain_records(
-        request.activations, request.non_activating, request.top_positive_logits, deps
+        method,
+        request.activations,
+        request.non_activating,
+        request.top_positive_logits,
+        deps,
+        attention=request.attention,
     )
     check_llm_options(request.llm)
     client = llm_client(request.llm, deps)
     explanation = await explain_records(
-        method, client, request.activations, request.non_activating, request.top_positive_logits
+        method,
+        client,
+        request.activations,
+        request.non_activating,
+        request.top_positive_logits,
+        attention=request.attention,
     )
     return pb.ExplainResponse(
         explanation=explanation,

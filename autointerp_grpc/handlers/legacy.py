@@ -18,6 +18,7 @@ from autointerp_grpc.handlers.explain import explain_records
 from autointerp_grpc.handlers.methods import check_llm_options, default_method, llm_client
 from autointerp_grpc.handlers.score import score_records
 from autointerp_grpc.methods.registry import EXPLAINER_REGISTRY, SCORER_REGISTRY
+from autointerp_grpc.offload import off_loop, token_count
 from autointerp_grpc.records import ACTIVATING_DISTANCE, NON_ACTIVATING_DISTANCE
 from autointerp_grpc.validation import check_activations
 
@@ -96,10 +97,15 @@ async def score_fuzz_detection(
     )
     llm = _legacy_llm(request.model, request.openrouter_key)
     result, _ = await score_records(method, request.explanation, request.activations, llm, deps)
-    return pb.ScoreFuzzDetectionResponse(
-        score=result.score,
-        breakdown=[
-            _fuzz_detection_item(item, request.activations[item.record_index], fuzz)
-            for item in result.breakdown
-        ],
-    )
+
+    def response() -> pb.ScoreFuzzDetectionResponse:
+        return pb.ScoreFuzzDetectionResponse(
+            score=result.score,
+            breakdown=[
+                _fuzz_detection_item(item, request.activations[item.record_index], fuzz)
+                for item in result.breakdown
+            ],
+        )
+
+    # The breakdown repeats every record's tokens and values: as big as the request.
+    return await off_loop(token_count(request.activations), response)

@@ -108,6 +108,7 @@ def describe_method(spec: MethodSpec) -> pb.MethodInfo:
             logits=needs.logits,
             logprobs=needs.logprobs,
             explanation=needs.explanation,
+            attention=needs.attention,
         ),
         parameters_field=spec.request_descriptor.fields_by_name[spec.params_field].json_name,
         parameters=method_params.describe(spec.params_descriptor, proto_comments()),

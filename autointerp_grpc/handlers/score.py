@@ -17,6 +17,7 @@ from autointerp_grpc.handlers.methods import (
 )
 from autointerp_grpc.methods import params as method_params
 from autointerp_grpc.methods.spec import ScoreContext, ScoreResult
+from autointerp_grpc.offload import off_loop, token_count
 from autointerp_grpc.records import Split, split_records
 from autointerp_grpc.usage import Usage
 from autointerp_grpc.validation import Limits, check_activations, check_explanation_size
@@ -108,7 +109,7 @@ async def score_records(
     what the Score RPC and the legacy scoring RPCs share."""
     check_explanation(method, explanation, deps.limits)
     check_activations(records, deps.limits)
-    split = split_records(records)
+    split = await off_loop(token_count(records), split_records, records)
     check_split(method, split)
     check_llm(method, llm)
     client = llm_client(llm, deps) if method.spec.needs.llm and llm is not None else None
@@ -124,4 +125,5 @@ async def score(request: pb.ScoreRequest, deps: Deps) -> pb.ScoreResponse:
     result, usage = await score_records(
         method, request.explanation, request.activations, llm, deps, min_answered=min_answered
     )
-    return score_response(method, result, usage)
+    # The breakdown repeats every record's tokens: as big as the request.
+    return await off_loop(token_count(request.activations), score_response, method, result, usage)

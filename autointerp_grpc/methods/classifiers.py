@@ -35,6 +35,7 @@ from autointerp_grpc.delphi_compat import (
     FuzzingScorer,
     Latent,
     LatentRecord,
+    ScorerResult,
     classifier_samples,
     highlight_tokens,
 )
@@ -46,6 +47,7 @@ from autointerp_grpc.methods.scoring import (
     set_answer,
 )
 from autointerp_grpc.methods.spec import ScoreContext, ScoreResult
+from autointerp_grpc.offload import off_loop
 from autointerp_grpc.records import Split
 
 _batch_size: ContextVar[int] = ContextVar("autointerp_classifier_batch_size")
@@ -89,6 +91,17 @@ class _BatchSizedAnswers:
     n_examples_shown: int
     request_concurrency: int = 1
     """Batches of one request in flight at once; 1 is delphi's sequential behaviour."""
+
+    async def __call__(self, record: LatentRecord) -> ScorerResult:
+        """delphi's ``Classifier.__call__`` (prepare, shuffle, batch, query), with the
+        preparation, which highlights every token of every record, off the event loop for
+        big requests."""
+        size = sum(len(e.str_tokens) for e in [*record.test, *record.not_active])
+        samples = await off_loop(size, self._prepare, record)  # type: ignore[attr-defined]
+        self.rng.shuffle(samples)  # type: ignore[attr-defined]
+        batches = self._batch(samples)  # type: ignore[attr-defined]
+        results = await self._query(record.explanation, batches)
+        return ScorerResult(record=record, score=results)
 
     async def _query(self, explanation: str, batches: list[list[Any]]) -> list[ClassifierOutput]:
         # delphi's Classifier._query with its Semaphore(1) widened: same prompts, same order of

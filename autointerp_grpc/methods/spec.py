@@ -27,6 +27,8 @@ class Needs:
     logits: bool = False
     logprobs: bool = False
     explanation: bool = False
+    attention: bool = False
+    """Reads attention records (the request's ``attention``) instead of activation records."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class ExplainContext:
     activating: list[Any]
     non_activating: list[Any]
     top_positive_logits: list[str] = field(default_factory=list)
+    attention: list[pb.AttentionRecord] = field(default_factory=list)
+    """Validated attention records (explainers whose ``needs.attention`` is set)."""
 
 
 @dataclass

@@ -50,6 +50,16 @@ class Activation(_message.Message):
     values: _containers.RepeatedScalarFieldContainer[float]
     def __init__(self, tokens: _Optional[_Iterable[str]] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...
 
+class AttentionRecord(_message.Message):
+    __slots__ = ("tokens", "from_index", "weights")
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    FROM_INDEX_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    tokens: _containers.RepeatedScalarFieldContainer[str]
+    from_index: int
+    weights: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, tokens: _Optional[_Iterable[str]] = ..., from_index: _Optional[int] = ..., weights: _Optional[_Iterable[float]] = ...) -> None: ...
+
 class ExplainDefaultRequest(_message.Message):
     __slots__ = ("activations", "openrouter_key", "model")
     ACTIVATIONS_FIELD_NUMBER: _ClassVar[int]
@@ -208,29 +218,59 @@ class NpMaxActParams(_message.Message):
     next_tokens: int
     def __init__(self, top_tokens: _Optional[int] = ..., top_texts: _Optional[int] = ..., window: _Optional[int] = ..., next_tokens: _Optional[int] = ...) -> None: ...
 
+class OaiAttentionHeadParams(_message.Message):
+    __slots__ = ("max_records",)
+    MAX_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    max_records: int
+    def __init__(self, max_records: _Optional[int] = ...) -> None: ...
+
+class NpActsLogitsGeneralParams(_message.Message):
+    __slots__ = ("top_texts", "window")
+    TOP_TEXTS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    top_texts: int
+    window: int
+    def __init__(self, top_texts: _Optional[int] = ..., window: _Optional[int] = ...) -> None: ...
+
+class PythonCodeParams(_message.Message):
+    __slots__ = ("top_texts", "window")
+    TOP_TEXTS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    top_texts: int
+    window: int
+    def __init__(self, top_texts: _Optional[int] = ..., window: _Optional[int] = ...) -> None: ...
+
 class ExplainRequest(_message.Message):
-    __slots__ = ("method", "activations", "non_activating", "top_positive_logits", "llm", "default_params", "contrastive_params", "oai_token_act_pair_params", "np_max_act_params", "np_max_act_logits_params")
+    __slots__ = ("method", "activations", "non_activating", "top_positive_logits", "llm", "attention", "default_params", "contrastive_params", "oai_token_act_pair_params", "np_max_act_params", "np_max_act_logits_params", "oai_attention_head_params", "np_acts_logits_general_params", "python_code_params")
     METHOD_FIELD_NUMBER: _ClassVar[int]
     ACTIVATIONS_FIELD_NUMBER: _ClassVar[int]
     NON_ACTIVATING_FIELD_NUMBER: _ClassVar[int]
     TOP_POSITIVE_LOGITS_FIELD_NUMBER: _ClassVar[int]
     LLM_FIELD_NUMBER: _ClassVar[int]
+    ATTENTION_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_PARAMS_FIELD_NUMBER: _ClassVar[int]
     CONTRASTIVE_PARAMS_FIELD_NUMBER: _ClassVar[int]
     OAI_TOKEN_ACT_PAIR_PARAMS_FIELD_NUMBER: _ClassVar[int]
     NP_MAX_ACT_PARAMS_FIELD_NUMBER: _ClassVar[int]
     NP_MAX_ACT_LOGITS_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    OAI_ATTENTION_HEAD_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    NP_ACTS_LOGITS_GENERAL_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    PYTHON_CODE_PARAMS_FIELD_NUMBER: _ClassVar[int]
     method: str
     activations: _containers.RepeatedCompositeFieldContainer[Activation]
     non_activating: _containers.RepeatedCompositeFieldContainer[Activation]
     top_positive_logits: _containers.RepeatedScalarFieldContainer[str]
     llm: LlmOptions
+    attention: _containers.RepeatedCompositeFieldContainer[AttentionRecord]
     default_params: DefaultExplainerParams
     contrastive_params: ContrastiveExplainerParams
     oai_token_act_pair_params: OaiTokenActPairParams
     np_max_act_params: NpMaxActParams
     np_max_act_logits_params: NpMaxActParams
-    def __init__(self, method: _Optional[str] = ..., activations: _Optional[_Iterable[_Union[Activation, _Mapping]]] = ..., non_activating: _Optional[_Iterable[_Union[Activation, _Mapping]]] = ..., top_positive_logits: _Optional[_Iterable[str]] = ..., llm: _Optional[_Union[LlmOptions, _Mapping]] = ..., default_params: _Optional[_Union[DefaultExplainerParams, _Mapping]] = ..., contrastive_params: _Optional[_Union[ContrastiveExplainerParams, _Mapping]] = ..., oai_token_act_pair_params: _Optional[_Union[OaiTokenActPairParams, _Mapping]] = ..., np_max_act_params: _Optional[_Union[NpMaxActParams, _Mapping]] = ..., np_max_act_logits_params: _Optional[_Union[NpMaxActParams, _Mapping]] = ...) -> None: ...
+    oai_attention_head_params: OaiAttentionHeadParams
+    np_acts_logits_general_params: NpActsLogitsGeneralParams
+    python_code_params: PythonCodeParams
+    def __init__(self, method: _Optional[str] = ..., activations: _Optional[_Iterable[_Union[Activation, _Mapping]]] = ..., non_activating: _Optional[_Iterable[_Union[Activation, _Mapping]]] = ..., top_positive_logits: _Optional[_Iterable[str]] = ..., llm: _Optional[_Union[LlmOptions, _Mapping]] = ..., attention: _Optional[_Iterable[_Union[AttentionRecord, _Mapping]]] = ..., default_params: _Optional[_Union[DefaultExplainerParams, _Mapping]] = ..., contrastive_params: _Optional[_Union[ContrastiveExplainerParams, _Mapping]] = ..., oai_token_act_pair_params: _Optional[_Union[OaiTokenActPairParams, _Mapping]] = ..., np_max_act_params: _Optional[_Union[NpMaxActParams, _Mapping]] = ..., np_max_act_logits_params: _Optional[_Union[NpMaxActParams, _Mapping]] = ..., oai_attention_head_params: _Optional[_Union[OaiAttentionHeadParams, _Mapping]] = ..., np_acts_logits_general_params: _Optional[_Union[NpActsLogitsGeneralParams, _Mapping]] = ..., python_code_params: _Optional[_Union[PythonCodeParams, _Mapping]] = ...) -> None: ...
 
 class ExplainResponse(_message.Message):
     __slots__ = ("explanation", "raw_answer", "usage", "method")
@@ -259,10 +299,12 @@ class EmbeddingScorerParams(_message.Message):
     def __init__(self) -> None: ...
 
 class SimulationScorerParams(_message.Message):
-    __slots__ = ("structured_output",)
+    __slots__ = ("structured_output", "mode")
     STRUCTURED_OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
     structured_output: bool
-    def __init__(self, structured_output: _Optional[bool] = ...) -> None: ...
+    mode: str
+    def __init__(self, structured_output: _Optional[bool] = ..., mode: _Optional[str] = ...) -> None: ...
 
 class IntruderScorerParams(_message.Message):
     __slots__ = ("examples_per_prompt", "chain_of_thought", "seed")
@@ -446,20 +488,22 @@ class ListMethodsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class MethodRequirements(_message.Message):
-    __slots__ = ("llm", "embedding_model", "non_activating", "logits", "logprobs", "explanation")
+    __slots__ = ("llm", "embedding_model", "non_activating", "logits", "logprobs", "explanation", "attention")
     LLM_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_MODEL_FIELD_NUMBER: _ClassVar[int]
     NON_ACTIVATING_FIELD_NUMBER: _ClassVar[int]
     LOGITS_FIELD_NUMBER: _ClassVar[int]
     LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     EXPLANATION_FIELD_NUMBER: _ClassVar[int]
+    ATTENTION_FIELD_NUMBER: _ClassVar[int]
     llm: bool
     embedding_model: bool
     non_activating: bool
     logits: bool
     logprobs: bool
     explanation: bool
-    def __init__(self, llm: _Optional[bool] = ..., embedding_model: _Optional[bool] = ..., non_activating: _Optional[bool] = ..., logits: _Optional[bool] = ..., logprobs: _Optional[bool] = ..., explanation: _Optional[bool] = ...) -> None: ...
+    attention: bool
+    def __init__(self, llm: _Optional[bool] = ..., embedding_model: _Optional[bool] = ..., non_activating: _Optional[bool] = ..., logits: _Optional[bool] = ..., logprobs: _Optional[bool] = ..., explanation: _Optional[bool] = ..., attention: _Optional[bool] = ...) -> None: ...
 
 class ParameterInfo(_message.Message):
     __slots__ = ("name", "type", "default_value", "minimum", "maximum", "allowed", "description")
@@ -518,32 +562,40 @@ class ListMethodsResponse(_message.Message):
     def __init__(self, methods: _Optional[_Iterable[_Union[MethodInfo, _Mapping]]] = ..., providers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Feature(_message.Message):
-    __slots__ = ("id", "activations", "non_activating", "top_positive_logits")
+    __slots__ = ("id", "activations", "non_activating", "top_positive_logits", "attention")
     ID_FIELD_NUMBER: _ClassVar[int]
     ACTIVATIONS_FIELD_NUMBER: _ClassVar[int]
     NON_ACTIVATING_FIELD_NUMBER: _ClassVar[int]
     TOP_POSITIVE_LOGITS_FIELD_NUMBER: _ClassVar[int]
+    ATTENTION_FIELD_NUMBER: _ClassVar[int]
     id: str
     activations: _containers.RepeatedCompositeFieldContainer[Activation]
     non_activating: _containers.RepeatedCompositeFieldContainer[Activation]
     top_positive_logits: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., activations: _Optional[_Iterable[_Union[Activation, _Mapping]]] = ..., non_activating: _Optional[_Iterable[_Union[Activation, _Mapping]]] = ..., top_positive_logits: _Optional[_Iterable[str]] = ...) -> None: ...
+    attention: _containers.RepeatedCompositeFieldContainer[AttentionRecord]
+    def __init__(self, id: _Optional[str] = ..., activations: _Optional[_Iterable[_Union[Activation, _Mapping]]] = ..., non_activating: _Optional[_Iterable[_Union[Activation, _Mapping]]] = ..., top_positive_logits: _Optional[_Iterable[str]] = ..., attention: _Optional[_Iterable[_Union[AttentionRecord, _Mapping]]] = ...) -> None: ...
 
 class ExplainerChoice(_message.Message):
-    __slots__ = ("method", "default_params", "contrastive_params", "oai_token_act_pair_params", "np_max_act_params", "np_max_act_logits_params")
+    __slots__ = ("method", "default_params", "contrastive_params", "oai_token_act_pair_params", "np_max_act_params", "np_max_act_logits_params", "oai_attention_head_params", "np_acts_logits_general_params", "python_code_params")
     METHOD_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_PARAMS_FIELD_NUMBER: _ClassVar[int]
     CONTRASTIVE_PARAMS_FIELD_NUMBER: _ClassVar[int]
     OAI_TOKEN_ACT_PAIR_PARAMS_FIELD_NUMBER: _ClassVar[int]
     NP_MAX_ACT_PARAMS_FIELD_NUMBER: _ClassVar[int]
     NP_MAX_ACT_LOGITS_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    OAI_ATTENTION_HEAD_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    NP_ACTS_LOGITS_GENERAL_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    PYTHON_CODE_PARAMS_FIELD_NUMBER: _ClassVar[int]
     method: str
     default_params: DefaultExplainerParams
     contrastive_params: ContrastiveExplainerParams
     oai_token_act_pair_params: OaiTokenActPairParams
     np_max_act_params: NpMaxActParams
     np_max_act_logits_params: NpMaxActParams
-    def __init__(self, method: _Optional[str] = ..., default_params: _Optional[_Union[DefaultExplainerParams, _Mapping]] = ..., contrastive_params: _Optional[_Union[ContrastiveExplainerParams, _Mapping]] = ..., oai_token_act_pair_params: _Optional[_Union[OaiTokenActPairParams, _Mapping]] = ..., np_max_act_params: _Optional[_Union[NpMaxActParams, _Mapping]] = ..., np_max_act_logits_params: _Optional[_Union[NpMaxActParams, _Mapping]] = ...) -> None: ...
+    oai_attention_head_params: OaiAttentionHeadParams
+    np_acts_logits_general_params: NpActsLogitsGeneralParams
+    python_code_params: PythonCodeParams
+    def __init__(self, method: _Optional[str] = ..., default_params: _Optional[_Union[DefaultExplainerParams, _Mapping]] = ..., contrastive_params: _Optional[_Union[ContrastiveExplainerParams, _Mapping]] = ..., oai_token_act_pair_params: _Optional[_Union[OaiTokenActPairParams, _Mapping]] = ..., np_max_act_params: _Optional[_Union[NpMaxActParams, _Mapping]] = ..., np_max_act_logits_params: _Optional[_Union[NpMaxActParams, _Mapping]] = ..., oai_attention_head_params: _Optional[_Union[OaiAttentionHeadParams, _Mapping]] = ..., np_acts_logits_general_params: _Optional[_Union[NpActsLogitsGeneralParams, _Mapping]] = ..., python_code_params: _Optional[_Union[PythonCodeParams, _Mapping]] = ...) -> None: ...
 
 class ScorerChoice(_message.Message):
     __slots__ = ("method", "detection_params", "fuzz_params", "embedding_params", "simulation_params", "intruder_params", "example_embedding_params", "recall_params")
