@@ -94,6 +94,7 @@ class Runtime:
                 max_tokens_per_record=settings.max_tokens_per_record,
                 max_record_chars=settings.max_record_chars,
                 max_request_chars=settings.max_request_chars,
+                max_request_tokens=settings.max_request_tokens,
                 max_explanation_chars=settings.max_explanation_chars,
                 max_bulk_scorers=settings.max_bulk_scorers,
                 max_bulk_features=settings.max_bulk_features,

@@ -108,6 +108,13 @@ class Settings(BaseSettings):
     embedding_max_batch: int = Field(
         default=256, ge=1, description="Most texts in one coalesced encode call."
     )
+    embedding_encode_batch: int = Field(
+        default=16,
+        ge=1,
+        le=1024,
+        description="Texts the model runs through at once inside an encode call "
+        "(sentence-transformers' batch_size); peak memory grows with it.",
+    )
     max_records: int = Field(default=1000, ge=1, description="Most activation records per request.")
     max_request_bytes: int = Field(
         default=16 * 1024 * 1024,
@@ -140,6 +147,12 @@ class Settings(BaseSettings):
         default=1_000_000,
         ge=1,
         description="Most characters in all of a request's (or a bulk feature's) records.",
+    )
+    max_request_tokens: int = Field(
+        default=500_000,
+        ge=1,
+        description="Most tokens in all of a request's (or a bulk feature's) records (memory "
+        "per request grows with tokens even when they are empty strings).",
     )
     max_explanation_chars: int = Field(
         default=2_000, ge=1, description="Longest explanation a scorer accepts (characters)."

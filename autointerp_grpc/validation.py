@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from google.api import field_behavior_pb2
 from google.protobuf.descriptor import FieldDescriptor
@@ -102,10 +103,29 @@ class Limits:
     """Characters of one record's text (its tokens joined)."""
     max_request_chars: int = 1_000_000
     """Characters of all of a request's (or a bulk feature's) records together."""
+    max_request_tokens: int = 500_000
+    """Tokens of all of a request's (or a bulk feature's) records together."""
     max_explanation_chars: int = 2_000
     max_top_logits: int = 100
     max_bulk_scorers: int = 16
     max_bulk_features: int = 10_000
+
+
+class _HasTokens(Protocol):
+    @property
+    def tokens(self) -> Sequence[str]: ...
+
+
+def check_request_tokens(limits: Limits, *groups: Sequence[_HasTokens]) -> None:
+    """All the records of a request (or bulk feature) together hold at most
+    ``max_request_tokens`` tokens: memory per request grows with tokens, and empty-string
+    tokens cost no characters, so the character budget alone does not bound it."""
+    total = sum(len(record.tokens) for group in groups for record in group)
+    if total > limits.max_request_tokens:
+        raise InvalidArgument(
+            f"the records hold {total} tokens in all; the limit is "
+            f"{limits.max_request_tokens} per request or feature"
+        )
 
 
 def check_activations(

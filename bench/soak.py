@@ -13,7 +13,8 @@ and /health latency while it ran. Two shapes of "biggest":
 * ``text``: 1,000 records of 250 four-character tokens (1,000,000 characters: the request
   budget), half activating; scorers get a 2,000-character explanation (the cap);
 * ``empty``: records of 4,096 empty tokens (no characters, so the character budget does not
-  bind) until the 16 MiB body cap does: the most numbers a request can carry.
+  bind) until the 16 MiB body cap or the 500,000-token cap does: the most numbers a request
+  can carry.
 
 Then /health latency (p50/p99/max, sampled every 20 ms by a probe in its own process, so the
 client's own work does not skew it) on an idle server and while a ~15 MiB REST body of
@@ -60,6 +61,7 @@ MAX_TOKENS_PER_RECORD = 4096
 MAX_REQUEST_CHARS = 1_000_000
 MAX_EXPLANATION_CHARS = 2000
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
+MAX_REQUEST_TOKENS = 500_000
 EXPLANATION = ("the word cat " * 200)[:MAX_EXPLANATION_CHARS]
 PROBE_INTERVAL_S = 0.02
 REQUEST_TIMEOUT_S = 900.0
@@ -209,9 +211,13 @@ def biggest(rpc: Rpc, shape: str, door: str) -> tuple[dict[str, Any], int]:
     of records."""
     if shape == "text":  # 1,000 records x 1,000 characters: both caps at once
         return rpc.build(*records(shape, MAX_RECORDS, rpc.one_class)), MAX_RECORDS
-    # Empty tokens: as many 4,096-token records as the body cap leaves room for.
+    # Empty tokens: as many 4,096-token records as the body and token caps leave room for.
     one = wire_size(rpc, door, rpc.build(*records(shape, 2, rpc.one_class))) / 2
-    n = min(MAX_RECORDS, int((MAX_REQUEST_BYTES - 64 * 1024) / one))
+    n = min(
+        MAX_RECORDS,
+        int((MAX_REQUEST_BYTES - 64 * 1024) / one),
+        MAX_REQUEST_TOKENS // MAX_TOKENS_PER_RECORD,
+    )
     while n > 2:
         body = rpc.build(*records(shape, n, rpc.one_class))
         if wire_size(rpc, door, body) <= MAX_REQUEST_BYTES - 4096:

@@ -143,11 +143,16 @@ class EmbeddingBackend:
         self,
         model: Any,
         name: str,
+        *,
         coalesce: bool = True,
         window_s: float = 0.001,
         max_batch: int = 256,
+        encode_batch: int = 16,
     ) -> None:
         self.model = model
+        self.encode_batch = encode_batch
+        """Texts the model runs at once (sentence-transformers' batch_size): the activations
+        of one such batch are most of an encode call's peak memory."""
         self.name = name
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedding")
         self.batcher = EncodeBatcher(self, window_s, max_batch) if coalesce else None
@@ -158,7 +163,9 @@ class EmbeddingBackend:
         """Encode on the calling thread (the model thread, via :meth:`run`)."""
         if self.metrics is not None:
             self.metrics.embedding_batch.observe(len(texts))
-        return np.asarray(self.model.encode(list(texts), show_progress_bar=False))
+        return np.asarray(
+            self.model.encode(list(texts), batch_size=self.encode_batch, show_progress_bar=False)
+        )
 
     async def encode(self, texts: list[str]) -> np.ndarray:
         """Embeddings of ``texts`` (one row each), off the event loop, coalesced with other
@@ -202,6 +209,7 @@ class EmbeddingBackend:
             coalesce=settings.embedding_coalesce,
             window_s=settings.embedding_batch_window_ms / 1000,
             max_batch=settings.embedding_max_batch,
+            encode_batch=settings.embedding_encode_batch,
         )
 
     def warm_up(self) -> None:

@@ -25,7 +25,12 @@ from autointerp_grpc.records import (
     max_over_records,
     non_activating_example,
 )
-from autointerp_grpc.validation import check_activations, check_attention, check_top_logits
+from autointerp_grpc.validation import (
+    check_activations,
+    check_attention,
+    check_request_tokens,
+    check_top_logits,
+)
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +116,7 @@ def check_explain_records(
     ``attention`` is refused by every other explainer rather than silently ignored.
     """
     reads_attention = method.spec.needs.attention
+    check_request_tokens(deps.limits, activations, non_activating, attention)
     chars = 0
     if reads_attention:
         chars = check_attention(attention, deps.limits)

@@ -20,7 +20,7 @@ from autointerp_grpc.handlers.score import score_records
 from autointerp_grpc.methods.registry import EXPLAINER_REGISTRY, SCORER_REGISTRY
 from autointerp_grpc.offload import off_loop, token_count
 from autointerp_grpc.records import ACTIVATING_DISTANCE, NON_ACTIVATING_DISTANCE
-from autointerp_grpc.validation import check_activations
+from autointerp_grpc.validation import check_activations, check_request_tokens
 
 # The legacy server's settings: highlight tokens above 60% of the record's peak, no values.
 HIGHLIGHT_THRESHOLD = 0.6
@@ -41,6 +41,7 @@ def _distance(activating: bool) -> int:
 async def explain_default(
     request: pb.ExplainDefaultRequest, deps: Deps
 ) -> pb.ExplainDefaultResponse:
+    check_request_tokens(deps.limits, request.activations)
     check_activations(request.activations, deps.limits)
     method = default_method(
         EXPLAINER_REGISTRY,

@@ -20,7 +20,12 @@ from autointerp_grpc.methods.spec import ScoreContext, ScoreResult
 from autointerp_grpc.offload import off_loop, token_count
 from autointerp_grpc.records import Split, split_records
 from autointerp_grpc.usage import Usage
-from autointerp_grpc.validation import Limits, check_activations, check_explanation_size
+from autointerp_grpc.validation import (
+    Limits,
+    check_activations,
+    check_explanation_size,
+    check_request_tokens,
+)
 
 # The coverage floor when a request does not set one (ScoreRequest.min_answered's default).
 DEFAULT_MIN_ANSWERED = 0.8
@@ -108,6 +113,7 @@ async def score_records(
     """Validate and split unlabelled records (the legacy sum > 0 rule), then score them:
     what the Score RPC and the legacy scoring RPCs share."""
     check_explanation(method, explanation, deps.limits)
+    check_request_tokens(deps.limits, records)
     check_activations(records, deps.limits)
     split = await off_loop(token_count(records), split_records, records)
     check_split(method, split)
