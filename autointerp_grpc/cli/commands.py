@@ -110,6 +110,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         activations=records.activations,
         non_activating=records.non_activating,
         top_positive_logits=records.top_positive_logits,
+        attention=records.attention,
         llm=llm_options(args, key),
     )
     set_params(request, args.method, parse_json_arg(args.params, "--params"), "--params")
@@ -278,7 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="JSON file ('-': stdin): a list of records {tokens, values} (split into activating "
         "and not by whether values sum above 0), or an object {activations, nonActivating, "
-        "topPositiveLogits}",
+        "topPositiveLogits, attention}; attention records {tokens, fromIndex, weights} are "
+        "for --method oai_attention_head",
     )
     explain.add_argument("--non-activating", help="JSON file: a list of non-activating records")
     _llm_arguments(explain, model_required=True)

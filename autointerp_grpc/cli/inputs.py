@@ -13,12 +13,14 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+
+M = TypeVar("M", bound=Message)
 
 API_KEY_ENVS = ("AUTOINTERP_API_KEY", "OPENROUTER_API_KEY")
 
@@ -87,13 +89,13 @@ def llm_options(args: argparse.Namespace, key: str) -> pb.LlmOptions:
 # ---- records files (explain, score) --------------------------------------------------------
 
 
-def _records(value: Any, where: str) -> list[pb.Activation]:
+def _records(value: Any, where: str, record_cls: type[M] = pb.Activation) -> list[M]:
     if not isinstance(value, list):
         raise UsageError(f"{where}: expected a list of records")
     out = []
     for i, item in enumerate(value):
         try:
-            out.append(json_format.ParseDict(item, pb.Activation()))
+            out.append(json_format.ParseDict(item, record_cls()))
         except (json_format.ParseError, AttributeError, TypeError) as exc:
             raise UsageError(f"{where}[{i}]: {exc}") from None
     return out
@@ -106,6 +108,8 @@ class RecordSet:
     activations: list[pb.Activation] = field(default_factory=list)
     non_activating: list[pb.Activation] = field(default_factory=list)
     top_positive_logits: list[str] = field(default_factory=list)
+    attention: list[pb.AttentionRecord] = field(default_factory=list)
+    """Attention records (``{tokens, fromIndex, weights}``) for oai_attention_head."""
 
 
 def _read_json(path: str) -> Any:
@@ -124,7 +128,8 @@ def read_records(path: str, non_activating_path: str | None = None) -> RecordSet
 
     A JSON list of records is split by the service's rule: values summing above 0 are
     activating, the rest non-activating. A JSON object is taken as given: ``activations``,
-    ``nonActivating``/``non_activating``, ``topPositiveLogits``/``top_positive_logits``.
+    ``nonActivating``/``non_activating``, ``topPositiveLogits``/``top_positive_logits`` and
+    ``attention`` (attention records, for oai_attention_head).
     """
     data = _read_json(path)
     out = RecordSet()
@@ -139,6 +144,9 @@ def read_records(path: str, non_activating_path: str | None = None) -> RecordSet
         if not isinstance(logits, list) or not all(isinstance(t, str) for t in logits):
             raise UsageError(f"{path}: topPositiveLogits must be a list of strings")
         out.top_positive_logits = logits
+        out.attention = _records(
+            data.get("attention", []), f"{path}: attention", pb.AttentionRecord
+        )
     else:
         raise UsageError(f"{path}: expected a list of records or an object with activations")
     if non_activating_path is not None:
@@ -284,6 +292,25 @@ def _np_record(value: Any, where: str) -> pb.Activation:
     return pb.Activation(tokens=tokens, values=values)
 
 
+def _np_attention(value: Any, where: str) -> pb.AttentionRecord | None:
+    """A Neuronpedia activation's attention record, where it has one: ``dfaTargetIndex`` (the
+    token attended from) and ``dfaValues`` (direct feature attribution per token), the inputs
+    of Neuronpedia's oai_attention-head explainer (apps/webapp/lib/external/
+    autointerp-shared.ts ``makeOAIattentionActivation``)."""
+    if not isinstance(value, dict):
+        return None
+    weights, target = value.get("dfaValues"), value.get("dfaTargetIndex")
+    if not weights or target is None:
+        return None
+    if not isinstance(weights, list) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in weights
+    ):
+        raise UsageError(f"{where}: 'dfaValues' must be a list of numbers")
+    if not isinstance(target, int) or isinstance(target, bool):
+        raise UsageError(f"{where}: 'dfaTargetIndex' must be an integer")
+    return pb.AttentionRecord(tokens=value.get("tokens") or [], from_index=target, weights=weights)
+
+
 def _np_logits(value: dict[str, Any], where: str) -> list[str]:
     logits = value.get("pos_str")
     if logits is None:
@@ -293,11 +320,16 @@ def _np_logits(value: dict[str, Any], where: str) -> list[str]:
     return logits
 
 
-def _np_feature(feature_id: str, records: list[pb.Activation], logits: list[str]) -> pb.Feature:
+def _np_feature(
+    feature_id: str,
+    records: list[pb.Activation],
+    logits: list[str],
+    attention: list[pb.AttentionRecord] | None = None,
+) -> pb.Feature:
     """The feature, its records split by the service's rule (values summing above 0 are
     activating; Neuronpedia's own autointerp server splits them the same way), identical
-    records kept once."""
-    feature = pb.Feature(id=feature_id, top_positive_logits=logits)
+    records kept once, and its attention records (activations with DFA values) as given."""
+    feature = pb.Feature(id=feature_id, top_positive_logits=logits, attention=attention or [])
     seen: set[tuple[tuple[str, ...], tuple[float, ...]]] = set()
     for record in records:
         key = (tuple(record.tokens), tuple(record.values))
@@ -360,7 +392,12 @@ def _read_np_features(items: Iterator[tuple[int, Any]], path: str) -> FeatureInp
         if not isinstance(activations, list):
             raise UsageError(f"{where}: 'activations' must be a list")
         records = [_np_record(a, f"{where}: activations[{i}]") for i, a in enumerate(activations)]
-        features.append(_np_feature(feature_id, records, _np_logits(data, where)))
+        attention = [
+            record
+            for i, a in enumerate(activations)
+            if (record := _np_attention(a, f"{where}: activations[{i}]")) is not None
+        ]
+        features.append(_np_feature(feature_id, records, _np_logits(data, where), attention))
         if isinstance(data.get("explanations"), list):
             explanations += len(data["explanations"])
     notes = []
@@ -374,6 +411,7 @@ class _Export:
     """Neuronpedia export rows joined by feature, in the order features first appear."""
 
     records: dict[str, list[pb.Activation]] = field(default_factory=dict)
+    attention: dict[str, list[pb.AttentionRecord]] = field(default_factory=dict)
     logits: dict[str, list[str]] = field(default_factory=dict)
     explanations: int = 0
 
@@ -384,6 +422,8 @@ class _Export:
         feature_id = _np_id(data, where)
         if "tokens" in data or "values" in data:  # an Activation row
             self.records.setdefault(feature_id, []).append(_np_record(data, where))
+            if (attention := _np_attention(data, where)) is not None:
+                self.attention.setdefault(feature_id, []).append(attention)
         elif "description" in data:  # an Explanation row
             self.explanations += 1
         else:  # a Neuron row: the first one of a feature wins
@@ -391,7 +431,7 @@ class _Export:
 
     def result(self, notes: list[str]) -> FeatureInput:
         features = [
-            _np_feature(fid, records, self.logits.get(fid, []))
+            _np_feature(fid, records, self.logits.get(fid, []), self.attention.get(fid))
             for fid, records in self.records.items()
         ]
         without = sum(1 for fid in self.logits if fid not in self.records)

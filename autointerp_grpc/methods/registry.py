@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+from autointerp_grpc.methods.attention import ATTENTION_EXPLAINERS
 from autointerp_grpc.methods.explainers import EXPLAINERS
+from autointerp_grpc.methods.np_general import NP_GENERAL_EXPLAINERS
 from autointerp_grpc.methods.scorers import SCORERS
 from autointerp_grpc.methods.spec import MethodSpec
 
@@ -20,5 +22,7 @@ def _by_name(specs: tuple[MethodSpec, ...], request: type) -> dict[str, MethodSp
     return table
 
 
-EXPLAINER_REGISTRY: dict[str, MethodSpec] = _by_name(EXPLAINERS, pb.ExplainRequest)
+EXPLAINER_REGISTRY: dict[str, MethodSpec] = _by_name(
+    (*EXPLAINERS, *NP_GENERAL_EXPLAINERS, *ATTENTION_EXPLAINERS), pb.ExplainRequest
+)
 SCORER_REGISTRY: dict[str, MethodSpec] = _by_name(SCORERS, pb.ScoreRequest)

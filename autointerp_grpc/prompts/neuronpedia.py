@@ -34,12 +34,9 @@ The format, as the anchor sends it:
 * the answer walks through "Method k" steps and ends with ``Explanation: <1-6 words>``;
   :func:`parse_short_explanation` takes what follows the last ``Explanation:``.
 
-Neuronpedia's batch-only ``np_acts-logits-general`` (``MaxActivationAndLogitsGeneralExplainer``
-in the Python library; not implemented here) sends no few-shot examples and no ``Neuron N``
-header: its system prompt asks for 3-20 words, its one user message lists
-``<MAX_ACTIVATING_TOKENS>``, ``<TOKENS_AFTER_MAX_ACTIVATING_TOKEN>``, ``<TOP_POSITIVE_LOGITS>``
-and ``<TOP_ACTIVATING_TEXTS>`` in that order and ends "Explain the neuron above with a word or
-phrase, not a complete sentence."; the whole answer is the explanation.
+Neuronpedia's batch-only ``np_acts-logits-general`` and ``python-code`` formats (no few-shot
+examples, no ``Neuron N`` header, the whole answer is the explanation) live in
+:mod:`autointerp_grpc.prompts.np_general`; they reuse this module's list and window helpers.
 """
 
 from __future__ import annotations

@@ -30,6 +30,17 @@ def _non_activating() -> list[dict[str, Any]]:
     return [r for r in cat_records() if sum(r["values"]) <= 0]
 
 
+def _attention() -> list[dict[str, Any]]:
+    """Attention records of a head that attends to " cat" from each record's last token."""
+    records = []
+    for record in _activating():
+        weights = [0.05 * v for v in record["values"]]
+        weights[record["values"].index(max(record["values"]))] = 0.8
+        last = len(record["tokens"]) - 1
+        records.append({"tokens": record["tokens"], "fromIndex": last, "weights": weights})
+    return records
+
+
 async def _grpc(app, method: str, body: dict[str, Any], request_cls: type) -> dict[str, Any]:
     request = json_format.ParseDict(body, request_cls())
     async with grpc.aio.insecure_channel(app.grpc_target) as channel:
@@ -77,6 +88,9 @@ async def test_list_methods_is_complete_on_both_doors(app) -> None:
         "oai_token_act_pair",
         "np_max_act",
         "np_max_act_logits",
+        "np_acts_logits_general",
+        "python_code",
+        "oai_attention_head",
     }
     assert set(SCORER_REGISTRY) == {
         "detection",
@@ -118,6 +132,8 @@ async def test_every_explainer_on_both_doors(app, method: str) -> None:
         "topPositiveLogits": [" cats", " kitten"],
         "llm": LLM,
     }
+    if EXPLAINER_REGISTRY[method].needs.attention:
+        body = {"method": method, "attention": _attention(), "llm": LLM}
     result = await _both_doors(app, "Explain", "/v1/explain", body, pb.ExplainRequest)
     assert "cat" in result["explanation"].lower()
     assert result["rawAnswer"]

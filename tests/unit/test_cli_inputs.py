@@ -96,6 +96,34 @@ def test_a_feature_without_logits_or_explanations(tmp_path: Path) -> None:
     assert list(given.features[0].top_positive_logits) == []
 
 
+def test_dfa_values_become_attention_records(tmp_path: Path) -> None:
+    """Neuronpedia's attention-head features carry dfaValues/dfaTargetIndex per activation:
+    the inputs of its oai_attention-head explainer, read as attention records."""
+    data = _np_feature()
+    first = data["activations"][0]
+    first["dfaValues"], first["dfaTargetIndex"] = [0.2, 0.9, 0.0], 1
+    feature = inputs.read_features(str(_jsonl(tmp_path / "f.jsonl", [data])))[0]
+    (attention,) = feature.attention  # the other activations have no DFA values
+    assert list(attention.tokens) == first["tokens"]
+    assert attention.from_index == 1
+    assert list(attention.weights) == [0.2, 0.9, 0.0]
+    first["dfaTargetIndex"] = "1"
+    with pytest.raises(inputs.UsageError, match="'dfaTargetIndex' must be an integer"):
+        inputs.read_features(str(_jsonl(tmp_path / "g.jsonl", [data])))
+
+
+def test_explain_input_reads_attention_records(tmp_path: Path) -> None:
+    record = {"tokens": ["a", " b"], "fromIndex": 1, "weights": [0.7, 0.3]}
+    path = tmp_path / "in.json"
+    path.write_text(json.dumps({"attention": [record]}), "utf-8")
+    records = inputs.read_records(str(path))
+    assert records.activations == []
+    assert [r.from_index for r in records.attention] == [1]
+    path.write_text(json.dumps({"attention": [{"fromIndex": "x"}]}), "utf-8")
+    with pytest.raises(inputs.UsageError, match="attention"):
+        inputs.read_records(str(path))
+
+
 # ---- Neuronpedia's dataset exports (features/, activations/, explanations/) ----------------
 
 

@@ -1,0 +1,126 @@
+"""Neuronpedia's newer explainer types as delphi ``Explainer`` subclasses:
+``np_acts_logits_general`` (Neuronpedia's ``np_acts-logits-general``) and ``python_code``
+(``python-code``).
+
+See :mod:`autointerp_grpc.prompts.np_general` for the format and its anchors
+(automated-interpretability 0.0.24 ``neuron_explainer/explanations/explainer.py``
+``MaxActivationAndLogitsGeneralExplainer`` and ``PythonCodeExplainer``, called by
+hijohnnylin/neuronpedia ``utils/neuronpedia-utils/neuronpedia_utils/batch-autointerp.py``).
+
+Neuronpedia's batch always passes the feature's top positive logits (``feature.pos_str``) to
+both. ``np_acts_logits_general`` shows them, so it requires ``top_positive_logits``;
+``python_code`` never puts them in its prompt, so it does not read them. ``python_code`` only
+shows code to the model: nothing is executed, here or in the anchor.
+
+Neuronpedia's third newer type name, ``baez``, has no format in any anchor we could read, so
+it is not offered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from autointerp_grpc.delphi_compat import Explainer, Latent, LatentRecord
+from autointerp_grpc.errors import InvalidArgument
+from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+from autointerp_grpc.methods.spec import ExplainContext, MethodSpec, Needs
+from autointerp_grpc.prompts.np_general import (
+    NP_GENERAL_TEXTS,
+    NP_GENERAL_WINDOW,
+    PYTHON_CODE_WINDOW,
+    np_acts_logits_general_messages,
+    parse_np_general_answer,
+    python_code_messages,
+)
+
+# (explainers.py has the same two helpers; it imports this module to register these methods,
+# so importing them from there would be circular.)
+
+
+def _record(ctx: ExplainContext) -> LatentRecord:
+    record = LatentRecord(Latent("latent", 0))
+    record.train = ctx.activating
+    record.not_active = ctx.non_activating
+    return record
+
+
+def _pairs(examples: list[Any]) -> list[tuple[list[str], list[float]]]:
+    return [(list(e.str_tokens), e.activations.tolist()) for e in examples]
+
+
+class _WholeAnswerExplainer(Explainer):
+    """An explainer whose whole answer is the explanation. An unusable answer (empty, giving
+    up, too long) parses to delphi's placeholder, which the Explain handler retries once and
+    then fails: never returned as an explanation."""
+
+    def parse_explanation(self, text: str) -> str:
+        return parse_np_general_answer(text)
+
+
+@dataclass
+class NpActsLogitsGeneralExplainer(_WholeAnswerExplainer):
+    """Neuronpedia's ``np_acts-logits-general``: max tokens, the tokens after them, top positive
+    logits and top texts; a 3-20 word phrase, no few-shot examples."""
+
+    top_texts: int = NP_GENERAL_TEXTS
+    window: int = NP_GENERAL_WINDOW
+    top_positive_logits: list[str] = field(default_factory=list)
+
+    def _build_prompt(self, examples: list[Any]) -> list[dict]:
+        return np_acts_logits_general_messages(
+            _pairs(examples),
+            self.top_positive_logits,
+            top_texts=self.top_texts,
+            window=self.window,
+        )
+
+
+@dataclass
+class PythonCodeExplainer(_WholeAnswerExplainer):
+    """Neuronpedia's ``python-code``: the general format for models trained on Python code,
+    each snippet's max token between ``★`` marks, no logits, a 96-token window."""
+
+    top_texts: int = NP_GENERAL_TEXTS
+    window: int = PYTHON_CODE_WINDOW
+
+    def _build_prompt(self, examples: list[Any]) -> list[dict]:
+        return python_code_messages(_pairs(examples), top_texts=self.top_texts, window=self.window)
+
+
+def _build_np_acts_logits_general(ctx: ExplainContext) -> tuple[Explainer, LatentRecord]:
+    top_logits = list(ctx.top_positive_logits)
+    if not top_logits:
+        raise InvalidArgument(
+            "top_positive_logits is required by the np_acts_logits_general explainer"
+        )
+    p = ctx.params
+    explainer = NpActsLogitsGeneralExplainer(
+        ctx.client, top_texts=p.top_texts, window=p.window, top_positive_logits=top_logits
+    )
+    return explainer, _record(ctx)
+
+
+def _build_python_code(ctx: ExplainContext) -> tuple[Explainer, LatentRecord]:
+    p = ctx.params
+    return PythonCodeExplainer(ctx.client, top_texts=p.top_texts, window=p.window), _record(ctx)
+
+
+NP_GENERAL_EXPLAINERS: tuple[MethodSpec, ...] = (
+    MethodSpec(
+        name="np_acts_logits_general",
+        kind=pb.METHOD_KIND_EXPLAINER,
+        description="Neuronpedia np_acts-logits-general: max tokens, the tokens after them, "
+        "top positive logits and top texts, no examples; a 3-20 word phrase.",
+        needs=Needs(llm=True, logits=True),
+        run=_build_np_acts_logits_general,
+    ),
+    MethodSpec(
+        name="python_code",
+        kind=pb.METHOD_KIND_EXPLAINER,
+        description="Neuronpedia python-code: for models of Python code, snippets with the "
+        "max token between \u2605 marks (shown, never run); a 3-20 word phrase.",
+        needs=Needs(llm=True),
+        run=_build_python_code,
+    ),
+)
