@@ -50,9 +50,11 @@ SCORERS: tuple[MethodSpec, ...] = (
     MethodSpec(
         name="simulation",
         kind=pb.METHOD_KIND_SCORER,
-        description="OpenAI-style simulation (delphi's simulator, JSON mode): correlation of "
-        "predicted (0-10) and true activations, pooled over all tokens.",
-        needs=Needs(llm=True, non_activating=True, explanation=True),
+        description="OpenAI-style simulation: correlation of predicted (0-10) and true "
+        "activations, pooled over all tokens; predictions are expected values over the "
+        "digits' top log probabilities (logprob_ev) where the provider sends them, else "
+        "delphi's JSON point guesses (mode).",
+        needs=Needs(llm=True, non_activating=True, logprobs=True, explanation=True),
         run=run_simulation,
         metric=Metric("pearson_correlation", -1.0, 1.0, 0.0),
     ),

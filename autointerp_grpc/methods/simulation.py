@@ -1,6 +1,21 @@
-"""OpenAI-style simulation with delphi's simulator (JSON mode): the model predicts each
-token's activation (0-10) from the explanation; the score is their pooled correlation with
-the true activations."""
+"""OpenAI-style simulation: the model predicts each token's activation (0-10) from the
+explanation; the score is the correlation of predicted and true activations, pooled over every
+token of every answered record (OpenAI's ``ev_correlation_score``: neuron_explainer's
+explanations/scoring.py lines 25-29 and 98-126 in ``automated-interpretability`` 0.0.24).
+
+The ``mode`` parameter picks how the predictions are made:
+
+* ``json``: delphi's simulator in JSON mode, one point guess per token.
+* ``logprob_ev``: OpenAI's expected-value simulation (:mod:`.simulation_ev`), the prediction
+  per token being the expected value over the top log probabilities of the digits 0-10.
+* ``auto`` (default): ``logprob_ev`` where the provider returns top log probabilities, else
+  ``json``. The first record is sent alone to find out; when its answer carries no top log
+  probabilities (or the provider rejects the request for them), every record is simulated in
+  JSON mode instead and ``notes`` say why. ``logprob_ev`` asked for explicitly fails with
+  FAILED_PRECONDITION there instead.
+
+``notes`` always name the mode that ran.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +30,12 @@ from autointerp_grpc.delphi_compat import (
     JSON_MAX_TOKENS,
     NeuronSimulator,
 )
-from autointerp_grpc.errors import AutoInterpError, InvalidArgument, UpstreamBadResponse
+from autointerp_grpc.errors import (
+    AutoInterpError,
+    FailedPrecondition,
+    InvalidArgument,
+    UpstreamBadResponse,
+)
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.methods import metrics
 from autointerp_grpc.methods.scoring import (
@@ -23,6 +43,7 @@ from autointerp_grpc.methods.scoring import (
     coverage_of,
     require_coverage,
 )
+from autointerp_grpc.methods.simulation_ev import EvOutcome, simulate_ev
 from autointerp_grpc.methods.spec import ScoreContext, ScoreResult
 from autointerp_grpc.records import Split, str_tokens_of
 
@@ -76,12 +97,75 @@ def parse_simulation(text: str, n_tokens: int) -> list[float]:
     return values
 
 
+JSON_NOTE = (
+    "Simulated with mode json: one point prediction (0-10) per token from the model's JSON answer."
+)
+EV_NOTE = (
+    "Simulated with mode logprob_ev{how}: each prediction is the expected value of the "
+    "activation digit (0-10) over the model's top log probabilities."
+)
+FALLBACK_NOTE = (
+    "Simulated with mode json (auto): {why}, so the expected-value simulation (logprob_ev) "
+    "could not run; predictions are point guesses (0-10) from the model's JSON answer."
+)
+_NO_LOGPROBS = "the provider returned no top log probabilities for this model"
+
+
 async def run_simulation(ctx: ScoreContext) -> ScoreResult:
+    """The simulation scorer in the mode its parameters ask for (see the module docstring)."""
+    mode = ctx.params.mode or "auto"
+    if mode == "json":
+        return await _run_json(ctx, [JSON_NOTE])
+    client = ctx.client
+    assert client is not None
+    tokens = [list(str_tokens_of(e)) for e in ctx.split.in_order]
+    calls = [lambda t=t, c=client: simulate_ev(c, ctx.explanation, t) for t in tokens]
+    # The first record alone: its answer says whether the provider sends top log probabilities.
+    outcomes = [await calls[0]()]
+    why = _why_no_logprobs(outcomes)
+    if why is None:
+        outcomes += await bounded_gather(calls[1:], ctx.request_concurrency)
+        why = _why_no_logprobs(outcomes)
+    if why is not None:
+        if mode == "logprob_ev":
+            probe_error = outcomes[0].error
+            if isinstance(probe_error, InvalidArgument):
+                raise probe_error
+            raise FailedPrecondition(
+                "simulationParams.mode logprob_ev needs the provider's top log probabilities, "
+                f"and {_NO_LOGPROBS}. Use mode json, or auto (json where log probabilities are "
+                "missing)"
+            )
+        return await _run_json(ctx, [FALLBACK_NOTE.format(why=why)], errors_from=len(client.errors))
+    how = " (auto)" if mode == "auto" else ""
+    predictions = [outcome.predictions for outcome in outcomes]
+    return _simulation_result(
+        ctx.split, predictions, client.errors, [EV_NOTE.format(how=how)], ctx.min_answered
+    )
+
+
+def _why_no_logprobs(outcomes: Sequence[EvOutcome]) -> str | None:
+    """Why logprob_ev cannot run with this provider and model (None when it can, or when
+    nothing has told yet): answers came back but none carried top log probabilities, or the
+    provider rejected the first request outright."""
+    if any(outcome.logprobs for outcome in outcomes):
+        return None
+    if any(outcome.answered for outcome in outcomes):
+        return _NO_LOGPROBS
+    first = outcomes[0].error
+    if len(outcomes) == 1 and isinstance(first, InvalidArgument):
+        return f"the provider rejected the request for them ({first.message})"
+    return None
+
+
+async def _run_json(ctx: ScoreContext, notes: list[str], errors_from: int = 0) -> ScoreResult:
+    """delphi's JSON-mode simulation of every record; provider errors before ``errors_from``
+    (the calls of an abandoned logprob_ev attempt) are not this run's."""
     client = ctx.client
     assert client is not None
     simulator = NeuronSimulator(client, ctx.explanation, use_logprobs=False)
     structured = [bool(ctx.params.structured_output)]
-    notes: list[str] = []
+    notes = list(notes)
 
     async def simulate(tokens: list[str]) -> list[float] | None:
         prompt = simulator._make_json_prompt(tokens)
@@ -108,7 +192,8 @@ async def run_simulation(ctx: ScoreContext) -> ScoreResult:
     predictions = await bounded_gather(
         [lambda e=e: simulate(list(str_tokens_of(e))) for e in records], ctx.request_concurrency
     )
-    return _simulation_result(ctx.split, predictions, client.errors, notes, ctx.min_answered)
+    errors = client.errors[errors_from:]
+    return _simulation_result(ctx.split, predictions, errors, notes, ctx.min_answered)
 
 
 def _simulation_result(

@@ -126,7 +126,7 @@ async def test_an_intruder_index_past_the_last_example_is_no_answer() -> None:
 
 
 async def test_a_constant_simulation_is_an_error_not_a_zero() -> None:
-    method = default_method(SCORER_REGISTRY, "simulation", structured_output=False)
+    method = default_method(SCORER_REGISTRY, "simulation", structured_output=False, mode="json")
 
     def zeros(n: int, text: str) -> str:
         asked = json.loads(text)["activations"]  # delphi's JSON prompt: one entry per token

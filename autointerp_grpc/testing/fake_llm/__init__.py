@@ -13,12 +13,19 @@ request kind (in brackets) is what :meth:`FakeLLMServer.stats` counts:
   logprobs come back too;
 * the OpenAI-style ``token<TAB>activation`` prompt [oai_token_act_pair] gets a phrase naming
   the most active tokens, e.g. ``the token "cat"``;
-* the Neuronpedia-style prompts [np_max_act, np_max_act_logits] get a short label built from
-  the most frequent token of the ``<MAX_ACTIVATING_TOKENS>`` list (and the top logits);
+* the Neuronpedia-style prompts [np_max_act, np_max_act_logits, np_acts_logits_general,
+  python_code] get a short label built from the most frequent token of the
+  ``<MAX_ACTIVATING_TOKENS>`` list (and the top logits, for the two that list them);
+* OpenAI's attention-head prompt [oai_attention_head] gets `` attends to "X" from "Y".``
+  with the most frequent ``**to**`` and ``[[from]]`` tokens of its last ``Activations:``;
 * the recall judge [recall] gets ``{"answers": [...]}``, true where an explanation keyword
   occurs in the text;
 * delphi's JSON simulation prompt [simulation] gets the same JSON back with each activation 10
   where the token contains a keyword of ``to_find``, else 0;
+* the expected-value simulation prompt [simulation_ev] (``token<TAB>\u0f17`` lines) gets
+  ``token<TAB>digit\u0f17`` lines, the digit 10 where the token contains a keyword of the
+  explanation and 0 elsewhere, and, when asked for, OpenAI-shaped ``logprobs.content`` whose
+  top alternatives at each digit give an expected value near 9.4 or 0.2 (:mod:`.simulation_ev`);
 * delphi's intruder prompt [intruder] gets ``[RESPONSE]: i`` for the example whose
   highlighted spans share the fewest items with the other examples' spans;
 * anything else [other] gets ``I am a fake model.``.
@@ -27,8 +34,9 @@ request kind (in brackets) is what :meth:`FakeLLMServer.stats` counts:
 carries an OpenRouter-style ``cost``.
 
 Faults ("429", "500", "bad_key", "no_credits", "garbage", "wrong_length", "hang", "think",
-and answers that are not chat completions or arrive too slowly: "not_json",
-"choices_string", "no_message", "bad_usage", "drip"; :mod:`.faults` describes each) and
+"no_logprobs", "reject_logprobs", and answers that are not chat completions or arrive too
+slowly: "not_json", "choices_string", "no_message", "bad_usage", "drip"; :mod:`.faults`
+describes each) and
 latency can be injected through the constructor and setters, per request through the
 model name (``gpt-4o-mini@fault=429@latency=200``) or at runtime with ``POST /_control``
 (:mod:`.faults`). "think" prepends a ``<think>`` block holding a wrong ``[EXPLANATION]:``
@@ -49,6 +57,7 @@ from autointerp_grpc.testing.fake_llm.answers import (
     OTHER_ANSWER,
     Answer,
     answer_logprobs,
+    attention_answer,
     classify_answer,
     explain_answer,
     explanation_keywords,
@@ -58,41 +67,52 @@ from autointerp_grpc.testing.fake_llm.answers import (
     oai_answer,
     recall_answer,
     simulation_answer,
+    simulation_ev_answer,
 )
 from autointerp_grpc.testing.fake_llm.app import COST_PER_TOKEN, MAX_HANG_S, build_app
 from autointerp_grpc.testing.fake_llm.faults import (
     FAULT_MODES,
     GARBAGE_ANSWER,
+    LOGPROBS_REJECTED,
     LONG_ANSWER,
     THINK_TRACE,
 )
 from autointerp_grpc.testing.fake_llm.recognise import (
+    ANCHOR_SIGNATURES,
     REQUEST_KINDS,
     SIGNATURES,
     TEST_ONLY_MARKERS,
     parse_classification_prompt,
     parse_recall_prompt,
+    parse_simulation_ev_prompt,
     request_kind,
 )
 from autointerp_grpc.testing.fake_llm.server import FakeLLMServer
+from autointerp_grpc.testing.fake_llm.simulation_ev import MATCH_DIGITS, OTHER_DIGITS, EvAnswer
 from autointerp_grpc.testing.fake_llm.state import FakeLLMState
 
 __all__ = [
+    "ANCHOR_SIGNATURES",
     "COST_PER_TOKEN",
     "FAULT_MODES",
     "GARBAGE_ANSWER",
+    "LOGPROBS_REJECTED",
     "LONG_ANSWER",
+    "MATCH_DIGITS",
     "MAX_HANG_S",
     "NO_PATTERN",
     "OTHER_ANSWER",
+    "OTHER_DIGITS",
     "REQUEST_KINDS",
     "SIGNATURES",
     "TEST_ONLY_MARKERS",
     "THINK_TRACE",
     "Answer",
+    "EvAnswer",
     "FakeLLMServer",
     "FakeLLMState",
     "answer_logprobs",
+    "attention_answer",
     "build_app",
     "classify_answer",
     "explain_answer",
@@ -103,7 +123,9 @@ __all__ = [
     "oai_answer",
     "parse_classification_prompt",
     "parse_recall_prompt",
+    "parse_simulation_ev_prompt",
     "recall_answer",
     "request_kind",
     "simulation_answer",
+    "simulation_ev_answer",
 ]

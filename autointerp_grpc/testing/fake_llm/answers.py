@@ -20,9 +20,11 @@ from autointerp_grpc.testing.fake_llm.recognise import (
     is_fuzz_system_prompt,
     parse_classification_prompt,
     parse_recall_prompt,
+    parse_simulation_ev_prompt,
     simulation_request,
     split_examples,
 )
+from autointerp_grpc.testing.fake_llm.simulation_ev import EvAnswer, ev_answer
 
 __all__ = [
     "NO_PATTERN",
@@ -30,6 +32,7 @@ __all__ = [
     "STOPWORDS",
     "Answer",
     "answer_logprobs",
+    "attention_answer",
     "classify_answer",
     "explain_answer",
     "explanation_keywords",
@@ -41,6 +44,7 @@ __all__ = [
     "oai_answer",
     "recall_answer",
     "simulation_answer",
+    "simulation_ev_answer",
 ]
 
 STOPWORDS: frozenset[str] = frozenset(
@@ -179,6 +183,33 @@ def np_answer(last_user_message: str, logits: bool = False) -> str:
     return f"mentions of {top}"
 
 
+_TO_RE = re.compile(r"\*\*(.*?)\*\*", re.DOTALL)
+_FROM_RE = re.compile(r"\[\[(.*?)\]\]", re.DOTALL)
+
+
+def _most_common(tokens: list[str]) -> str | None:
+    shown = [token.strip() or token for token in tokens if token]
+    return _ranked(dict(collections.Counter(shown)))[0] if shown else None
+
+
+def attention_answer(last_user_message: str) -> str:
+    """The fake answer to OpenAI's attention-head prompt: what completes "this attention head"
+    from the last ``Activations:`` block's markers, `` attends to "X" from "Y".`` with X the
+    most frequent ``**to**`` token and Y the most frequent ``[[from]]`` token (stripped; ties:
+    first seen). A token marked both ways (``[[**x**]]``) counts for both."""
+    start = last_user_message.rfind("Activations:")
+    block = last_user_message[start + len("Activations:") :] if start >= 0 else last_user_message
+    end = block.rfind("Explanation of attention head")
+    block = block[:end] if end >= 0 else block
+    to = _most_common(_TO_RE.findall(block))
+    source = _most_common(
+        [token.removeprefix("**").removesuffix("**") for token in _FROM_RE.findall(block)]
+    )
+    if to is None or source is None:
+        return f" attends to {NO_PATTERN.lower()}."
+    return f' attends to "{to}" from "{source}".'
+
+
 def recall_answer(last_user_message: str) -> list[bool] | None:
     """The fake judge's booleans: true where one of the explanation's keywords occurs in the
     text (case-insensitive); None if the message isn't a recall prompt."""
@@ -211,6 +242,17 @@ def simulation_answer(last_user_message: str, drop_last: bool = False) -> str | 
         "activations": activations,
     }
     return json.dumps(answer, ensure_ascii=False)
+
+
+def simulation_ev_answer(last_user_message: str) -> EvAnswer | None:
+    """The ``token<TAB>digit`` lines (and their log probabilities) answering the
+    expected-value simulation prompt: 10 where the token contains a keyword of the explanation
+    (as :func:`simulation_answer` decides), else 0; None if the message isn't one."""
+    parsed = parse_simulation_ev_prompt(last_user_message)
+    if parsed is None:
+        return None
+    explanation, tokens = parsed
+    return ev_answer(tokens, explanation_keywords(explanation))
 
 
 def intruder_examples(last_user_message: str) -> list[str]:
@@ -270,10 +312,11 @@ class Answer:
     recall prompt and the tokens of a simulation prompt (None for the other kinds).
     """
 
-    __slots__ = ("_correct", "_wrong_length", "n_examples")
+    __slots__ = ("_correct", "_ev", "_wrong_length", "n_examples")
 
     def __init__(self, kind: str, system: str, last_user: str) -> None:
         self.n_examples: int | None = None
+        self._ev: EvAnswer | None = None
         correct, wrong_length = OTHER_ANSWER, OTHER_ANSWER
         if kind == "explain":
             correct, wrong_length = explain_answer(last_user), GARBAGE_ANSWER
@@ -283,9 +326,13 @@ class Answer:
             correct, wrong_length = format_labels(labels), format_labels(labels[:-1])
         elif kind == "oai_token_act_pair":
             correct, wrong_length = oai_answer(last_user), ""
-        elif kind in ("np_max_act", "np_max_act_logits"):
-            correct = np_answer(last_user, logits=kind == "np_max_act_logits")
+        elif kind in ("np_max_act", "np_max_act_logits", "np_acts_logits_general"):
+            correct = np_answer(last_user, logits=kind != "np_max_act")
             wrong_length = LONG_ANSWER
+        elif kind == "python_code":
+            correct, wrong_length = np_answer(last_user), LONG_ANSWER
+        elif kind == "oai_attention_head":
+            correct, wrong_length = attention_answer(last_user), LONG_ANSWER
         elif kind == "recall":
             answers = recall_answer(last_user) or []
             self.n_examples = len(answers)
@@ -295,6 +342,11 @@ class Answer:
             correct = simulation_answer(last_user) or OTHER_ANSWER
             wrong_length = simulation_answer(last_user, drop_last=True) or OTHER_ANSWER
             self.n_examples = len((simulation_request(last_user) or {}).get("activations", []))
+        elif kind == "simulation_ev":
+            self._ev = simulation_ev_answer(last_user)
+            if self._ev is not None:
+                self.n_examples = len(self._ev.lines)
+                correct, wrong_length = self._ev.text(), self._ev.text(drop_last=True)
         elif kind == "intruder":
             self.n_examples = len(intruder_examples(last_user))
             correct = f"[RESPONSE]: {intruder_answer(last_user)}"
@@ -309,3 +361,16 @@ class Answer:
         if fault == "wrong_length":
             return self._wrong_length
         return self._correct
+
+    def logprobs(self, content: str, top_n: int | None) -> list[dict[str, Any]]:
+        """``logprobs.content`` for ``content`` (what :meth:`content` gave, perhaps after a
+        reasoning trace): the simulation lines' own entries where it ends with them (a trace
+        before them gets :func:`answer_logprobs`), else :func:`answer_logprobs`."""
+        if self._ev is not None:
+            for drop_last in (False, True):
+                lines = self._ev.text(drop_last)
+                if lines and content.endswith(lines):
+                    head = content[: len(content) - len(lines)]
+                    before = answer_logprobs(head, top_n) if head else []
+                    return before + self._ev.logprobs(top_n, drop_last)
+        return answer_logprobs(content, top_n)

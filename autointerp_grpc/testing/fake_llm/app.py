@@ -24,10 +24,11 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from autointerp_grpc.testing.fake_llm.answers import Answer, answer_logprobs
+from autointerp_grpc.testing.fake_llm.answers import Answer
 from autointerp_grpc.testing.fake_llm.faults import (
     BAD_USAGES,
     ERROR_FAULTS,
+    LOGPROBS_REJECTED,
     THINK_TRACE,
     Directives,
     auth_error,
@@ -248,6 +249,10 @@ class _Endpoints:
                 return Response()
             exchange.settle(504)
             return _error(504, _GATEWAY_TIMEOUT)
+        asks_logprobs = bool(payload.get("logprobs")) or payload.get("top_logprobs") is not None
+        if fault == "reject_logprobs" and asks_logprobs:
+            exchange.settle(400)
+            return _error(400, LOGPROBS_REJECTED)
 
         content = answer.content(fault)
         reasoning = None
@@ -255,8 +260,11 @@ class _Endpoints:
             reasoning = THINK_TRACE
         elif fault == "think":
             content = f"<think>\n{THINK_TRACE}\n</think>\n\n{content}"
-        logprobs = bool(payload.get("logprobs")) and directives.logprobs
-        completion = self._completion(payload, directives.model, content, reasoning, logprobs)
+        # "no_logprobs" and @logprobs=0: a provider that ignores the request for them.
+        logprobs = bool(payload.get("logprobs")) and directives.logprobs and fault != "no_logprobs"
+        completion = self._completion(
+            payload, directives.model, content, reasoning, answer if logprobs else None
+        )
         return self._answer(exchange, fault, completion)
 
     def _answer(
@@ -296,8 +304,10 @@ class _Endpoints:
         model: str,
         content: str,
         reasoning: str | None,
-        logprobs: bool,
+        logprobs_of: Answer | None,
     ) -> dict[str, Any]:
+        """The chat completion carrying ``content``; with ``logprobs_of``, its log
+        probabilities (``top_logprobs`` alternatives per token, as the request asks)."""
         message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
         if reasoning is not None:
             message["reasoning"] = reasoning
@@ -307,10 +317,10 @@ class _Endpoints:
             "finish_reason": "stop",
             "logprobs": None,
         }
-        if logprobs:
+        if logprobs_of is not None:
             top_n = request.get("top_logprobs")
             top = int(top_n) if isinstance(top_n, (int, float)) else None
-            choice["logprobs"] = {"content": answer_logprobs(content, top), "refusal": None}
+            choice["logprobs"] = {"content": logprobs_of.logprobs(content, top), "refusal": None}
         prompt_chars = sum(len(message_text(m)) for m in request["messages"])
         prompt_tokens = max(1, prompt_chars // 4)
         completion_tokens = _approx_tokens(content) + (

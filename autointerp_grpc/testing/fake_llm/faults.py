@@ -14,6 +14,11 @@ The modes (:data:`FAULT_MODES`):
 * hostile HTTP 200s, answers that are not usable chat completions —
   "not_json" (``application/json`` whose body is a completion cut off half way, so not JSON),
   "choices_string" (``"choices": "oops"``), "no_message" (a choice without ``message``);
+* log probabilities — "no_logprobs" (the right answer, without the log probabilities the
+  request asked for, like a provider that does not return them; the ``@logprobs=0`` model
+  directive does the same per request), "reject_logprobs" (HTTP 400 with
+  :data:`LOGPROBS_REJECTED` for a request that asks for log probabilities, the right answer
+  to one that does not, like a provider that refuses the parameters);
 * hostile but usable — "bad_usage" (the right answer; its ``usage`` counts are negative,
   huge (10**15) or strings, see :data:`BAD_USAGES`), "drip" (the right answer, its body sent
   ``DRIP_CHUNK_BYTES`` at a time every ``DRIP_INTERVAL_S`` seconds: no single read waits
@@ -31,6 +36,7 @@ __all__ = [
     "FAULT_MODES",
     "GARBAGE_ANSWER",
     "INVALID_KEY_ERROR",
+    "LOGPROBS_REJECTED",
     "LONG_ANSWER",
     "MISSING_KEY_ERROR",
     "NO_CREDITS_ERROR",
@@ -59,6 +65,8 @@ FAULT_MODES: frozenset[str] = frozenset(
         "think",
         "bad_usage",
         "drip",
+        "no_logprobs",
+        "reject_logprobs",
         *BODY_FAULTS,
     }
 )
@@ -121,6 +129,14 @@ NO_CREDITS_ERROR: dict[str, Any] = {
     "param": None,
     "code": "insufficient_credits",
 }
+
+LOGPROBS_REJECTED: dict[str, Any] = {
+    "message": "This model does not support logprobs or top_logprobs.",
+    "type": "invalid_request_error",
+    "param": "logprobs",
+    "code": "unsupported_parameter",
+}
+"""The error of the "reject_logprobs" fault (HTTP 400)."""
 
 ERROR_FAULTS: dict[str, tuple[int, dict[str, Any]]] = {
     "429": (429, RATE_LIMIT_ERROR),

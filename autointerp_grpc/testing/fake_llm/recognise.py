@@ -17,11 +17,27 @@ sentences of its system prompt and the structure of its last user message:
 * ``recall`` (the recall judge): a system prompt that checks explanations of features against
   text and wants "one boolean per text", and a user message with an ``Explanation:`` line
   and numbered ``Text N:`` lines;
+* ``np_acts_logits_general`` and ``python_code`` (Neuronpedia's general max-activation and
+  logits explainer and its Python-code explainer, from ``automated-interpretability``'s
+  explainer.py): a system prompt that starts "You are explaining the behavior of a neuron in
+  a neural network" and asks for "a concise explanation (3 to 20 words)"; the general one's
+  lists TOP_POSITIVE_LOGITS among its four lists, the Python one says "This specific neuron
+  is trained on Python code";
+* ``oai_attention_head`` (OpenAI's attention-head explainer as Neuronpedia's webapp sends
+  it): a system prompt that starts "We're studying attention heads in a neural network" and
+  a last user message with the "Explanation of attention head N behavior:" line;
+* ``simulation_ev`` (OpenAI's token<TAB>activation simulator for chat models, the
+  expected-value simulation): a system prompt with "We're studying neurons in a neural
+  network", "predict its activations" and "token<tab>activation", and a last user message
+  with the "Tokens without Activations:" and "Tokens with Activations:" lines;
 * delphi's prompts by their shapes: ``[EXPLANATION]`` in the system prompt (explain), a
   ``Latent explanation:`` / ``Text examples:`` block (detection, or fuzz when the system
   prompt talks about ``<<``/``>>`` highlighting), ``[RESPONSE]:`` and "intruder" in the system
   prompt (intruder), a last user message that is the simulation JSON (simulation);
 * anything else is ``other``.
+
+Sentences are compared with runs of whitespace (newlines included) read as one space, so a
+re-wrapped prompt is still recognised.
 """
 
 from __future__ import annotations
@@ -33,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "ANCHOR_SIGNATURES",
     "REQUEST_KINDS",
     "SIGNATURES",
     "TEST_ONLY_MARKERS",
@@ -43,6 +60,7 @@ __all__ = [
     "message_text",
     "parse_classification_prompt",
     "parse_recall_prompt",
+    "parse_simulation_ev_prompt",
     "request_kind",
     "simulation_request",
     "split_examples",
@@ -56,8 +74,12 @@ REQUEST_KINDS: tuple[str, ...] = (
     "oai_token_act_pair",
     "np_max_act",
     "np_max_act_logits",
+    "np_acts_logits_general",
+    "python_code",
+    "oai_attention_head",
     "recall",
     "simulation",
+    "simulation_ev",
     "intruder",
     "other",
 )
@@ -74,10 +96,19 @@ class Signature:
     user: tuple[str, ...]
 
     def matches(self, system: str, last_user: str) -> bool:
-        """Whether a request with this system prompt and last user message has this format."""
-        return all(text in system for text in self.system) and all(
-            text in last_user for text in self.user
+        """Whether a request with this system prompt and last user message has this format
+        (whitespace runs compare as one space)."""
+        return self._matches(_spaced(system), _spaced(last_user))
+
+    def _matches(self, system: str, last_user: str) -> bool:
+        return all(_spaced(text) in system for text in self.system) and all(
+            _spaced(text) in last_user for text in self.user
         )
+
+
+def _spaced(text: str) -> str:
+    """``text`` with every run of whitespace read as one space, and none at either end."""
+    return " ".join(text.split())
 
 
 SIGNATURES: tuple[Signature, ...] = (
@@ -119,6 +150,46 @@ SIGNATURES: tuple[Signature, ...] = (
     ),
 )
 """autointerp's own prompt formats, by content, in the order they are tried."""
+
+ANCHOR_SIGNATURES: tuple[Signature, ...] = (
+    Signature(
+        "python_code",
+        system=(
+            "You are explaining the behavior of a neuron in a neural network.",
+            "This specific neuron is trained on Python code.",
+            "a concise explanation (3 to 20 words)",
+        ),
+        user=(),
+    ),
+    Signature(
+        "np_acts_logits_general",
+        system=(
+            "You are explaining the behavior of a neuron in a neural network.",
+            "a concise explanation (3 to 20 words)",
+            "TOP_POSITIVE_LOGITS, which are the most likely words or tokens",
+        ),
+        user=(),
+    ),
+    Signature(
+        "oai_attention_head",
+        system=(
+            "We're studying attention heads in a neural network.",
+            "Attention heads always attend from a token to a token earlier in the sequence",
+        ),
+        user=("Explanation of attention head",),
+    ),
+    Signature(
+        "simulation_ev",
+        system=(
+            "We're studying neurons in a neural network.",
+            "try to predict its activations",
+            "The activation format is token<tab>activation",
+        ),
+        user=("Tokens without Activations:", "Tokens with Activations:"),
+    ),
+)
+"""The formats autointerp writes from the anchors' own sources (Neuronpedia's and OpenAI's),
+recognised by the anchors' fixed system-prompt sentences; tried after :data:`SIGNATURES`."""
 
 TEST_ONLY_MARKERS: tuple[str, ...] = (
     "FORMAT:",
@@ -243,12 +314,43 @@ def simulation_request(last_user_message: str) -> dict[str, Any] | None:
     return data
 
 
+_EV_PROMPT_RE = re.compile(
+    r"Explanation of neuron \d+ behavior:[ \t]*(?P<explanation>.*?)\s*\n\s*\n"
+    r"Sequence (?P<n>\d+) Tokens without Activations:[ \t]*\n(?P<body>.*)\n"
+    r"Sequence (?P=n) Tokens with Activations:\s*$",
+    re.DOTALL,
+)
+_EV_LINE_END = "\u0f17\n"
+_EV_PREFIX = "the main thing this neuron does is find"
+
+
+def parse_simulation_ev_prompt(last_user_message: str) -> tuple[str, list[str]] | None:
+    """``(explanation, tokens)`` of the expected-value simulation prompt's last user message
+    (the explanation without "the main thing this neuron does is find"), or None if it isn't
+    one. Tokens are the ``token<TAB>\u0f17`` lines' texts, verbatim (newlines included)."""
+    match = _EV_PROMPT_RE.search(last_user_message)
+    if match is None:
+        return None
+    explanation = match.group("explanation").strip()
+    if explanation.lower().startswith(_EV_PREFIX):
+        explanation = explanation[len(_EV_PREFIX) :].strip()
+    body = match.group("body").removesuffix("\n")
+    if _EV_LINE_END in body:
+        lines = body.split(_EV_LINE_END)
+        lines = lines[:-1] if lines[-1] == "" else lines
+    else:  # a prompt written without the end-of-line mark
+        lines = [line for line in body.split("\n") if "\t" in line]
+    tokens = [line.rpartition("\t")[0] if "\t" in line else line for line in lines]
+    return explanation, tokens
+
+
 def request_kind(messages: list[Any]) -> str:
     """One of :data:`REQUEST_KINDS` for a chat request's messages (see the module docstring)."""
     system = system_prompt(messages)
     last_user = last_user_message(messages)
-    for signature in SIGNATURES:
-        if signature.matches(system, last_user):
+    spaced_system, spaced_user = _spaced(system), _spaced(last_user)
+    for signature in (*SIGNATURES, *ANCHOR_SIGNATURES):
+        if signature._matches(spaced_system, spaced_user):
             return signature.kind
     if "[EXPLANATION]" in system:
         return "explain"
