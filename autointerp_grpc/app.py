@@ -46,6 +46,7 @@ from autointerp_grpc.handlers import Deps
 from autointerp_grpc.health import SERVICE_NAME as HEALTH_SERVICE_NAME
 from autointerp_grpc.health import HealthServicer
 from autointerp_grpc.http_protocol import guarded_protocol
+from autointerp_grpc.memory import set_mmap_threshold
 from autointerp_grpc.observability import JsonFormatter, Metrics
 from autointerp_grpc.openapi import build_openapi
 from autointerp_grpc.redaction import Secrets
@@ -155,6 +156,7 @@ class Runtime:
         try:
             backend = self._injected_embedding
             if backend is None:
+                set_mmap_threshold(self.settings.malloc_mmap_threshold)
                 backend = await asyncio.to_thread(EmbeddingBackend.load, self.settings)
                 await backend.run(backend.warm_up)
         except Exception:

@@ -108,6 +108,14 @@ class Settings(BaseSettings):
     embedding_max_batch: int = Field(
         default=256, ge=1, description="Most texts in one coalesced encode call."
     )
+    malloc_mmap_threshold: int = Field(
+        default=128 * 1024,
+        ge=0,
+        le=32 * 1024 * 1024,
+        description="glibc serves allocations of this many bytes and more with their own "
+        "mmap, so the embedding model's freed buffers go back to the system (0: glibc's "
+        "default).",
+    )
     embedding_encode_batch: int = Field(
         default=16,
         ge=1,
