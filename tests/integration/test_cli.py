@@ -250,6 +250,43 @@ def test_explain_and_score_commands(server, tmp_path: Path) -> None:
     assert "95% CI: [" in scored.stdout
 
 
+def test_issue_13_methods_from_the_command_line(server, tmp_path: Path) -> None:
+    """oai_attention_head from an input file's attention records, np_acts_logits_general
+    with its logits, and the simulation scorer's mode, through `autointerp explain/score`."""
+    from samples import cat_records
+
+    activating = [r for r in cat_records() if sum(r["values"]) > 0]
+    attention = []
+    for record in activating:
+        weights = [0.0] * len(record["tokens"])
+        weights[record["values"].index(max(record["values"]))] = 0.9
+        attention.append(
+            {"tokens": record["tokens"], "fromIndex": len(weights) - 1, "weights": weights}
+        )
+    path = tmp_path / "head.json"
+    path.write_text(json.dumps({"attention": attention}))
+    env = _env(server.secret)
+    common = ["--server", server.grpc_target, "--model", MODEL]
+    head = _cli(["explain", *common, "--method", "oai_attention_head", "--input", str(path)], env)
+    assert head.returncode == 0, head.stderr
+    assert "cat" in head.stdout
+    path.write_text(json.dumps({"activations": activating, "topPositiveLogits": [" cats"]}))
+    general = _cli(
+        ["explain", *common, "--method", "np_acts_logits_general", "--input", str(path)], env
+    )
+    assert general.returncode == 0, general.stderr
+    assert general.stdout.strip()
+    path.write_text(json.dumps(cat_records()))
+    args = ["score", *common, "--method", "simulation", "--explanation", "the word cat"]
+    simulated = _cli(
+        [*args, "--input", str(path), "--params", '{"mode": "logprob_ev"}', "--json"], env
+    )
+    assert simulated.returncode == 0, simulated.stderr
+    answer = json.loads(simulated.stdout)
+    assert answer["score"] > 0.9
+    assert any("logprob_ev" in note for note in answer["notes"])
+
+
 # ---- two servers, each with its own fake LLM -----------------------------------------------
 
 
