@@ -128,6 +128,46 @@ def check_request_tokens(limits: Limits, *groups: Sequence[_HasTokens]) -> None:
         )
 
 
+def _check_count(n: int, field: str, limits: Limits) -> None:
+    if n == 0:
+        raise InvalidArgument(f"{field} must hold at least one record")
+    if n > limits.max_records:
+        raise InvalidArgument(f"{field} holds {n} records; the limit is {limits.max_records}")
+
+
+def _check_shape(
+    where: str, tokens: Sequence[str], n_values: int, unit: str, limits: Limits
+) -> int:
+    """One record's shape rules (tokens, one ``unit`` per token, characters); its characters."""
+    n_tokens = len(tokens)
+    if n_tokens == 0:
+        raise InvalidArgument(f"{where}.tokens must not be empty")
+    if n_tokens > limits.max_tokens_per_record:
+        raise InvalidArgument(
+            f"{where}.tokens holds {n_tokens} tokens; the limit is "
+            f"{limits.max_tokens_per_record} per record"
+        )
+    if n_tokens != n_values:
+        raise InvalidArgument(
+            f"{where} must have one {unit} per token ({n_tokens} tokens, {n_values} {unit}s)"
+        )
+    chars = sum(len(t) for t in tokens)
+    if chars > limits.max_record_chars:
+        raise InvalidArgument(
+            f"{where}.tokens hold {chars} characters; the limit is "
+            f"{limits.max_record_chars} per record"
+        )
+    return chars
+
+
+def _check_total_chars(total: int, where: str, limits: Limits) -> None:
+    if total > limits.max_request_chars:
+        raise InvalidArgument(
+            f"the records hold more than {limits.max_request_chars} characters in all "
+            f"(the limit per request or feature), counting up to {where}"
+        )
+
+
 def check_activations(
     activations: Sequence[pb.Activation],
     limits: Limits,
@@ -137,39 +177,12 @@ def check_activations(
 ) -> int:
     """Enforce the per-record rules on ``activations``; returns the characters they hold plus
     ``chars_so_far`` (records sent in several fields share one budget)."""
-    if len(activations) == 0:
-        raise InvalidArgument(f"{field} must hold at least one record")
-    if len(activations) > limits.max_records:
-        raise InvalidArgument(
-            f"{field} holds {len(activations)} records; the limit is {limits.max_records}"
-        )
+    _check_count(len(activations), field, limits)
     total = chars_so_far
     for i, record in enumerate(activations):
         where = f"{field}[{i}]"
-        n_tokens, n_values = len(record.tokens), len(record.values)
-        if n_tokens == 0:
-            raise InvalidArgument(f"{where}.tokens must not be empty")
-        if n_tokens > limits.max_tokens_per_record:
-            raise InvalidArgument(
-                f"{where}.tokens holds {n_tokens} tokens; the limit is "
-                f"{limits.max_tokens_per_record} per record"
-            )
-        if n_tokens != n_values:
-            raise InvalidArgument(
-                f"{where} must have one value per token ({n_tokens} tokens, {n_values} values)"
-            )
-        chars = sum(len(t) for t in record.tokens)
-        if chars > limits.max_record_chars:
-            raise InvalidArgument(
-                f"{where}.tokens hold {chars} characters; the limit is "
-                f"{limits.max_record_chars} per record"
-            )
-        total += chars
-        if total > limits.max_request_chars:
-            raise InvalidArgument(
-                f"the records hold more than {limits.max_request_chars} characters in all "
-                f"(the limit per request or feature), counting up to {where}"
-            )
+        total += _check_shape(where, record.tokens, len(record.values), "value", limits)
+        _check_total_chars(total, where, limits)
         for j, value in enumerate(record.values):
             if not math.isfinite(value):
                 raise InvalidArgument(f"{where}.values[{j}] must be a finite number")
@@ -203,41 +216,16 @@ def check_attention(records: Sequence[pb.AttentionRecord], limits: Limits) -> in
     before it (else there is no token attended to).
     """
     field = "attention"
-    if len(records) == 0:
-        raise InvalidArgument(f"{field} must hold at least one record")
-    if len(records) > limits.max_records:
-        raise InvalidArgument(
-            f"{field} holds {len(records)} records; the limit is {limits.max_records}"
-        )
+    _check_count(len(records), field, limits)
     total = 0
     for i, record in enumerate(records):
         where = f"{field}[{i}]"
-        n_tokens, n_weights = len(record.tokens), len(record.weights)
-        if n_tokens == 0:
-            raise InvalidArgument(f"{where}.tokens must not be empty")
-        if n_tokens > limits.max_tokens_per_record:
+        total += _check_shape(where, record.tokens, len(record.weights), "weight", limits)
+        if not 0 <= record.from_index < len(record.tokens):
             raise InvalidArgument(
-                f"{where}.tokens holds {n_tokens} tokens; the limit is "
-                f"{limits.max_tokens_per_record} per record"
+                f"{where}.fromIndex must be a token index, 0 to {len(record.tokens) - 1}"
             )
-        if n_tokens != n_weights:
-            raise InvalidArgument(
-                f"{where} must have one weight per token ({n_tokens} tokens, {n_weights} weights)"
-            )
-        if not 0 <= record.from_index < n_tokens:
-            raise InvalidArgument(f"{where}.fromIndex must be a token index, 0 to {n_tokens - 1}")
-        chars = sum(len(t) for t in record.tokens)
-        if chars > limits.max_record_chars:
-            raise InvalidArgument(
-                f"{where}.tokens hold {chars} characters; the limit is "
-                f"{limits.max_record_chars} per record"
-            )
-        total += chars
-        if total > limits.max_request_chars:
-            raise InvalidArgument(
-                f"the records hold more than {limits.max_request_chars} characters in all "
-                f"(the limit per request or feature), counting up to {where}"
-            )
+        _check_total_chars(total, where, limits)
         _check_attention_weights(record, where)
     return total
 

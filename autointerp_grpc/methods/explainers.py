@@ -24,14 +24,17 @@ from autointerp_grpc.methods.spec import ExplainContext, MethodSpec, Needs
 from autointerp_grpc.prompts.neuronpedia import NP_TEXTS, NP_WINDOW
 
 
-def _record(ctx: ExplainContext) -> LatentRecord:
+def latent_record(ctx: ExplainContext) -> LatentRecord:
+    """The delphi latent record an explainer reads: ``train`` the activating examples,
+    ``not_active`` the non-activating ones."""
     record = LatentRecord(Latent("latent", 0))
     record.train = ctx.activating
     record.not_active = ctx.non_activating
     return record
 
 
-def _pairs(examples: list[Any]) -> list[tuple[list[str], list[float]]]:
+def token_value_pairs(examples: list[Any]) -> list[tuple[list[str], list[float]]]:
+    """Each example as (its tokens, its activation values), what the prompt builders take."""
     return [(list(e.str_tokens), e.activations.tolist()) for e in examples]
 
 
@@ -40,7 +43,7 @@ def _build_default(ctx: ExplainContext) -> tuple[Explainer, LatentRecord]:
     explainer = DefaultExplainer(
         ctx.client, threshold=p.threshold, activations=p.show_activations, cot=p.chain_of_thought
     )
-    return explainer, _record(ctx)
+    return explainer, latent_record(ctx)
 
 
 def _fires(example: Any) -> bool:
@@ -72,7 +75,7 @@ def _build_contrastive(ctx: ExplainContext) -> tuple[Explainer, LatentRecord]:
         max_examples=p.max_examples,
         max_non_activating=p.max_non_activating,
     )
-    record = _record(ctx)
+    record = latent_record(ctx)
     record.train = activating
     return explainer, record
 
@@ -84,7 +87,9 @@ class OaiTokenActPairExplainer(Explainer):
     max_records: int = 20
 
     def _build_prompt(self, examples: list[Any]) -> list[dict]:
-        return prompts.oai_token_act_pair_messages(_pairs(examples), max_records=self.max_records)
+        return prompts.oai_token_act_pair_messages(
+            token_value_pairs(examples), max_records=self.max_records
+        )
 
     def parse_explanation(self, text: str) -> str:
         return prompts.parse_oai_answer(text)
@@ -105,7 +110,7 @@ class NpMaxActExplainer(Explainer):
 
     def _build_prompt(self, examples: list[Any]) -> list[dict]:
         return prompts.np_max_act_messages(
-            _pairs(examples),
+            token_value_pairs(examples),
             top_tokens=self.top_tokens,
             top_texts=self.top_texts,
             window=self.window,
@@ -119,7 +124,8 @@ class NpMaxActExplainer(Explainer):
 
 
 def _build_oai(ctx: ExplainContext) -> tuple[Explainer, LatentRecord]:
-    return OaiTokenActPairExplainer(ctx.client, max_records=ctx.params.max_records), _record(ctx)
+    explainer = OaiTokenActPairExplainer(ctx.client, max_records=ctx.params.max_records)
+    return explainer, latent_record(ctx)
 
 
 def _np_max_act(ctx: ExplainContext, logits: bool) -> tuple[Explainer, LatentRecord]:
@@ -136,7 +142,7 @@ def _np_max_act(ctx: ExplainContext, logits: bool) -> tuple[Explainer, LatentRec
         next_tokens=p.next_tokens,
         top_positive_logits=top_logits,
     )
-    return explainer, _record(ctx)
+    return explainer, latent_record(ctx)
 
 
 def _build_np_max_act(ctx: ExplainContext) -> tuple[Explainer, LatentRecord]:

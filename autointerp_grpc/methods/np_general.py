@@ -21,9 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from autointerp_grpc.delphi_compat import Explainer, Latent, LatentRecord
+from autointerp_grpc.delphi_compat import Explainer, LatentRecord
 from autointerp_grpc.errors import InvalidArgument
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+from autointerp_grpc.methods.explainers import latent_record, token_value_pairs
 from autointerp_grpc.methods.spec import ExplainContext, MethodSpec, Needs
 from autointerp_grpc.prompts.np_general import (
     NP_GENERAL_TEXTS,
@@ -33,20 +34,6 @@ from autointerp_grpc.prompts.np_general import (
     parse_np_general_answer,
     python_code_messages,
 )
-
-# (explainers.py has the same two helpers; it imports this module to register these methods,
-# so importing them from there would be circular.)
-
-
-def _record(ctx: ExplainContext) -> LatentRecord:
-    record = LatentRecord(Latent("latent", 0))
-    record.train = ctx.activating
-    record.not_active = ctx.non_activating
-    return record
-
-
-def _pairs(examples: list[Any]) -> list[tuple[list[str], list[float]]]:
-    return [(list(e.str_tokens), e.activations.tolist()) for e in examples]
 
 
 class _WholeAnswerExplainer(Explainer):
@@ -69,7 +56,7 @@ class NpActsLogitsGeneralExplainer(_WholeAnswerExplainer):
 
     def _build_prompt(self, examples: list[Any]) -> list[dict]:
         return np_acts_logits_general_messages(
-            _pairs(examples),
+            token_value_pairs(examples),
             self.top_positive_logits,
             top_texts=self.top_texts,
             window=self.window,
@@ -85,7 +72,9 @@ class PythonCodeExplainer(_WholeAnswerExplainer):
     window: int = PYTHON_CODE_WINDOW
 
     def _build_prompt(self, examples: list[Any]) -> list[dict]:
-        return python_code_messages(_pairs(examples), top_texts=self.top_texts, window=self.window)
+        return python_code_messages(
+            token_value_pairs(examples), top_texts=self.top_texts, window=self.window
+        )
 
 
 def _build_np_acts_logits_general(ctx: ExplainContext) -> tuple[Explainer, LatentRecord]:
@@ -98,12 +87,13 @@ def _build_np_acts_logits_general(ctx: ExplainContext) -> tuple[Explainer, Laten
     explainer = NpActsLogitsGeneralExplainer(
         ctx.client, top_texts=p.top_texts, window=p.window, top_positive_logits=top_logits
     )
-    return explainer, _record(ctx)
+    return explainer, latent_record(ctx)
 
 
 def _build_python_code(ctx: ExplainContext) -> tuple[Explainer, LatentRecord]:
     p = ctx.params
-    return PythonCodeExplainer(ctx.client, top_texts=p.top_texts, window=p.window), _record(ctx)
+    explainer = PythonCodeExplainer(ctx.client, top_texts=p.top_texts, window=p.window)
+    return explainer, latent_record(ctx)
 
 
 NP_GENERAL_EXPLAINERS: tuple[MethodSpec, ...] = (
