@@ -182,7 +182,10 @@ class _Run:
         usage = Usage()
         try:
             check_required(feature)
-            check_explain_records(
+            size = token_count(feature.activations, feature.non_activating, feature.attention)
+            await off_loop(
+                size,
+                check_explain_records,
                 self.explainer,
                 feature.activations,
                 feature.non_activating,

@@ -138,7 +138,10 @@ def check_explain_records(
 async def explain(request: pb.ExplainRequest, deps: Deps) -> pb.ExplainResponse:
     """The Explain RPC."""
     method = resolve_explainer(request)
-    check_explain_records(
+    size = token_count(request.activations, request.non_activating, request.attention)
+    await off_loop(
+        size,
+        check_explain_records,
         method,
         request.activations,
         request.non_activating,

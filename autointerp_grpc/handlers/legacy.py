@@ -11,6 +11,8 @@ Their JSON is the legacy server's, byte for byte (golden tests pin it).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from autointerp_grpc.errors import InvalidArgument
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.handlers.deps import Deps
@@ -38,11 +40,16 @@ def _distance(activating: bool) -> int:
     return ACTIVATING_DISTANCE if activating else NON_ACTIVATING_DISTANCE
 
 
+def _check_records(records: Sequence[pb.Activation], deps: Deps) -> None:
+    check_request_tokens(deps.limits, records)
+    check_activations(records, deps.limits)
+
+
 async def explain_default(
     request: pb.ExplainDefaultRequest, deps: Deps
 ) -> pb.ExplainDefaultResponse:
-    check_request_tokens(deps.limits, request.activations)
-    check_activations(request.activations, deps.limits)
+    records = request.activations
+    await off_loop(token_count(records), _check_records, records, deps)
     method = default_method(
         EXPLAINER_REGISTRY,
         "default",

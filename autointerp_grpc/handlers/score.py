@@ -101,6 +101,12 @@ def score_response(method: Resolved, result: ScoreResult, usage: Usage) -> pb.Sc
     return response
 
 
+def _checked_split(records: Sequence[pb.Activation], limits: Limits) -> Split:
+    check_request_tokens(limits, records)
+    check_activations(records, limits)
+    return split_records(records)
+
+
 async def score_records(
     method: Resolved,
     explanation: str,
@@ -113,9 +119,7 @@ async def score_records(
     """Validate and split unlabelled records (the legacy sum > 0 rule), then score them:
     what the Score RPC and the legacy scoring RPCs share."""
     check_explanation(method, explanation, deps.limits)
-    check_request_tokens(deps.limits, records)
-    check_activations(records, deps.limits)
-    split = await off_loop(token_count(records), split_records, records)
+    split = await off_loop(token_count(records), _checked_split, records, deps.limits)
     check_split(method, split)
     check_llm(method, llm)
     client = llm_client(llm, deps) if method.spec.needs.llm and llm is not None else None

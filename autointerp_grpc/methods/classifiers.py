@@ -291,11 +291,17 @@ def classifier_scorer(fuzz: bool) -> Callable[[ScoreContext], Awaitable[ScoreRes
             seed=p.seed,
             concurrency=ctx.request_concurrency,
         )
-        index = index_by_tokens(ctx.split)
-        items = [classifier_item(o, index.get(id(o.str_tokens), -1)) for o in outputs]
-        notes = [LOGPROBS_MISSING_NOTE] if p.use_logprobs and ctx.client.logprobs_missing else []
-        # delphi sends the shuffled samples in consecutive batches of examples_per_prompt.
-        clusters = [i // p.examples_per_prompt for i in range(len(items))]
-        return classifier_result(items, ctx.client.errors, notes, ctx.min_answered, clusters)
+        client = ctx.client
+
+        def result() -> ScoreResult:
+            index = index_by_tokens(ctx.split)
+            items = [classifier_item(o, index.get(id(o.str_tokens), -1)) for o in outputs]
+            notes = [LOGPROBS_MISSING_NOTE] if p.use_logprobs and client.logprobs_missing else []
+            # delphi sends the shuffled samples in consecutive batches of examples_per_prompt.
+            clusters = [i // p.examples_per_prompt for i in range(len(items))]
+            return classifier_result(items, client.errors, notes, ctx.min_answered, clusters)
+
+        # The breakdown repeats every record's tokens: build it off the loop when big.
+        return await off_loop(sum(len(o.str_tokens) for o in outputs), result)
 
     return run

@@ -21,6 +21,7 @@ from autointerp_grpc.errors import InvalidArgument, UpstreamBadResponse
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.methods import metrics
 from autointerp_grpc.methods.spec import ScoreContext, ScoreResult
+from autointerp_grpc.offload import off_loop
 from autointerp_grpc.records import Split
 
 
@@ -55,6 +56,12 @@ def embedding_auc(outputs: Sequence[EmbeddingOutput]) -> float:
 async def run_embedding(ctx: ScoreContext) -> ScoreResult:
     assert ctx.embedding is not None
     outputs = await embedding_similarities(ctx.split, ctx.explanation, ctx.embedding)
+    # The breakdown repeats every record's tokens: build it off the loop when big.
+    size = sum(len(e.str_tokens or ()) for e in ctx.split.in_order)
+    return await off_loop(size, _embedding_result, ctx, outputs)
+
+
+def _embedding_result(ctx: ScoreContext, outputs: list[EmbeddingOutput]) -> ScoreResult:
     truth = [o.distance > 0 for o in outputs]
     similarities = [float(o.similarity) for o in outputs]
     items = [
