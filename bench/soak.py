@@ -1,7 +1,7 @@
 """Soak and limits: what the largest request each RPC accepts under the default caps costs.
 
     make soak            (or: .venv/bin/python bench/soak.py [--quick] [--doors grpc,rest]
-                          [--shapes text,empty])
+                          [--shapes text,empty] [--rpc NAME] [--baseline-repo PATH])
 
 For every RPC (ExplainDefault, ScoreEmbedding, ScoreFuzzDetection, Explain, Score(embedding),
 Score(detection), ExplainAndScore with one feature) it sends the biggest request the default
@@ -372,13 +372,13 @@ def bulk_outcome(result: dict[str, Any]) -> str:
 
 
 async def measure_case(
-    rpc: Rpc, shape: str, door: str, llm_base_url: str, scratch: Path
+    rpc: Rpc, shape: str, door: str, llm_base_url: str, scratch: Path, repo: Path = REPO
 ) -> list[str]:
     from run import start_server
 
     body, n_records = biggest(rpc, shape, door)
     size = wire_size(rpc, door, body)
-    server = start_server(llm_base_url, coalesce=True)
+    server = start_server(llm_base_url, coalesce=True, repo=repo)
     try:
         before = status_mib(server.process.pid)
         with Probe(server, scratch / "probe.json") as probe:
@@ -414,11 +414,13 @@ def numbers_body(target_bytes: int = 15 * 1024 * 1024) -> bytes:
     return ('{"explanation":"x","activations":[' + ",".join([record] * MAX_RECORDS) + "]}").encode()
 
 
-async def health_latency(llm_base_url: str, scratch: Path, idle_s: float) -> list[list[str]]:
+async def health_latency(
+    llm_base_url: str, scratch: Path, idle_s: float, repo: Path = REPO
+) -> list[list[str]]:
     from run import start_server
 
     body = numbers_body()
-    server = start_server(llm_base_url, coalesce=True)
+    server = start_server(llm_base_url, coalesce=True, repo=repo)
     rows = []
     try:
         with Probe(server, scratch / "idle.json") as idle:
@@ -451,36 +453,56 @@ async def health_latency(llm_base_url: str, scratch: Path, idle_s: float) -> lis
     return rows
 
 
-async def main(quick: bool, doors: list[str], shapes: list[str], only: str | None) -> None:
+async def main(
+    quick: bool,
+    doors: list[str],
+    shapes: list[str],
+    only: str | None,
+    baseline_repo: Path | None = None,
+) -> None:
     # bench/run.py, beside this file: the fake LLM and server processes, the table printer.
     from run import machine, start_fake_llm, table
 
     scratch = Path("/tmp") / f"autointerp-soak-{time.time_ns()}"
     scratch.mkdir(parents=True)
     fake, llm_base_url = start_fake_llm()
+    # With a baseline, every case runs on both checkouts back to back (the same requests).
+    checkouts = [("this", REPO)] + ([("baseline", baseline_repo)] if baseline_repo else [])
     rows: list[list[str]] = []
+    health_rows: list[list[str]] = []
     try:
-        health_rows = await health_latency(llm_base_url, scratch, 3.0 if quick else 10.0)
+        for label, repo in checkouts:
+            for row in await health_latency(llm_base_url, scratch, 3.0 if quick else 10.0, repo):
+                health_rows.append([label, *row])
         for rpc in RPCS:
             if only and only.lower() not in rpc.name.lower():
                 continue
             for shape in shapes:
                 for door in doors:
-                    row = await measure_case(rpc, shape, door, llm_base_url, scratch)
-                    print(" | ".join(row), file=sys.stderr, flush=True)
-                    rows.append(row)
+                    for label, repo in checkouts:
+                        row = [
+                            label,
+                            *await measure_case(rpc, shape, door, llm_base_url, scratch, repo),
+                        ]
+                        print(" | ".join(row), file=sys.stderr, flush=True)
+                        rows.append(row)
     finally:
         fake.terminate()
     print(f"Machine: {machine()}\n")
-    header = ["RPC", "door", "shape", "request", "outcome", "s", "peak RSS before MiB",
-              "peak RSS after MiB", "delta", "RSS after MiB",
+    header = ["checkout", "RPC", "door", "shape", "request", "outcome", "s",
+              "peak RSS before MiB", "peak RSS after MiB", "delta", "RSS after MiB",
               "/health p50 / p99 / max"]  # fmt: skip
     print(table(header, rows))
-    if rows:
-        worst = max(rows, key=lambda r: float(r[7]))
-        print(f"\nWorst peak RSS: {worst[7]} MiB ({worst[0]}, {worst[1]}, {worst[2]})")
+    for label, _ in checkouts:
+        mine = [r for r in rows if r[0] == label]
+        if mine:
+            worst = max(mine, key=lambda r: float(r[8]))
+            print(
+                f"\nWorst peak RSS ({label}): {worst[8]} MiB ({worst[1]}, {worst[2]}, {worst[3]})"
+            )
     print()
-    print(table(["/health (every 20 ms)", "answer", "s", "p50 / p99 / max"], health_rows))
+    header = ["checkout", "/health (every 20 ms)", "answer", "s", "p50 / p99 / max"]
+    print(table(header, health_rows))
 
 
 if __name__ == "__main__":
@@ -489,6 +511,11 @@ if __name__ == "__main__":
     parser.add_argument("--doors", default="gRPC,REST", help="comma-separated: gRPC,REST")
     parser.add_argument("--shapes", default="text,empty", help="comma-separated: text,empty")
     parser.add_argument("--rpc", help="only the RPCs whose row name contains this")
+    parser.add_argument(
+        "--baseline-repo",
+        type=Path,
+        help="a checkout of another commit: every case also runs there, right after this one",
+    )
     parser.add_argument("--probe", help=argparse.SUPPRESS)
     parser.add_argument("--probe-out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--probe-max-s", type=float, default=600.0, help=argparse.SUPPRESS)
@@ -499,4 +526,4 @@ if __name__ == "__main__":
         doors = ["gRPC"] if args.quick else [d.strip() for d in args.doors.split(",")]
         doors = ["REST" if d.lower() == "rest" else "gRPC" for d in doors]
         shapes = ["text"] if args.quick else [s.strip() for s in args.shapes.split(",")]
-        asyncio.run(main(args.quick, doors, shapes, args.rpc))
+        asyncio.run(main(args.quick, doors, shapes, args.rpc, args.baseline_repo))
