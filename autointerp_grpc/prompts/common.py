@@ -93,3 +93,18 @@ def clean_phrase(text: str) -> str:
         if len(text) >= 2 and text[0] in _QUOTES and text[-1] in _QUOTES:
             text = text[1:-1]
     return text
+
+
+_REFUSAL_RE = re.compile(
+    r"^\W*(i'm|i am|i can|i cannot|i can't|i don't|i do not|i'd|i would|sorry|unfortunately|"
+    r"as an ai)\b",
+    re.IGNORECASE,
+)
+
+
+def is_refusal(phrase: str) -> bool:
+    """Whether an answer that should be an explanation is the model talking about itself
+    instead ("I'm not sure what you mean", "Sorry, ..."): no explanation format asks for a
+    first-person sentence, so such an answer is unparsable (retried, then an error), never
+    stored as an explanation."""
+    return bool(_REFUSAL_RE.match(phrase))

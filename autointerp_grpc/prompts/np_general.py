@@ -45,7 +45,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from autointerp_grpc.prompts.common import Record, check_records, strip_reasoning, system_message
+from autointerp_grpc.prompts.common import (
+    Record,
+    check_records,
+    is_refusal,
+    strip_reasoning,
+    system_message,
+)
 from autointerp_grpc.prompts.neuronpedia import (
     AFTER_TOKENS_TAG,
     LOGITS_TAG,
@@ -348,7 +354,7 @@ def parse_np_general_answer(text: str) -> str:
     if not answer:
         raise ValueError("the answer has no explanation")
     lowered = answer.lower()
-    if any(phrase in lowered for phrase in _GIVE_UP):
+    if any(phrase in lowered for phrase in _GIVE_UP) or is_refusal(answer):
         raise ValueError("the answer gives up instead of explaining")
     words = len(answer.split())
     if words > MAX_GENERAL_EXPLANATION_WORDS:

@@ -17,6 +17,7 @@ from autointerp_grpc.prompts.common import (
     clean_phrase,
     escape_token,
     first_line,
+    is_refusal,
     strip_reasoning,
     system_message,
 )
@@ -139,6 +140,6 @@ def parse_oai_answer(text: str) -> str:
     answer = clean_phrase(strip_reasoning(text))
     answer = _RESTATEMENT_RE.sub("", answer, count=1)
     phrase = clean_phrase(first_line(answer))
-    if not phrase:
+    if not phrase or is_refusal(phrase):
         raise ValueError("the answer has no explanation phrase")
     return phrase

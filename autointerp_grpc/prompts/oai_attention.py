@@ -53,7 +53,13 @@ import re
 from collections.abc import Sequence
 from typing import Protocol
 
-from autointerp_grpc.prompts.common import clean_phrase, first_line, strip_reasoning, system_message
+from autointerp_grpc.prompts.common import (
+    clean_phrase,
+    first_line,
+    is_refusal,
+    strip_reasoning,
+    system_message,
+)
 
 ATTENTION_EXPLANATION_PREFIX = "this attention head"
 """The sentence the answer completes."""
@@ -252,6 +258,8 @@ def parse_attention_head_answer(text: str) -> str:
     explanation = clean_phrase(_PREFIX_RE.sub("", line, count=1))
     if not explanation:
         raise ValueError("the answer has no explanation")
+    if is_refusal(explanation):
+        raise ValueError("the answer talks about the model, not the head")
     return explanation
 
 

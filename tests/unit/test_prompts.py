@@ -678,3 +678,20 @@ def test_no_prompt_line_exists_only_for_a_test_double(name):
 def test_the_fake_llm_recognises_every_prompt_by_its_content(name):
     kind, messages = SERVICE_PROMPTS[name]
     assert request_kind(messages) == kind
+
+
+@pytest.mark.parametrize(
+    "answer",
+    ["I'm not sure what you mean.", "Sorry, I cannot help with that", "  I don't know", "As an AI"],
+)
+def test_a_refusal_is_never_an_explanation(answer: str) -> None:
+    """A provider answering garbage ("I'm not sure what you mean") is unparsable for the
+    formats whose whole answer is the explanation: retried, then an error, never stored."""
+    from autointerp_grpc.prompts.np_general import parse_np_general_answer
+    from autointerp_grpc.prompts.oai_attention import parse_attention_head_answer
+
+    for parse in (parse_np_general_answer, parse_attention_head_answer, parse_oai_answer):
+        with pytest.raises(ValueError):
+            parse(answer)
+    assert parse_np_general_answer("idioms and sayings") == "idioms and sayings"
+    assert parse_oai_answer("images of cats") == "images of cats"
