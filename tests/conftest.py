@@ -3,18 +3,15 @@ server started as its own process (slow tier). Helpers live in ``support.py``.""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from support import (
-    TEST_SECRET,
     InProcessApp,
     RunningServer,
     app_settings,
-    free_port,
     in_process_app,
-    start_server,
+    launch_server,
     stop_server,
 )
 
@@ -49,27 +46,8 @@ def server(
     fake_llm: FakeLLMServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
     """`python server.py` with SECRET set, against the fake LLM, on free loopback ports."""
-    grpc_port, http_port = free_port(), free_port()
+    # Everything is logged, so the no-secrets-in-logs tests see every line.
     log_path = tmp_path_factory.mktemp("server") / "server.log"
-    process = start_server(
-        [sys.executable, "server.py"],
-        {
-            "SECRET": TEST_SECRET,
-            "AUTOINTERP_LLM_BASE_URL": fake_llm.base_url,
-            "AUTOINTERP_LLM_MAX_RETRIES": "0",
-            # Everything is logged, so the no-secrets-in-logs tests see every line.
-            "AUTOINTERP_LOG_LEVEL": "DEBUG",
-        },
-        log_path,
-        http_port,
-        grpc_port,
-    )
-    running = RunningServer(
-        grpc_target=f"127.0.0.1:{grpc_port}",
-        http_base=f"http://127.0.0.1:{http_port}",
-        secret=TEST_SECRET,
-        log_path=log_path,
-        process=process,
-    )
+    running = launch_server(fake_llm.base_url, log_path, AUTOINTERP_LOG_LEVEL="DEBUG")
     yield running
-    assert stop_server(process) == 0, running.log_text()
+    assert stop_server(running.process) == 0, running.log_text()

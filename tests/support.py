@@ -20,6 +20,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -210,6 +211,26 @@ def start_server(
     process.kill()
     raise RuntimeError(
         f"server not SERVING in {timeout_s} s:\n{log_path.read_text(errors='replace')}"
+    )
+
+
+def launch_server(llm_base_url: str, log_path: Path, **env: str) -> RunningServer:
+    """`python server.py` on free loopback ports with SECRET set, against ``llm_base_url``,
+    no LLM retries, plus the settings in ``env`` (e.g. ``AUTOINTERP_SHUTDOWN_GRACE_S``)."""
+    grpc_port, http_port = free_port(), free_port()
+    settings = {
+        "SECRET": TEST_SECRET,
+        "AUTOINTERP_LLM_BASE_URL": llm_base_url,
+        "AUTOINTERP_LLM_MAX_RETRIES": "0",
+        **env,
+    }
+    process = start_server([sys.executable, "server.py"], settings, log_path, http_port, grpc_port)
+    return RunningServer(
+        grpc_target=f"127.0.0.1:{grpc_port}",
+        http_base=f"http://127.0.0.1:{http_port}",
+        secret=TEST_SECRET,
+        log_path=log_path,
+        process=process,
     )
 
 

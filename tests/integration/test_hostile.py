@@ -18,7 +18,7 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from samples import cat_records
-from support import REPO, TEST_SECRET, RunningServer, free_port, start_server, stop_server
+from support import REPO, TEST_SECRET, RunningServer, free_port, launch_server, stop_server
 
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc
@@ -40,21 +40,14 @@ async def test_health_watch_streams_cannot_wedge_the_server(fake_llm, tmp_path) 
     """Regression (issue 11, item 1): Watch streams, cancelled or left open, used to pin the
     sync health servicer's executor threads, after which Check timed out, upstream
     connections hung and SIGTERM never finished."""
-    grpc_port, http_port = free_port(), free_port()
     log_path = tmp_path / "server.log"
-    process = start_server(
-        [sys.executable, "server.py"],
-        {
-            "SECRET": TEST_SECRET,
-            "AUTOINTERP_LLM_BASE_URL": fake_llm.base_url,
-            "AUTOINTERP_SHUTDOWN_GRACE_S": str(GRACE_S),
-            "AUTOINTERP_HEALTH_MAX_WATCHERS": str(MAX_WATCHERS),
-        },
+    running = launch_server(
+        fake_llm.base_url,
         log_path,
-        http_port,
-        grpc_port,
+        AUTOINTERP_SHUTDOWN_GRACE_S=str(GRACE_S),
+        AUTOINTERP_HEALTH_MAX_WATCHERS=str(MAX_WATCHERS),
     )
-    target = f"127.0.0.1:{grpc_port}"
+    process, target = running.process, running.grpc_target
     try:
         async with grpc.aio.insecure_channel(target) as channel:
             health = health_pb2_grpc.HealthStub(channel)
@@ -110,31 +103,14 @@ SLOW_HEAD = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: "
 @pytest.fixture(scope="module")
 def guarded_server(fake_llm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """`python server.py` with a 2 s deadline for each request head (default size caps)."""
-    grpc_port, http_port = free_port(), free_port()
     log_path = tmp_path_factory.mktemp("guarded") / "server.log"
-    process = start_server(
-        [sys.executable, "server.py"],
-        {
-            "SECRET": TEST_SECRET,
-            "AUTOINTERP_LLM_BASE_URL": fake_llm.base_url,
-            "AUTOINTERP_LLM_MAX_RETRIES": "0",
-            "AUTOINTERP_REQUEST_HEAD_TIMEOUT_S": str(HEAD_TIMEOUT_S),
-        },
-        log_path,
-        http_port,
-        grpc_port,
-    )
-    running = RunningServer(
-        grpc_target=f"127.0.0.1:{grpc_port}",
-        http_base=f"http://127.0.0.1:{http_port}",
-        secret=TEST_SECRET,
-        log_path=log_path,
-        process=process,
+    running = launch_server(
+        fake_llm.base_url, log_path, AUTOINTERP_REQUEST_HEAD_TIMEOUT_S=str(HEAD_TIMEOUT_S)
     )
     try:
         yield running
     finally:
-        assert stop_server(process) == 0, running.log_text()
+        assert stop_server(running.process) == 0, running.log_text()
 
 
 def _http_port(server: RunningServer) -> int:
@@ -374,24 +350,15 @@ async def test_sigterm_with_a_rest_request_in_flight(fake_llm, tmp_path) -> None
       500), and the process exits within grace + 2.5 s (plain asserts: these hold);
     * a bulk NDJSON stream cut at the grace ends with an UNAVAILABLE ErrorResponse line, not
       a truncated body, and nothing logs a traceback."""
-    grpc_port, http_port = free_port(), free_port()
     log_path = tmp_path / "server.log"
-    process = start_server(
-        [sys.executable, "server.py"],
-        {
-            "SECRET": TEST_SECRET,
-            "AUTOINTERP_LLM_BASE_URL": fake_llm.base_url,
-            "AUTOINTERP_LLM_MAX_RETRIES": "0",
-            "AUTOINTERP_SHUTDOWN_GRACE_S": str(DRAIN_GRACE_S),
-        },
-        log_path,
-        http_port,
-        grpc_port,
+    running = launch_server(
+        fake_llm.base_url, log_path, AUTOINTERP_SHUTDOWN_GRACE_S=str(DRAIN_GRACE_S)
     )
+    process = running.process
     headers = {"X-SECRET-KEY": TEST_SECRET}
     body = {"activations": cat_records(), "openrouterKey": "sk-hostile-test-key-1234"}
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=15) as http:
+        async with httpx.AsyncClient(base_url=running.http_base, timeout=15) as http:
             opened = fake_llm.stats()["requests"]
             hung = asyncio.ensure_future(
                 http.post(
@@ -425,7 +392,7 @@ async def test_sigterm_with_a_rest_request_in_flight(fake_llm, tmp_path) -> None
             assert fresh.headers["content-type"].startswith("application/json")
             assert fresh.json()["code"] == "UNAVAILABLE" and fresh.json()["detail"]
             # A new gRPC call: UNAVAILABLE.
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            async with grpc.aio.insecure_channel(running.grpc_target) as channel:
                 with pytest.raises(grpc.aio.AioRpcError) as refused:
                     await pb_grpc.AutoInterpStub(channel).ExplainDefault(
                         _explain_request(), metadata=(("x-secret-key", TEST_SECRET),), timeout=2
