@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import ParamSpec, Protocol, TypeVar
+from typing import ParamSpec, TypeVar
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -40,23 +40,14 @@ def _executor() -> ThreadPoolExecutor:
     return _pool
 
 
-class _HasTokens(Protocol):
-    @property
-    def tokens(self) -> Sequence[str]: ...
-
-
-def token_count(*groups: Iterable[_HasTokens]) -> int:
-    """How many tokens the records of ``groups`` hold (the size :func:`off_loop` weighs)."""
-    return sum(len(record.tokens) for group in groups for record in group)
-
-
 def bytes_as_items(size: int) -> int:
     """A message's size in bytes on :func:`off_loop`'s scale of items."""
     return OFF_LOOP_ITEMS if size >= OFF_LOOP_BYTES else 0
 
 
 async def off_loop(size: int, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-    """``fn(*args, **kwargs)``: on a worker thread when ``size`` (items of work) is at least
+    """``fn(*args, **kwargs)``: on a worker thread when ``size`` (items of work: tokens, counted
+    by ``validation.token_count`` or ``records.example_token_count``) is at least
     :data:`OFF_LOOP_ITEMS`, else right here. The caller's context variables (the request's
     redaction secrets, its request id) go with it."""
     if size < OFF_LOOP_ITEMS:

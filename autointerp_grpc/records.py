@@ -11,8 +11,9 @@ quantile; every record is one quantile here), -1 for a non-activating one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -97,6 +98,12 @@ def non_activating_example(
     # example, but NonActivatingExample does not declare it.
     example.normalized_activations = _normalized(example.activations, latent_max)  # type: ignore[attr-defined]
     return example
+
+
+def example_token_count(items: Iterable[Any]) -> int:
+    """How many tokens delphi examples (or the samples and outputs built from them, anything
+    with ``str_tokens``) hold."""
+    return sum(len(item.str_tokens or ()) for item in items)
 
 
 def str_tokens_of(example: ActivatingExample | NonActivatingExample) -> list[str]:

@@ -16,7 +16,7 @@ its path (``activations[2].values``) and the rule, never a field's value.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -116,11 +116,16 @@ class _HasTokens(Protocol):
     def tokens(self) -> Sequence[str]: ...
 
 
-def check_request_tokens(limits: Limits, *groups: Sequence[_HasTokens]) -> None:
+def token_count(*groups: Iterable[_HasTokens]) -> int:
+    """How many tokens the records (activation or attention records) of ``groups`` hold."""
+    return sum(len(record.tokens) for group in groups for record in group)
+
+
+def check_request_tokens(limits: Limits, *groups: Iterable[_HasTokens]) -> None:
     """All the records of a request (or bulk feature) together hold at most
     ``max_request_tokens`` tokens: memory per request grows with tokens, and empty-string
     tokens cost no characters, so the character budget alone does not bound it."""
-    total = sum(len(record.tokens) for group in groups for record in group)
+    total = token_count(*groups)
     if total > limits.max_request_tokens:
         raise InvalidArgument(
             f"the records hold {total} tokens in all; the limit is "
@@ -187,6 +192,13 @@ def check_activations(
             if not math.isfinite(value):
                 raise InvalidArgument(f"{where}.values[{j}] must be a finite number")
     return total
+
+
+def check_request_records(records: Sequence[pb.Activation], limits: Limits) -> int:
+    """A request whose records are all in one field: the request's token budget, then the
+    per-record rules (:func:`check_activations`); the characters they hold."""
+    check_request_tokens(limits, records)
+    return check_activations(records, limits)
 
 
 def check_explanation_size(explanation: str, limits: Limits) -> None:

@@ -42,10 +42,10 @@ from autointerp_grpc.handlers.methods import (
 from autointerp_grpc.handlers.score import check_split, score_split
 from autointerp_grpc.methods import params as method_params
 from autointerp_grpc.observability import current_request
-from autointerp_grpc.offload import off_loop, token_count
+from autointerp_grpc.offload import off_loop
 from autointerp_grpc.records import Split
 from autointerp_grpc.usage import Usage
-from autointerp_grpc.validation import check_required
+from autointerp_grpc.validation import check_required, token_count
 
 log = logging.getLogger(__name__)
 

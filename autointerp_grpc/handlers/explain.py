@@ -19,7 +19,7 @@ from autointerp_grpc.handlers.methods import (
     resolve_explainer,
 )
 from autointerp_grpc.methods.spec import ExplainContext
-from autointerp_grpc.offload import off_loop, token_count
+from autointerp_grpc.offload import off_loop
 from autointerp_grpc.records import (
     activating_example,
     max_over_records,
@@ -30,6 +30,7 @@ from autointerp_grpc.validation import (
     check_attention,
     check_request_tokens,
     check_top_logits,
+    token_count,
 )
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,6 @@ Their JSON is the legacy server's, byte for byte (golden tests pin it).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from autointerp_grpc.errors import InvalidArgument
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.handlers.deps import Deps
@@ -20,9 +18,9 @@ from autointerp_grpc.handlers.explain import explain_records
 from autointerp_grpc.handlers.methods import check_llm_options, default_method, llm_client
 from autointerp_grpc.handlers.score import score_records
 from autointerp_grpc.methods.registry import EXPLAINER_REGISTRY, SCORER_REGISTRY
-from autointerp_grpc.offload import off_loop, token_count
+from autointerp_grpc.offload import off_loop
 from autointerp_grpc.records import ACTIVATING_DISTANCE, NON_ACTIVATING_DISTANCE
-from autointerp_grpc.validation import check_activations, check_request_tokens
+from autointerp_grpc.validation import check_request_records, token_count
 
 # The legacy server's settings: highlight tokens above 60% of the record's peak, no values.
 HIGHLIGHT_THRESHOLD = 0.6
@@ -40,16 +38,11 @@ def _distance(activating: bool) -> int:
     return ACTIVATING_DISTANCE if activating else NON_ACTIVATING_DISTANCE
 
 
-def _check_records(records: Sequence[pb.Activation], deps: Deps) -> None:
-    check_request_tokens(deps.limits, records)
-    check_activations(records, deps.limits)
-
-
 async def explain_default(
     request: pb.ExplainDefaultRequest, deps: Deps
 ) -> pb.ExplainDefaultResponse:
     records = request.activations
-    await off_loop(token_count(records), _check_records, records, deps)
+    await off_loop(token_count(records), check_request_records, records, deps.limits)
     method = default_method(
         EXPLAINER_REGISTRY,
         "default",

@@ -17,14 +17,14 @@ from autointerp_grpc.handlers.methods import (
 )
 from autointerp_grpc.methods import params as method_params
 from autointerp_grpc.methods.spec import ScoreContext, ScoreResult
-from autointerp_grpc.offload import off_loop, token_count
+from autointerp_grpc.offload import off_loop
 from autointerp_grpc.records import Split, split_records
 from autointerp_grpc.usage import Usage
 from autointerp_grpc.validation import (
     Limits,
-    check_activations,
     check_explanation_size,
-    check_request_tokens,
+    check_request_records,
+    token_count,
 )
 
 # The coverage floor when a request does not set one (ScoreRequest.min_answered's default).
@@ -102,8 +102,7 @@ def score_response(method: Resolved, result: ScoreResult, usage: Usage) -> pb.Sc
 
 
 def _checked_split(records: Sequence[pb.Activation], limits: Limits) -> Split:
-    check_request_tokens(limits, records)
-    check_activations(records, limits)
+    check_request_records(records, limits)
     return split_records(records)
 
 

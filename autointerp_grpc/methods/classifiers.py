@@ -48,7 +48,7 @@ from autointerp_grpc.methods.scoring import (
 )
 from autointerp_grpc.methods.spec import ScoreContext, ScoreResult
 from autointerp_grpc.offload import off_loop
-from autointerp_grpc.records import Split
+from autointerp_grpc.records import Split, example_token_count
 
 _batch_size: ContextVar[int] = ContextVar("autointerp_classifier_batch_size")
 _LIST_RE = re.compile(r"\[.*?\]", re.DOTALL)
@@ -96,7 +96,7 @@ class _BatchSizedAnswers:
         """delphi's ``Classifier.__call__`` (prepare, shuffle, batch, query), with the
         preparation, which highlights every token of every record, off the event loop for
         big requests."""
-        size = sum(len(e.str_tokens) for e in [*record.test, *record.not_active])
+        size = example_token_count([*record.test, *record.not_active])
         samples = await off_loop(size, self._prepare, record)  # type: ignore[attr-defined]
         self.rng.shuffle(samples)  # type: ignore[attr-defined]
         batches = self._batch(samples)  # type: ignore[attr-defined]
@@ -302,6 +302,6 @@ def classifier_scorer(fuzz: bool) -> Callable[[ScoreContext], Awaitable[ScoreRes
             return classifier_result(items, client.errors, notes, ctx.min_answered, clusters)
 
         # The breakdown repeats every record's tokens: build it off the loop when big.
-        return await off_loop(sum(len(o.str_tokens) for o in outputs), result)
+        return await off_loop(example_token_count(outputs), result)
 
     return run

@@ -22,7 +22,7 @@ from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.methods import metrics
 from autointerp_grpc.methods.spec import ScoreContext, ScoreResult
 from autointerp_grpc.offload import off_loop
-from autointerp_grpc.records import Split
+from autointerp_grpc.records import Split, example_token_count
 
 
 async def embedding_similarities(
@@ -35,7 +35,7 @@ async def embedding_similarities(
     call that concurrent requests share (EmbeddingScorer.__call__ would shuffle with the
     global random module and encode twice on the event loop).
     """
-    size = sum(len(e.str_tokens or ()) for e in split.in_order)
+    size = example_token_count(split.in_order)
     # Joining every record's tokens into its text: off the loop when big (in a bulk run it
     # competes for the GIL with the other scorers' work and took 0.27 s on the loop).
     samples = await off_loop(size, embedding_samples, split.in_order)
@@ -60,7 +60,7 @@ async def run_embedding(ctx: ScoreContext) -> ScoreResult:
     assert ctx.embedding is not None
     outputs = await embedding_similarities(ctx.split, ctx.explanation, ctx.embedding)
     # The breakdown repeats every record's tokens: build it off the loop when big.
-    size = sum(len(e.str_tokens or ()) for e in ctx.split.in_order)
+    size = example_token_count(ctx.split.in_order)
     return await off_loop(size, _embedding_result, ctx, outputs)
 
 
