@@ -112,7 +112,8 @@ def check_explain_records(
     """The Explain rules on records: valid, within the limits (the lists share one character
     budget), and at least one activating record with a positive activation.
 
-    An explainer that reads attention records (``needs.attention``) requires ``attention``
+    A method that needs top positive logits (``needs.logits``) requires them. An explainer
+    that reads attention records (``needs.attention``) requires ``attention``
     and takes ``activations`` only where ``activations_required`` (bulk runs score them);
     ``attention`` is refused by every other explainer rather than silently ignored.
     """
@@ -134,6 +135,8 @@ def check_explain_records(
     if non_activating:
         check_activations(non_activating, deps.limits, "non_activating", chars_so_far=chars)
     check_top_logits(top_positive_logits, deps.limits)
+    if method.spec.needs.logits and not top_positive_logits:
+        raise InvalidArgument(f"top_positive_logits is required by the {method.name} explainer")
 
 
 async def explain(request: pb.ExplainRequest, deps: Deps) -> pb.ExplainResponse:

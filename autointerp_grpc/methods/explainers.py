@@ -129,9 +129,8 @@ def _build_oai(ctx: ExplainContext) -> tuple[Explainer, LatentRecord]:
 
 
 def _np_max_act(ctx: ExplainContext, logits: bool) -> tuple[Explainer, LatentRecord]:
+    # check_explain_records has made sure a method that needs logits (needs.logits) has them.
     top_logits = list(ctx.top_positive_logits)
-    if logits and not top_logits:
-        raise InvalidArgument("top_positive_logits is required by the np_max_act_logits explainer")
     p = ctx.params
     explainer = NpMaxActExplainer(
         ctx.client,

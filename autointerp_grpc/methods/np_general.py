@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autointerp_grpc.delphi_compat import Explainer, LatentRecord
-from autointerp_grpc.errors import InvalidArgument
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.methods.explainers import latent_record, token_value_pairs
 from autointerp_grpc.methods.spec import ExplainContext, MethodSpec, Needs
@@ -78,14 +77,13 @@ class PythonCodeExplainer(_WholeAnswerExplainer):
 
 
 def _build_np_acts_logits_general(ctx: ExplainContext) -> tuple[Explainer, LatentRecord]:
-    top_logits = list(ctx.top_positive_logits)
-    if not top_logits:
-        raise InvalidArgument(
-            "top_positive_logits is required by the np_acts_logits_general explainer"
-        )
+    # check_explain_records has made sure the logits this method needs (needs.logits) are there.
     p = ctx.params
     explainer = NpActsLogitsGeneralExplainer(
-        ctx.client, top_texts=p.top_texts, window=p.window, top_positive_logits=top_logits
+        ctx.client,
+        top_texts=p.top_texts,
+        window=p.window,
+        top_positive_logits=list(ctx.top_positive_logits),
     )
     return explainer, latent_record(ctx)
 

@@ -15,7 +15,12 @@ import pytest
 from autointerp_grpc.delphi_compat import Explainer, LatentRecord, Response
 from autointerp_grpc.errors import InvalidArgument, UpstreamBadResponse
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
-from autointerp_grpc.handlers.explain import DELPHI_PARSE_FAILURE, run_explainer
+from autointerp_grpc.handlers.explain import (
+    DELPHI_PARSE_FAILURE,
+    check_explain_records,
+    run_explainer,
+)
+from autointerp_grpc.handlers.methods import Resolved
 from autointerp_grpc.methods.np_general import (
     NP_GENERAL_EXPLAINERS,
     NpActsLogitsGeneralExplainer,
@@ -34,6 +39,7 @@ from autointerp_grpc.prompts.np_general import (
     replace_html_anomalies,
 )
 from autointerp_grpc.records import activating_example
+from autointerp_grpc.validation import Limits
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "anchors" / "np_general"
 PROMPTS = json.loads((FIXTURES / "prompts.json").read_text())["explainers"]
@@ -288,8 +294,11 @@ def test_method_specs():
 
 async def test_general_method_sends_the_format_and_requires_logits():
     spec = NP_GENERAL_EXPLAINERS[0]
+    # The Explain rules refuse the request before the explainer is built (needs.logits).
+    method = Resolved(spec, SimpleNamespace(top_texts=10, window=24))
+    records = [pb.Activation(tokens=list(t), values=list(v)) for t, v in (FIRST, LAST, TIE)]
     with pytest.raises(InvalidArgument, match="top_positive_logits is required"):
-        _run_spec(spec, _ctx(ScriptedClient(), [], top_texts=10, window=24))
+        check_explain_records(method, records, [], [], SimpleNamespace(limits=Limits()))  # type: ignore[arg-type]
     client = ScriptedClient("Loop keywords.")
     explainer, record = _run_spec(spec, _ctx(client, [" when"], top_texts=2, window=1))
     assert isinstance(explainer, NpActsLogitsGeneralExplainer)
