@@ -76,6 +76,18 @@ class Settings(BaseSettings):
     llm_max_connections: int = Field(
         default=256, ge=1, description="Size of the process-wide upstream HTTP connection pool."
     )
+    llm_max_response_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Largest upstream LLM response body, counted after decompression "
+        "(bytes); beyond it the call fails with UNAVAILABLE.",
+    )
+    llm_max_answer_bytes: int = Field(
+        default=256 * 1024,
+        ge=1024,
+        description="Largest model answer (the message content, UTF-8 bytes) the service "
+        "parses; beyond it the call fails with UNAVAILABLE.",
+    )
     embedding_model: str | None = Field(
         default=None,
         description=(
