@@ -9,7 +9,11 @@ held out in part and scored on records the explainer never saw; best-of-k candid
 ranked on a validation split and the chosen one scored on the test split
 (:mod:`~autointerp_grpc.handlers.holdout`). Features run ``options.concurrency`` at a time;
 each result is streamed as soon as its feature finishes, followed by a progress event. A
-feature's failure becomes its result's ``error`` and the run goes on.
+feature's failure becomes its result's ``error`` and the run goes on: whatever a feature's
+work raises (a bug, an overflow in a provider's numbers) ends that feature with a typed
+error, or INTERNAL naming the request id, never the exception's text; a worker never dies
+with its feature unreported, so the stream always ends with its summary (the last progress
+event, ``done == total``).
 """
 
 from __future__ import annotations
@@ -58,6 +62,21 @@ def _feature_error(exc: BaseException, feature_id: str) -> pb.FeatureError:
     request_id = stats.request_id if stats is not None else ""
     error = as_wire_error(exc, request_id, f"feature {feature_id!r}")
     return pb.FeatureError(code=error.code_name, message=error.message)
+
+
+def _failed(feature_id: str, exc: BaseException) -> pb.FeatureResult:
+    """A result that is only ``exc``, as the caller may see it."""
+    return pb.FeatureResult(id=feature_id, error=_feature_error(exc, feature_id))
+
+
+def _usage_proto(usage: Usage) -> pb.Usage:
+    """``usage`` on the wire; its cost left out (unknown) when it cannot be summed (costs
+    whose sum overflows a float), never an exception."""
+    try:
+        return usage.to_proto()
+    except (OverflowError, ValueError):
+        log.warning("LLM cost left out of the usage: the reported costs cannot be summed")
+        return Usage(usage.llm_calls, usage.prompt_tokens, usage.completion_tokens).to_proto()
 
 
 IN_SAMPLE_NOTE = (
@@ -206,9 +225,17 @@ class _Run:
             result.explanation = ""
             del result.scores[:]
             result.error.CopyFrom(_feature_error(exc, feature.id))
-        result.usage.CopyFrom(usage.to_proto())
+        result.usage.CopyFrom(_usage_proto(usage))
         result.seconds = time.perf_counter() - began
         return result
+
+    async def settled(self, feature: pb.Feature) -> pb.FeatureResult:
+        """:meth:`feature`, whatever it raises: an exception that escaped it (a bug) ends the
+        feature with an error instead of the worker that ran it."""
+        try:
+            return await self.feature(feature)
+        except Exception as exc:  # reported as the feature's error
+            return _failed(feature.id, exc)
 
     async def _feature(self, feature: pb.Feature, result: pb.FeatureResult, usage: Usage) -> None:
         options = self.options
@@ -267,7 +294,7 @@ class _Run:
 
         async def worker() -> None:
             for feature in pending:
-                await queue.put(await self.feature(feature))
+                await queue.put(await self.settled(feature))
 
         workers = [
             asyncio.create_task(worker())
@@ -285,7 +312,7 @@ class _Run:
                 usage.add(result.usage)
                 yield pb.ExplainAndScoreEvent(result=result)
                 progress = pb.Progress(done=done, total=total, failed=failed)
-                progress.usage.CopyFrom(usage.to_proto())
+                progress.usage.CopyFrom(_usage_proto(usage))
                 yield pb.ExplainAndScoreEvent(progress=progress)
         finally:
             # The caller went away (or the run ended): stop every feature still running.
