@@ -97,6 +97,21 @@ def _reject_constant(name: str) -> float:
     raise InvalidArgument(f"Invalid JSON: {name} is not a number JSON allows")
 
 
+# The longest integer literal any of our integer fields can hold: uint64's 20 digits, int64's
+# 19 and a sign.
+_MAX_EXACT_INT_CHARS = 20
+
+
+def _parse_int(literal: str) -> int | float:
+    """A JSON integer literal: an int when an integer field could hold it, else its (correctly
+    rounded) float — infinite beyond a double's range. So no literal reaches ``int()`` past
+    Python's 4,300-digit limit, nor ``float(int)``'s OverflowError in json_format; a value out
+    of its field's range is json_format's ParseError, which names the field."""
+    if len(literal) <= _MAX_EXACT_INT_CHARS:
+        return int(literal)
+    return float(literal)
+
+
 def _field(descriptor: Descriptor, key: str) -> FieldDescriptor | None:
     """The field a JSON key names (camelCase or snake_case), or None. Field names are ASCII:
     any other key is unknown (and upb's name maps raise SystemError on a lone surrogate)."""
@@ -145,6 +160,16 @@ def check_secret_fields(data: dict[str, Any], descriptor: Descriptor, path: str 
             check_secret_fields(value, nested, f"{path}{field.json_name}.")
 
 
+# json_format's words for a number its field's type cannot hold (an infinite double, an
+# integer past 64 bits).
+_OUT_OF_RANGE_MARKS = (
+    "Infinity or value too large",
+    "out of range",
+    "too large",
+    "too small",
+    "Couldn't parse integer: inf",
+    "Couldn't parse integer: -inf",
+)
 _FAILED_FIELD_RE = re.compile(r"Failed to parse (\w+) field")
 _AT_PATH_RE = re.compile(r" at \w+((?:\.\w+(?:\[\d+\])*)+)\.*$")
 
@@ -157,7 +182,7 @@ def parse_error_message(exc: json_format.ParseError, descriptor: Descriptor, wha
     names: list[str] = []
     current: Descriptor | None = descriptor
     for name in _FAILED_FIELD_RE.findall(text):
-        field = current.fields_by_name.get(name) if current is not None else None
+        field = _field(current, name) if current is not None else None
         if field is None:
             break
         names.append(field.json_name)
@@ -170,6 +195,8 @@ def parse_error_message(exc: json_format.ParseError, descriptor: Descriptor, wha
         return f"{what}: {where} must be one of {allowed}"
     if "surrogate" in text:
         return f"{what}: {where} holds text that is not valid Unicode (an unpaired surrogate)"
+    if any(mark in text for mark in _OUT_OF_RANGE_MARKS):
+        return f"{what}: {where} is out of range (a number its type cannot hold)"
     return f"{what}: {where} has a value of the wrong type"
 
 
@@ -187,7 +214,7 @@ def parse_json_body(body: bytes, message_cls: type[M]) -> M:
     """Parse a request body into ``message_cls``; camelCase and snake_case keys both work,
     unknown keys are ignored (as the legacy server did)."""
     try:
-        data = json.loads(body, parse_constant=_reject_constant)
+        data = json.loads(body, parse_constant=_reject_constant, parse_int=_parse_int)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidArgument(f"The request body is not valid JSON: {exc}") from None
     except RecursionError:

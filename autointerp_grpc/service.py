@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -54,9 +55,16 @@ Presented = str | bytes | Sequence[str | bytes] | None
 Reader = Callable[[type[Message]], Awaitable[Message]]
 
 
+# A caller's request id is echoed in a header / gRPC metadata and written into log lines:
+# only ids made of these characters are kept (no spaces, quotes or `=` to forge a log field
+# with, nothing gRPC metadata cannot carry).
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
 def request_id_from(given: str | bytes | None) -> str:
-    """The caller's x-request-id if it sent a sane one, else a fresh id."""
-    if isinstance(given, str) and 0 < len(given) <= 128 and given.isprintable():
+    """The caller's x-request-id if it is 1 to 128 characters of ``[A-Za-z0-9._:-]``, else a
+    fresh id (32 hex digits)."""
+    if isinstance(given, str) and _SAFE_REQUEST_ID.fullmatch(given):
         return given
     return uuid.uuid4().hex
 
