@@ -7,7 +7,8 @@ request), or the connection is closed.
 
 Head size: h11's ``max_incomplete_event_size`` counts only the bytes it has not parsed yet, so
 a head that arrives in one read of the socket (up to 256 KiB) passes it. Here every byte of a
-request head is counted as it arrives, and a head longer than ``max_head_bytes``
+request head is counted as it arrives — a head pipelined behind another request, buffered
+while that one ran, once its response is out — and a head longer than ``max_head_bytes``
 (``AUTOINTERP_MAX_HEADER_BYTES``) is answered 400, in the service's JSON error shape, before
 h11 parses it. A slow body is bounded by the gateway's own read deadline.
 """
@@ -41,9 +42,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._reading_head() and not self._head_within_limit(data):
-            self.send_400_response(
-                f"The request head is larger than the limit of {self.max_head_bytes} bytes"
-            )
+            self.send_400_response(self._too_large)
             return
         super().data_received(data)
         if not self._reading_head():
@@ -51,6 +50,24 @@ class GuardedH11Protocol(H11Protocol):
             self._head_bytes, self._head_tail = 0, b""
         elif self._head_timer is None:
             self._arm()  # the next request's head has begun to arrive
+
+    def on_response_complete(self) -> None:
+        """A response is out: what the client pipelined behind its request while it ran was
+        buffered by h11 uncounted; it is the start of the next head, so count it now."""
+        self._head_bytes, self._head_tail = 0, b""
+        if self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE:
+            buffered, _ = self.conn.trailing_data
+            if not self._head_within_limit(buffered):
+                self.conn.start_next_cycle()  # a response may be sent in the next cycle only
+                self.send_400_response(self._too_large)
+                return
+        super().on_response_complete()
+        if self._reading_head() and self.conn.trailing_data[0] and self._head_timer is None:
+            self._arm()  # the next head has begun to arrive (pipelined)
+
+    @property
+    def _too_large(self) -> str:
+        return f"The request head is larger than the limit of {self.max_head_bytes} bytes"
 
     def _head_within_limit(self, data: bytes) -> bool:
         """Count ``data`` against the head limit: the bytes up to the end of the head (a

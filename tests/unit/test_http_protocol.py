@@ -162,3 +162,26 @@ async def test_each_request_of_a_connection_gets_the_whole_limit() -> None:
         one = _head(LIMIT - 200)
         answers = await _exchange(port, one, one, one, responses=3)
         assert all(a.startswith(b"HTTP/1.1 200") for a in answers)
+
+
+async def test_a_head_over_the_limit_pipelined_behind_a_request_is_refused() -> None:
+    """Regression (issue 17, item 11): a request pipelined behind another in the same write
+    was buffered while the first one ran, uncounted: a 70,000-byte head got a 200 where the
+    same head alone gets a 400."""
+    first = b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n"
+    for chunks in ([first + _head(3 * LIMIT)], [first, _head(3 * LIMIT)]):
+        async with _server() as port:
+            answers = await _exchange(port, *chunks, responses=2)
+            assert answers[0].startswith(b"HTTP/1.1 200")
+            head, body = answers[1].split(b"\r\n\r\n", 1)
+            assert head.startswith(b"HTTP/1.1 400"), answers[1][:200]
+            assert json.loads(body)["detail"] == (
+                f"The request head is larger than the limit of {LIMIT} bytes"
+            )
+
+
+async def test_heads_within_the_limit_pipelined_in_one_write_pass() -> None:
+    async with _server() as port:
+        one = _head(LIMIT - 200)
+        answers = await _exchange(port, one + one + one, responses=3)
+        assert all(a.startswith(b"HTTP/1.1 200") for a in answers)
