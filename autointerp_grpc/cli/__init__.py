@@ -21,6 +21,36 @@ Rooms: :mod:`.commands` (the parser, ``main``, methods/explain/score), :mod:`.ru
 features files, JSON flags), :mod:`.results` (results file, resume, statistics, summary).
 """
 
-from autointerp_grpc.cli.commands import main
+from __future__ import annotations
+
+import os
+import sys
 
 __all__ = ["main"]
+
+INTERRUPTED = 130
+"""The exit status after Ctrl-C (128 + SIGINT), as shells report it."""
+
+
+def quiet_after_interrupt() -> None:
+    """Send what is still written to stderr (the interpreter's shutdown: gRPC's "Exception
+    ignored" reports of channels torn down mid-call) to /dev/null: an interrupted command has
+    said what it had to say."""
+    try:
+        sys.stderr.flush()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
+    except (OSError, ValueError):  # no stderr to speak of
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``autointerp`` command; returns its exit status (130 after Ctrl-C, even one
+    that comes while the command is still starting)."""
+    try:
+        from autointerp_grpc.cli.commands import main as command_main
+
+        return command_main(argv)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        quiet_after_interrupt()
+        return INTERRUPTED

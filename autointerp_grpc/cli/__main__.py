@@ -2,6 +2,9 @@
 
 import sys
 
-from autointerp_grpc.cli import main
+try:
+    from autointerp_grpc.cli import main
+except KeyboardInterrupt:  # Ctrl-C while the command starts: no traceback
+    sys.exit(130)
 
 sys.exit(main())

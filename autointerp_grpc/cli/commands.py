@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import grpc
 
+from autointerp_grpc.cli import INTERRUPTED, quiet_after_interrupt
 from autointerp_grpc.cli.inputs import (
     INPUT_FORMATS,
     UsageError,
@@ -336,9 +337,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         hint = "; results so far are kept and a rerun resumes" if args.command == "run" else ""
         print(f"interrupted{hint}", file=sys.stderr)
-        return 130
+        quiet_after_interrupt()
+        return INTERRUPTED
     except BrokenPipeError:
         # The reader went away (e.g. `autointerp methods | head`): stop quietly, as Unix
         # tools do; point stdout at devnull so the interpreter's final flush cannot fail.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as error:  # a bug, or an answer nothing foresaw: one line, no traceback
+        kept = "; results so far are kept and a rerun resumes" if args.command == "run" else ""
+        print(
+            f"autointerp {args.command}: error: unexpected {type(error).__name__}{kept}",
+            file=sys.stderr,
+        )
+        return 1

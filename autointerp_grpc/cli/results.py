@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 from google.protobuf.message import Message
 
+from autointerp_grpc.client.bulk import failure
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.jsonmap import to_json_dict
 from autointerp_grpc.usage import Usage
@@ -49,9 +50,19 @@ def _short(text: str, limit: int = MESSAGE_CHARS) -> str:
 # ---- the results file ----------------------------------------------------------------------
 
 
-def _is_error(result: dict[str, Any]) -> bool:
-    error = result.get("error")
+def _is_error_value(error: Any) -> bool:
     return isinstance(error, dict) and bool(error.get("code") or error.get("message"))
+
+
+def _is_error(result: dict[str, Any]) -> bool:
+    """Whether a results line records a failure: the feature's error, or a scorer's (a
+    feature whose scorer failed is not done: a resumed run does it again)."""
+    if _is_error_value(result.get("error")):
+        return True
+    scores = result.get("scores")
+    return isinstance(scores, list) and any(
+        isinstance(s, dict) and _is_error_value(s.get("error")) for s in scores
+    )
 
 
 def read_done_ids(path: Path) -> tuple[set[str], int]:
@@ -136,8 +147,12 @@ class RunStats:
     started: float = field(default_factory=time.monotonic)
 
     def record(self, result: pb.FeatureResult) -> None:
-        """Count a final result."""
-        if result.HasField("error"):
+        """Count a final result: failed if the feature or one of its scorers failed (its
+        other scores are left out of the statistics, as the feature will be run again)."""
+        for outcome in result.scores:
+            if outcome.HasField("error"):
+                self.scorer_errors[outcome.method] += 1
+        if failure(result) is not None:
             self.failed.append(result)
             return
         self.ok += 1
@@ -146,8 +161,6 @@ class RunStats:
                 self.scores[outcome.method].append(outcome.score)
                 if outcome.metric:
                     self.metrics[outcome.method] = outcome.metric
-            else:
-                self.scorer_errors[outcome.method] += 1
 
     def postfix(self) -> str:
         """The progress bar's postfix: tokens, cost and failures so far."""
@@ -194,8 +207,8 @@ class RunStats:
         if self.failed:
             print(f"\nfailed features: {len(self.failed)}", file=out)
             for result in self.failed[:SHOWN_FAILURES]:
-                message = _short(result.error.message)
-                print(f"  {result.id}  {result.error.code}: {message}", file=out)
+                error = failure(result) or result.error
+                print(f"  {result.id}  {error.code}: {_short(error.message)}", file=out)
             if len(self.failed) > SHOWN_FAILURES:
                 print(f"  ... and {len(self.failed) - SHOWN_FAILURES} more", file=out)
         print(f"\nusage: {self.usage.describe()}", file=out)

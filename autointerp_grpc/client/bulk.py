@@ -16,8 +16,10 @@
 
 ``template`` is an ExplainAndScoreRequest without features (explainer, scorers, LLM options);
 each stream sends it with a batch of features. Every feature ends with exactly one result
-passed to ``on_result``: its scores, or its error once retries are spent. Resuming (skipping
-features already done) is the caller's business: pass only the jobs still to run.
+passed to ``on_result``: its scores, or its error once retries are spent. A feature one of
+whose scorers failed is a failed feature (:func:`failure`): retried like a feature error when
+the scorer's error is transient. Resuming (skipping features already done) is the caller's
+business: pass only the jobs still to run.
 """
 
 from __future__ import annotations
@@ -140,6 +142,29 @@ async def preflight(
     return alive
 
 
+def failure(result: pb.FeatureResult) -> pb.FeatureError | None:
+    """Why ``result`` failed: its error, else its first failed scorer's (named in the
+    message); None when the feature and every scorer succeeded."""
+    if result.HasField("error"):
+        return result.error
+    for outcome in result.scores:
+        if outcome.HasField("error"):
+            message = f"scorer {outcome.method!r}: {outcome.error.message}"
+            return pb.FeatureError(code=outcome.error.code, message=message)
+    return None
+
+
+def retryable(result: pb.FeatureResult) -> bool:
+    """Whether another try may fix ``result``: its error, or one of its scorers', is
+    transient (:data:`RETRYABLE_CODES`)."""
+    if result.HasField("error"):
+        return result.error.code in RETRYABLE_CODES
+    return any(
+        outcome.HasField("error") and outcome.error.code in RETRYABLE_CODES
+        for outcome in result.scores
+    )
+
+
 def local_error(feature: pb.Feature) -> pb.FeatureResult | None:
     """A failed result for a feature the server would reject together with its whole batch
     (e.g. an empty record); None for a feature worth sending."""
@@ -159,11 +184,11 @@ class BulkRunner:
     """Runs jobs as ExplainAndScore streams of ``batch_size`` features, ``streams`` at a time.
 
     Each stream goes to the server with the fewest open streams (skipping, for a growing
-    while, one whose last stream failed). A result with a retryable error, or every unfinished
-    feature of a failed stream, is re-submitted later up to ``retries`` times; after that its
-    error result is final. Final results go to ``on_result`` as they arrive; each result's
-    usage to ``on_usage`` (retried ones too: their calls were made); each re-submission to
-    ``on_retry``.
+    while, one whose last stream failed). A result with a retryable error (its own or a
+    scorer's, :func:`retryable`), or every unfinished feature of a failed stream, is
+    re-submitted later up to ``retries`` times; after that its result is final. Final
+    results go to ``on_result`` as they arrive; each result's usage to ``on_usage`` (retried
+    ones too: their calls were made); each re-submission to ``on_retry``.
     """
 
     def __init__(
@@ -244,7 +269,7 @@ class BulkRunner:
 
     def _requeue(self, job: Job, result: pb.FeatureResult) -> None:
         """Re-submit ``job`` if its error is retryable and it has retries left, else finish."""
-        if result.error.code in RETRYABLE_CODES and job.retries < self.retries:
+        if retryable(result) and job.retries < self.retries:
             job.retries += 1
             self.pending.append(job)
             if self.on_retry is not None:

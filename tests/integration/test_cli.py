@@ -168,17 +168,19 @@ def test_failing_features_are_reported_and_the_run_goes_on(server, tmp_path: Pat
     for feature_id in ("layer6/cat", "layer6/numbers", "layer6/the"):
         assert "error" not in by_id[feature_id]
         assert all("score" in s for s in by_id[feature_id]["scores"])
-    assert "4 ok, 2 failed" in result.stdout
-    assert "failed features: 2" in result.stdout
+    # A feature whose scorers failed is a failed feature (issue 17 item 8).
+    assert "3 ok, 3 failed" in result.stdout
+    assert "failed features: 3" in result.stdout
     assert "bad-lengths  INVALID_ARGUMENT" in result.stdout
+    assert "only-activating  INVALID_ARGUMENT: scorer 'detection'" in result.stdout
     # No retries for errors that would only repeat.
     assert "(0 re-submissions)" in result.stdout
 
     # Resuming runs the failed features again (and only those).
     again = _cli(args, env)
     assert again.returncode == 1
-    assert "4 of 6 features already done" in again.stderr
-    assert len(_lines(tmp_path / "results.jsonl")) == 8
+    assert "3 of 6 features already done" in again.stderr
+    assert len(_lines(tmp_path / "results.jsonl")) == 9
 
 
 @pytest.mark.parametrize(

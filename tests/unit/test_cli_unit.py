@@ -84,6 +84,35 @@ def test_done_ids_go_by_each_ids_last_line(tmp_path: Path) -> None:
     assert results.read_done_ids(tmp_path / "missing.jsonl") == (set(), 0)
 
 
+def test_a_line_with_a_failed_scorer_is_not_done(tmp_path: Path) -> None:
+    # issue 17 item 8: a feature whose scorer failed is redone on resume.
+    path = tmp_path / "out.jsonl"
+    failed = {"method": "detection", "error": {"code": "UNAVAILABLE", "message": "503"}}
+    scored = {"method": "detection", "score": 0.9}
+    lines = [
+        {"id": "scorer-failed", "explanation": "x", "scores": [scored, failed]},
+        {"id": "scored", "explanation": "x", "scores": [scored]},
+        {"id": "scorer-failed-then-ok", "explanation": "x", "scores": [failed]},
+        {"id": "scorer-failed-then-ok", "explanation": "y", "scores": [scored]},
+    ]
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    assert results.read_done_ids(path) == ({"scored", "scorer-failed-then-ok"}, 0)
+
+
+def test_a_failed_scorer_fails_the_feature_in_the_statistics() -> None:
+    stats = results.RunStats(scorers=["detection", "fuzz"])
+    failed = pb.FeatureResult(id="a", explanation="x")
+    failed.scores.add(method="detection", score=0.9, metric="balanced_accuracy")
+    failed.scores.add(method="fuzz").error.CopyFrom(pb.FeatureError(code="UNAVAILABLE"))
+    stats.record(failed)
+    assert (stats.ok, [r.id for r in stats.failed]) == (0, ["a"])
+    assert stats.scorer_errors["fuzz"] == 1 and not stats.scores["detection"]
+    assert bulk.retryable(failed)
+    assert bulk.failure(failed) == pb.FeatureError(code="UNAVAILABLE", message="scorer 'fuzz': ")
+    failed.scores[1].error.code = "INVALID_ARGUMENT"
+    assert not bulk.retryable(failed)
+
+
 def test_writer_starts_a_new_line_after_a_cut_one(tmp_path: Path) -> None:
     path = tmp_path / "out.jsonl"
     path.write_text('{"id": "a"}\n{"id": "cut-sho')
