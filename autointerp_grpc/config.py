@@ -70,6 +70,13 @@ class Settings(BaseSettings):
     llm_max_concurrency: int = Field(
         default=64, ge=1, description="Process-wide cap on upstream LLM calls in flight at once."
     )
+    llm_slot_wait_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest an upstream LLM call waits for one of the process-wide slots "
+        "(AUTOINTERP_LLM_MAX_CONCURRENCY), and never past its request's time limit; beyond "
+        "it the call fails with RESOURCE_EXHAUSTED.",
+    )
     llm_request_concurrency: int = Field(
         default=8, ge=1, description="Cap on one request's upstream LLM calls in flight at once."
     )

@@ -12,6 +12,25 @@ from dataclasses import dataclass, field
 
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 
+MAX_PLAUSIBLE_COST = 1e6
+"""More than any one call (or run) could cost, in the provider's currency: a reported cost
+past it, negative, not finite or not a number is not a cost and reads as unknown. Sums of
+plausible costs stay finite (a list of them would need 1e302 entries to overflow)."""
+
+
+def plausible_cost(value: object) -> float | None:
+    """``value`` as a cost, or None when it is not one: not a real number (a bool, a string,
+    None), negative, not finite, or over :data:`MAX_PLAUSIBLE_COST`. Never raises (an int too
+    big for a float is simply implausible)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, int) and not 0 <= value <= MAX_PLAUSIBLE_COST:
+        return None
+    cost = float(value)
+    if not (math.isfinite(cost) and 0 <= cost <= MAX_PLAUSIBLE_COST):
+        return None
+    return cost
+
 
 @dataclass
 class Usage:
@@ -21,13 +40,15 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     costs: list[float] = field(default_factory=list)
-    """Each reported cost; summed with fsum, which is exact, so the total does not depend on
-    the order concurrent calls finished in."""
+    """Each reported cost (plausible ones only, see :func:`plausible_cost`); summed with fsum,
+    which is exact, so the total does not depend on the order concurrent calls finished in."""
 
     @property
     def cost(self) -> float | None:
-        """Total provider-reported cost; None when no call reported one."""
-        return math.fsum(self.costs) if self.costs else None
+        """Total provider-reported cost; None when no call reported a plausible one. Always
+        finite: a cost that is not plausible was never kept."""
+        kept = [c for c in self.costs if plausible_cost(c) is not None]
+        return math.fsum(kept) if kept else None
 
     @property
     def tokens(self) -> int:
@@ -40,17 +61,19 @@ class Usage:
         self.llm_calls += other.llm_calls
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
-        self.costs.extend(other.costs)
+        self.costs.extend(c for c in other.costs if plausible_cost(c) is not None)
 
     def add_call(
         self, prompt_tokens: int = 0, completion_tokens: int = 0, cost: float | None = None
     ) -> None:
-        """Count one upstream call with what its answer reported (nothing, if it failed)."""
+        """Count one upstream call with what its answer reported (nothing, if it failed); a
+        cost that is not plausible (:func:`plausible_cost`) is not counted."""
         self.llm_calls += 1
         self.prompt_tokens += max(0, prompt_tokens)
         self.completion_tokens += max(0, completion_tokens)
-        if cost is not None and math.isfinite(cost) and cost >= 0:
-            self.costs.append(cost)
+        kept = plausible_cost(cost)
+        if kept is not None:
+            self.costs.append(kept)
 
     def to_proto(self) -> pb.Usage:
         message = pb.Usage(
@@ -69,7 +92,9 @@ class Usage:
             llm_calls=message.llm_calls,
             prompt_tokens=message.prompt_tokens,
             completion_tokens=message.completion_tokens,
-            costs=[message.cost] if message.HasField("cost") else [],
+            costs=[c for c in [message.cost] if plausible_cost(c) is not None]
+            if message.HasField("cost")
+            else [],
         )
 
     def describe(self) -> str:

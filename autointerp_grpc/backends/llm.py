@@ -5,11 +5,20 @@ keep-alive HTTP connection pool per base URL (retries with backoff for 429/5xx/c
 errors come from the SDK). Each request gets an :class:`LLMClient` — delphi's ``Client``
 interface — that carries the caller's model and API key on every call through
 ``with_options``, which shares the pool. The key lives only as long as the request's client
-object. A process-wide semaphore caps the upstream calls in flight across all requests
-(``AUTOINTERP_LLM_MAX_CONCURRENCY``).
+object. A process-wide :class:`~autointerp_grpc.backends.llm_transport.FairGate` caps the
+upstream calls in flight across all requests (``AUTOINTERP_LLM_MAX_CONCURRENCY``): a call
+waits for a slot at most ``AUTOINTERP_LLM_SLOT_WAIT_S`` and never past its request's time
+limit (then RESOURCE_EXHAUSTED), and a free slot goes to the waiting request with the fewest
+calls in flight.
+
+What a provider sends is bounded before it is parsed: the response body, decoded, to
+``AUTOINTERP_LLM_MAX_RESPONSE_BYTES`` (read as a stream, see
+:class:`~autointerp_grpc.backends.llm_transport.BoundedHttpxClient`); the answer's content to
+``AUTOINTERP_LLM_MAX_ANSWER_BYTES``; both UNAVAILABLE beyond. A body nested too deeply to
+decode is UNAVAILABLE too, and a big answer is cleaned on a worker thread.
 
 Provider failures become typed errors (see :func:`translate_provider_error`) whose messages
-never contain the key.
+never contain the key, in any form (:func:`~autointerp_grpc.redaction.redact_value`).
 """
 
 from __future__ import annotations
@@ -24,6 +33,12 @@ import httpx2
 import openai
 from openai.types.chat import ChatCompletion
 
+from autointerp_grpc.backends.llm_transport import (
+    BoundedHttpxClient,
+    FairGate,
+    ResponseTooLarge,
+    SlotWaitExpired,
+)
 from autointerp_grpc.config import Settings
 from autointerp_grpc.delphi_compat import Client, Response
 from autointerp_grpc.errors import (
@@ -35,8 +50,10 @@ from autointerp_grpc.errors import (
     UpstreamBadResponse,
 )
 from autointerp_grpc.observability import Metrics, current_request
+from autointerp_grpc.offload import OFF_LOOP_ITEMS, off_loop
 from autointerp_grpc.prompts import strip_reasoning
-from autointerp_grpc.usage import Usage
+from autointerp_grpc.redaction import redact_value
+from autointerp_grpc.usage import Usage, plausible_cost
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +67,12 @@ _FORWARDED_KWARGS = (
     "reasoning_effort",
 )
 _PROVIDER_MESSAGE_LIMIT = 300
+# How much of a provider's error message is looked at (redacted, then cut to the limit).
+_PROVIDER_MESSAGE_SCAN = 64 * 1024
+# Answers at least this long (characters) are cleaned on a worker thread.
+OFF_LOOP_ANSWER_CHARS = 32 * 1024
+# A call stops waiting for a slot this long before its request's time limit, to say why.
+_DEADLINE_MARGIN_S = 0.25
 
 
 # More tokens than any model's context: a reported count past it is not a count.
@@ -67,16 +90,18 @@ def _token_count(value: Any) -> int:
 
 
 def _redact(text: str, secret: str) -> str:
-    return text.replace(secret, "[redacted]") if secret else text
+    """``text`` without ``secret`` in any form (exact, case-folded, JSON-escaped, split)."""
+    return redact_value(text, secret) if secret else text
 
 
 def _provider_message(exc: openai.APIStatusError, api_key: str) -> str:
+    """A short, redacted excerpt of the provider's error message (never its whole body)."""
     body = exc.body
     message = ""
     if isinstance(body, dict):
         inner = body.get("error", body)
         message = inner.get("message", "") if isinstance(inner, dict) else str(inner)
-    message = _redact(str(message), api_key).strip()
+    message = _redact(str(message)[:_PROVIDER_MESSAGE_SCAN], api_key).strip()
     if len(message) > _PROVIDER_MESSAGE_LIMIT:
         message = message[:_PROVIDER_MESSAGE_LIMIT] + "…"
     return f": {message}" if message else ""
@@ -84,6 +109,11 @@ def _provider_message(exc: openai.APIStatusError, api_key: str) -> str:
 
 def translate_provider_error(exc: openai.OpenAIError, api_key: str) -> AutoInterpError:
     """Map an OpenAI-SDK error (after the SDK's own retries) to one of our typed errors."""
+    if isinstance(exc, ResponseTooLarge):
+        return Unavailable(
+            f"The LLM provider's response is larger than this server's limit of {exc.limit} "
+            "bytes (AUTOINTERP_LLM_MAX_RESPONSE_BYTES)"
+        )
     if isinstance(exc, openai.APITimeoutError):
         return Unavailable("The LLM provider did not answer in time")
     if isinstance(exc, openai.APIConnectionError):
@@ -125,9 +155,10 @@ class LLMBackend:
             max_connections=settings.llm_max_connections,
             max_keepalive_connections=settings.llm_max_connections,
         )
-        # One keep-alive connection pool per base URL, shared by every request to it.
+        # One keep-alive connection pool per base URL, shared by every request to it; each
+        # response body is read (decoded) up to the limit.
         self._pools = {
-            url: openai.DefaultAsyncHttpxClient(limits=limits)
+            url: BoundedHttpxClient(limits=limits, max_body_bytes=settings.llm_max_response_bytes)
             for url in set(settings.providers().values())
         }
         self.default_provider = settings.llm_default_provider
@@ -142,10 +173,15 @@ class LLMBackend:
             )
             for name, url in settings.providers().items()
         }
-        # Process-wide cap on upstream calls in flight, across every request.
-        self._gate = asyncio.Semaphore(settings.llm_max_concurrency)
+        # Process-wide cap on upstream calls in flight, across every request, shared fairly.
+        self.gate = FairGate(settings.llm_max_concurrency)
         # One call, its retries included, never takes longer than this.
         self._total_timeout_s = settings.llm_timeout_s * (settings.llm_max_retries + 1)
+        self._limits = _Limits(
+            answer_bytes=settings.llm_max_answer_bytes,
+            slot_wait_s=settings.llm_slot_wait_s,
+            request_s=settings.request_timeout_s,
+        )
 
     @property
     def provider_names(self) -> list[str]:
@@ -178,9 +214,10 @@ class LLMBackend:
             model,
             api_key,
             overrides,
-            gate=self._gate,
+            gate=self.gate,
             observer=_Observer(self.metrics, name, model),
             total_timeout_s=self._total_timeout_s,
+            limits=self._limits,
         )
 
     async def aclose(self) -> None:
@@ -206,6 +243,27 @@ class _Observer:
         stats = current_request.get()
         if stats is not None:
             stats.usage.add_call(prompt_tokens, completion_tokens)
+
+
+@dataclass(frozen=True)
+class _Limits:
+    """What bounds one client's calls (from the settings)."""
+
+    answer_bytes: int = 256 * 1024
+    """Largest answer content (UTF-8 bytes) read."""
+    slot_wait_s: float = 60.0
+    """Longest wait for a process-wide slot."""
+    request_s: float = 600.0
+    """The request's time limit, counted from the client's creation (at the request's
+    start): no call waits for a slot past it."""
+
+
+def _answer_bytes(text: str, limit: int) -> int:
+    """``text``'s UTF-8 size, exactly when it could be near ``limit`` (a cheap bound
+    otherwise)."""
+    if len(text) > limit or len(text) * 4 <= limit:
+        return len(text)
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 @dataclass
@@ -244,18 +302,21 @@ class LLMClient(Client):
         api_key: str,
         overrides: dict[str, Any] | None = None,
         *,
-        gate: asyncio.Semaphore | None = None,
+        gate: FairGate | None = None,
         observer: _Observer | None = None,
         total_timeout_s: float = 600.0,
+        limits: _Limits | None = None,
     ) -> None:
         super().__init__(model)
         self._total_timeout_s = total_timeout_s
         self._openai = openai_client
         self._api_key = api_key
         self._overrides = overrides or {}
-        self._gate = gate or asyncio.Semaphore(1)
+        self._gate = gate or FairGate(1)
         self._observer = observer
         self._log = _CallLog()
+        self._limits = limits or _Limits()
+        self._deadline = time.monotonic() + self._limits.request_s
 
     @property
     def usage(self) -> Usage:
@@ -281,8 +342,15 @@ class LLMClient(Client):
         params = {k: kwargs[k] for k in _FORWARDED_KWARGS if k in kwargs}
         params.update(self._overrides)
         began = time.perf_counter()
+        # Calls of one request share a place in the queue for slots (a bulk run's features
+        # each have their client but one request).
+        owner = current_request.get() or self
+        wait_s = min(
+            self._limits.slot_wait_s,
+            max(0.0, self._deadline - time.monotonic() - _DEADLINE_MARGIN_S),
+        )
         try:
-            async with self._gate, asyncio.timeout(self._total_timeout_s):
+            async with self._gate.slot(owner, wait_s), asyncio.timeout(self._total_timeout_s):
                 # The SDK's own HTTP path (auth, retries with backoff, typed errors and
                 # response), minus chat.completions.create's recursive parameter transform,
                 # which costs milliseconds per call on delphi's long prompts and has nothing
@@ -293,9 +361,23 @@ class LLMClient(Client):
                     body={"model": self.model, "messages": _plain_messages(prompt), **params},
                     cast_to=ChatCompletion,
                 )
-        except (openai.OpenAIError, TimeoutError, ValueError) as exc:
+        except SlotWaitExpired:
+            capacity = self._gate.capacity
+            error: AutoInterpError = ResourceExhausted(
+                f"No upstream LLM call slot came free within {wait_s:.3g} s: all {capacity} "
+                "of this server's slots (AUTOINTERP_LLM_MAX_CONCURRENCY) are in use by other "
+                "calls; retry later"
+            )
+            self._log.errors.append(error)
+            raise error from None
+        except (openai.OpenAIError, TimeoutError, ValueError, RecursionError) as exc:
             if isinstance(exc, TimeoutError):
-                error: AutoInterpError = Unavailable("The LLM provider did not answer in time")
+                error = Unavailable("The LLM provider did not answer in time")
+            elif isinstance(exc, RecursionError):
+                # json.loads (or the SDK's model construction) on a body nested too deeply.
+                error = UpstreamBadResponse(
+                    "The LLM provider's answer is not a chat completion (nested too deeply)"
+                )
             elif isinstance(exc, ValueError):
                 # The SDK decodes a 200 whose body is not JSON with json.loads.
                 error = UpstreamBadResponse("The LLM provider's answer is not a chat completion")
@@ -308,16 +390,17 @@ class LLMClient(Client):
             usage = getattr(completion, "usage", None)
             self._account(began, "ok", usage)
             choice = completion.choices[0]
-            text = strip_reasoning(choice.message.content or "")
+            content = choice.message.content or ""
             logprobs = choice.logprobs.content if choice.logprobs is not None else None
-            if not isinstance(text, str):
+            if not isinstance(content, str):
                 raise TypeError("content is not text")
-        except (AttributeError, TypeError, IndexError, KeyError, ValueError):
+        except (AttributeError, TypeError, IndexError, KeyError, ValueError, RecursionError):
             # An HTTP 200 whose body is not a chat completion (not JSON, `choices` not a
             # list, no message, ...): the SDK hands it over unvalidated.
             error = UpstreamBadResponse("The LLM provider's answer is not a chat completion")
             self._log.errors.append(error)
             raise error from None
+        text = await self._final_answer(content)
         self._log.answers.append(text)
         if params.get("logprobs"):
             self._log.logprobs_requested += 1
@@ -326,6 +409,28 @@ class LLMClient(Client):
         # per-token objects (``.top_logprobs``), which is what is passed here.
         return Response(text=text, logprobs=logprobs or None)  # pyright: ignore[reportArgumentType]
 
+    async def _final_answer(self, content: str) -> str:
+        """The answer without its reasoning trace; UNAVAILABLE (recorded) when the content is
+        over the answer limit. A big answer is cleaned on a worker thread."""
+        limit = self._limits.answer_bytes
+        size = _answer_bytes(content, limit)
+        if size > limit:
+            error = Unavailable(
+                f"The LLM provider's answer is larger than this server's limit of {limit} "
+                "bytes (AUTOINTERP_LLM_MAX_ANSWER_BYTES)"
+            )
+            self._log.errors.append(error)
+            raise error
+        work = OFF_LOOP_ITEMS if len(content) >= OFF_LOOP_ANSWER_CHARS else 0
+        try:
+            return await off_loop(work, strip_reasoning, content)
+        except RecursionError:
+            error = UpstreamBadResponse(
+                "The LLM provider's answer could not be read (nested too deeply)"
+            )
+            self._log.errors.append(error)
+            raise error from None
+
     def _account(self, began: float, outcome: str, usage: Any) -> None:
         """Count one call (and what its answer reported) in the request's usage and the
         metrics; counts a provider reported that are not plausible token counts read as 0."""
@@ -333,8 +438,8 @@ class LLMClient(Client):
         completion = _token_count(getattr(usage, "completion_tokens", 0))
         # OpenRouter reports the call's cost as an extra usage field.
         extra = getattr(usage, "model_extra", None)
-        cost = extra.get("cost") if isinstance(extra, dict) else None
-        cost = float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None
+        # Implausible costs (1e308, inf, NaN, negative, strings) read as unknown.
+        cost = plausible_cost(extra.get("cost")) if isinstance(extra, dict) else None
         self._log.usage.add_call(prompt, completion, cost)
         if self._observer is not None:
             self._observer.call(time.perf_counter() - began, outcome, prompt, completion)

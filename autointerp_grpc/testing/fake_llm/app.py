@@ -10,10 +10,12 @@ Routes: ``POST /v1/chat/completions`` (also ``/chat/completions``), ``GET /v1/mo
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import math
 import time
+import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,12 +29,15 @@ from starlette.types import Receive, Scope, Send
 from autointerp_grpc.testing.fake_llm.answers import Answer
 from autointerp_grpc.testing.fake_llm.faults import (
     BAD_USAGES,
+    BOMB_BYTES,
     ERROR_FAULTS,
+    HUGE_BODY_BYTES,
     LOGPROBS_REJECTED,
     THINK_TRACE,
     Directives,
     auth_error,
     bad_request,
+    echo_key_message,
     error_body,
 )
 from autointerp_grpc.testing.fake_llm.recognise import (
@@ -127,6 +132,30 @@ class _Drip(StreamingResponse):
             await super().__call__(scope, receive, send)
         finally:
             self._exchange.settle(0)  # no-op once the last piece went out
+
+
+_PAD_PIECE = b" " * (1024 * 1024)
+
+
+async def _padded(size: int, tail: bytes) -> AsyncIterator[bytes]:
+    """``size`` bytes of JSON whitespace, 1 MiB at a time, then ``tail``."""
+    for start in range(0, size, len(_PAD_PIECE)):
+        yield _PAD_PIECE[: min(len(_PAD_PIECE), size - start)]
+        await asyncio.sleep(0)
+    yield tail
+
+
+@functools.lru_cache(maxsize=2)
+def _gzip_bomb(tail: bytes) -> bytes:
+    """:data:`BOMB_BYTES` of whitespace then ``tail``, gzip-compressed (computed once)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    parts = [packer.compress(_PAD_PIECE) for _ in range(BOMB_BYTES // len(_PAD_PIECE))]
+    parts.append(packer.compress(tail))
+    parts.append(packer.flush())
+    return b"".join(parts)
+
+
+_BOMB_TAIL = b'{"error": "the completion never comes"}'
 
 
 def _approx_tokens(text: str) -> int:
@@ -244,6 +273,10 @@ class _Endpoints:
             return Response()
         if fault in ERROR_FAULTS:
             return self._fault_error(exchange, fault)
+        if fault == "echo_key":
+            exchange.settle(400)
+            key = (request.headers.get("authorization") or "").partition(" ")[2].strip()
+            return _error(400, bad_request(echo_key_message(key)))
         if fault == "hang":
             if await _client_left(request, MAX_HANG_S):
                 return Response()
@@ -254,7 +287,7 @@ class _Endpoints:
             exchange.settle(400)
             return _error(400, LOGPROBS_REJECTED)
 
-        content = answer.content(fault)
+        content = answer.content(fault) if directives.answer is None else directives.answer
         reasoning = None
         if directives.reasoning:
             reasoning = THINK_TRACE
@@ -274,6 +307,29 @@ class _Endpoints:
         if fault == "drip":
             return _Drip(json.dumps(completion).encode(), exchange)
         exchange.settle(200)
+        if fault == "nested_body":
+            return Response(b"[" * 100_000 + b"]" * 100_000, media_type="application/json")
+        if fault == "huge_body":
+            tail = json.dumps(completion).encode()
+            return StreamingResponse(
+                _padded(HUGE_BODY_BYTES, tail),
+                media_type="application/json",
+                headers={"content-length": str(HUGE_BODY_BYTES + len(tail))},
+            )
+        if fault == "lying_length":
+            return StreamingResponse(
+                _padded(HUGE_BODY_BYTES, b""),
+                media_type="application/json",
+                headers={"content-length": str(2**40)},
+            )
+        if fault == "gzip_bomb":
+            return Response(
+                _gzip_bomb(_BOMB_TAIL),
+                media_type="application/json",
+                headers={"content-encoding": "gzip"},
+            )
+        if fault == "huge_cost":
+            completion["usage"]["cost"] = 1e308
         if fault == "not_json":
             text = json.dumps(completion)
             return Response(text[: len(text) // 2], media_type="application/json")

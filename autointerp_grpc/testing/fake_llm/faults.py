@@ -22,7 +22,16 @@ The modes (:data:`FAULT_MODES`):
 * hostile but usable — "bad_usage" (the right answer; its ``usage`` counts are negative,
   huge (10**15) or strings, see :data:`BAD_USAGES`), "drip" (the right answer, its body sent
   ``DRIP_CHUNK_BYTES`` at a time every ``DRIP_INTERVAL_S`` seconds: no single read waits
-  long, the whole answer takes minutes).
+  long, the whole answer takes minutes);
+* a hostile provider (issue 17) — "huge_cost" (the right answer, ``usage.cost`` 1e308),
+  "nested_body" (HTTP 200 whose body is ``[`` x 100000 + ``]`` x 100000), "huge_body" (the
+  right completion after :data:`HUGE_BODY_BYTES` of JSON whitespace), "gzip_bomb" (the same
+  with ``Content-Encoding: gzip``, :data:`BOMB_BYTES` decoded from about 200 KB sent),
+  "lying_length" (a ``Content-Length`` of 1 TB over :data:`HUGE_BODY_BYTES` of whitespace,
+  then the connection ends), "echo_key" (HTTP 400 whose message echoes the caller's API key
+  exactly, JSON-escaped, upper-cased and split by whitespace, see :func:`echo_key_message`).
+
+The ``@answer=<name>`` directive replaces the content with one of :data:`HOSTILE_ANSWERS`.
 """
 
 from __future__ import annotations
@@ -32,9 +41,12 @@ from typing import Any
 __all__ = [
     "BAD_USAGES",
     "BODY_FAULTS",
+    "BOMB_BYTES",
     "ERROR_FAULTS",
     "FAULT_MODES",
     "GARBAGE_ANSWER",
+    "HOSTILE_ANSWERS",
+    "HUGE_BODY_BYTES",
     "INVALID_KEY_ERROR",
     "LOGPROBS_REJECTED",
     "LONG_ANSWER",
@@ -46,6 +58,7 @@ __all__ = [
     "Directives",
     "auth_error",
     "bad_request",
+    "echo_key_message",
     "error_body",
     "normalise_fault",
 ]
@@ -67,6 +80,12 @@ FAULT_MODES: frozenset[str] = frozenset(
         "drip",
         "no_logprobs",
         "reject_logprobs",
+        "huge_cost",
+        "nested_body",
+        "huge_body",
+        "gzip_bomb",
+        "lying_length",
+        "echo_key",
         *BODY_FAULTS,
     }
 )
@@ -81,6 +100,39 @@ BAD_USAGES: tuple[dict[str, object], ...] = (
 """The token counts of the "bad_usage" fault's answers, taken in turn (from the first each
 time the server starts): every count is implausible, and each kind (negative, 10**15, a
 string that is not a number) lands on every field over three answers."""
+
+HUGE_BODY_BYTES = 64 * 1024 * 1024
+"""Whitespace before the completion in a "huge_body" answer, and what "lying_length" sends."""
+BOMB_BYTES = 200 * 1024 * 1024
+"""Decoded size of a "gzip_bomb" answer (whitespace, then the completion)."""
+
+HOSTILE_ANSWERS: dict[str, str] = {
+    # An np_max_act-style label, an explanation line with a long run of spaces inside.
+    "spaces": "Explanation: a" + " " * 2500 + "b",
+    # A detection answer that opens 60,000 lists.
+    "brackets": "[" * 60000,
+    # A reasoning opener repeated, never closed.
+    "think": "<think>" * 8000,
+    # Lists nested 100,000 deep, closed again.
+    "nested": "[" * 100000 + "]" * 100000,
+    # An answer over the service's 256 KiB answer limit.
+    "huge": "a" * (300 * 1024),
+}
+"""The answers of the ``@answer=<name>`` directive: model text built to stall or crash a
+parser (issue 17 items 1 and 7)."""
+
+
+def echo_key_message(key: str) -> str:
+    """The "echo_key" fault's error message: the key exactly, JSON-escaped (``\\uXXXX`` for
+    every character), upper-cased, split by a newline and by spaces."""
+    escaped = "".join(f"\\u{ord(c):04x}" for c in key)
+    half = len(key) // 2
+    spaced = " ".join(key[i : i + 4] for i in range(0, len(key), 4))
+    return (
+        f'Incorrect API key provided: {key}. Request was {{"key": "{escaped}"}}; '
+        f"KEY={key.upper()}; first half {key[:half]}\n{key[half:]}; spaced {spaced}"
+    )
+
 
 THINK_TRACE = (
     "Let me draft an answer before checking it against the examples.\n"
@@ -203,11 +255,12 @@ class Directives:
 
     ``@fault=<mode>`` (``none`` clears a server-wide fault for this request),
     ``@latency=<ms>``, ``@reasoning=1`` (the trace in ``message.reasoning``) and
-    ``@logprobs=0`` (ignore ``logprobs: true``, like a provider without log probabilities).
+    ``@logprobs=0`` (ignore ``logprobs: true``, like a provider without log probabilities),
+    ``@answer=<name>`` (the content is :data:`HOSTILE_ANSWERS` ``[name]``).
     ``ValueError`` for an unknown or malformed directive.
     """
 
-    __slots__ = ("fault", "fault_set", "latency_s", "logprobs", "model", "reasoning")
+    __slots__ = ("answer", "fault", "fault_set", "latency_s", "logprobs", "model", "reasoning")
 
     def __init__(self, model: str) -> None:
         bare, *parts = model.split("@")
@@ -217,6 +270,7 @@ class Directives:
         self.latency_s: float | None = None
         self.reasoning = False
         self.logprobs = True
+        self.answer: str | None = None
         for part in parts:
             key, sep, value = part.partition("=")
             key = key.strip().lower()
@@ -234,5 +288,11 @@ class Directives:
                 self.reasoning = _flag(value, "reasoning")
             elif key == "logprobs":
                 self.logprobs = _flag(value, "logprobs")
+            elif key == "answer":
+                if value not in HOSTILE_ANSWERS:
+                    raise ValueError(
+                        f"answer directive {value!r} is not one of {sorted(HOSTILE_ANSWERS)}"
+                    )
+                self.answer = HOSTILE_ANSWERS[value]
             else:
                 raise ValueError(f"unknown model directive {key!r}")
