@@ -12,13 +12,20 @@ a comma-separated list spreads the work over several servers) and ``--secret`` (
 ``$OPENROUTER_API_KEY``; prefer the environment, since other users of a machine can read a
 process's arguments. Neither the secret nor the key is ever printed or written to a file.
 
-Exit status: 0 success; 1 a call failed or (``run``) some feature failed; 2 a usage error (bad
-arguments, unreadable or malformed input, an unknown method, a request the server rejected as
-a whole); 130 interrupted (``run`` resumes where it stopped when started again).
+Exit status: 0 success; 1 a call failed or (``run``) some feature failed, a scorer's failure
+included; 2 a usage error (bad arguments, unreadable or malformed input, an unknown method, a
+request the server rejected as a whole); 130 interrupted (``run`` resumes where it stopped
+when started again).
+
+Input files are read as hostile input (:mod:`.jsonread`): streamed, no line (or JSON document
+spread over lines) longer than ``--max-line-bytes`` (default 16 MiB), nesting at most 100
+deep, numbers a double can hold, valid Unicode; each problem one line naming file, line and
+rule.
 
 Rooms: :mod:`.commands` (the parser, ``main``, methods/explain/score), :mod:`.run` (the
 ``run`` command over :mod:`autointerp_grpc.client.bulk`), :mod:`.inputs` (records and
-features files, JSON flags), :mod:`.results` (results file, resume, statistics, summary).
+features files, JSON flags), :mod:`.jsonread` (reading them safely), :mod:`.results`
+(results file, resume, statistics, summary).
 """
 
 from __future__ import annotations

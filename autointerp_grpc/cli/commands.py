@@ -23,6 +23,7 @@ from autointerp_grpc.cli.inputs import (
     read_records,
     set_params,
 )
+from autointerp_grpc.cli.jsonread import DEFAULT_MAX_LINE_BYTES
 from autointerp_grpc.cli.results import table, to_json
 from autointerp_grpc.cli.run import cmd_run
 from autointerp_grpc.client import AutoInterpClient, rpc_failure
@@ -105,7 +106,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     """``autointerp explain``."""
     key = api_key(args, needed=True)
     assert key is not None
-    records = read_records(args.input, args.non_activating)
+    records = read_records(args.input, args.non_activating, args.max_line_bytes)
     request = pb.ExplainRequest(
         method=args.method,
         activations=records.activations,
@@ -127,7 +128,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     """``autointerp score``."""
-    records = read_records(args.input, args.non_activating)
+    records = read_records(args.input, args.non_activating, args.max_line_bytes)
     request = pb.ScoreRequest(
         method=args.method,
         explanation=args.explanation or "",
@@ -206,6 +207,23 @@ def _llm_arguments(parser: argparse.ArgumentParser, model_required: bool) -> Non
     )
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _input_cap(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--max-line-bytes",
+        type=_positive_int,
+        default=DEFAULT_MAX_LINE_BYTES,
+        help=f"longest {what} read from the input, in bytes (default: %(default)s, the "
+        "server's default largest request)",
+    )
+
+
 def _run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--input",
@@ -219,6 +237,7 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
         default="auto",
         help="format of --input (default: %(default)s, told by its first object)",
     )
+    _input_cap(run, "line (and JSON document spread over lines)")
     run.add_argument("--output", required=True, help="results file (JSONL), appended to")
     run.add_argument("--explainer", default="default", help="explainer (default: %(default)s)")
     run.add_argument("--explainer-params", help="the explainer's parameters as a JSON object")
@@ -284,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
         "for --method oai_attention_head",
     )
     explain.add_argument("--non-activating", help="JSON file: a list of non-activating records")
+    _input_cap(explain, "input file")
     _llm_arguments(explain, model_required=True)
     explain.add_argument("--params", help="the method's parameters as a JSON object")
     explain.add_argument("--json", action="store_true", help="print the whole answer as JSON")
@@ -296,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--input", required=True, help="JSON file ('-': stdin): records, as for explain"
     )
     score.add_argument("--non-activating", help="JSON file: more (non-activating) records")
+    _input_cap(score, "input file")
     _llm_arguments(score, model_required=False)
     score.add_argument("--params", help="the method's parameters as a JSON object")
     score.add_argument("--json", action="store_true", help="print the whole answer as JSON")

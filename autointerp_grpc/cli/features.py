@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import gzip
 import itertools
 import json
 import re
-import sys
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +12,13 @@ from typing import Any
 
 from google.protobuf import json_format
 
+from autointerp_grpc.cli.jsonread import (
+    CAP_FLAG,
+    DEFAULT_MAX_LINE_BYTES,
+    array_items,
+    loads,
+    read_lines,
+)
 from autointerp_grpc.cli.usage import UsageError
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 
@@ -53,75 +57,63 @@ class FeatureInput:
     notes: list[str] = field(default_factory=list)
 
 
-def _decode(raw: bytes, path: str) -> str:
-    if raw[:2] == b"\x1f\x8b":  # gzip's magic number: Neuronpedia's exports are .jsonl.gz
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise UsageError(f"cannot read {path}: not a valid gzip file ({exc})") from None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from None
-
-
-def _read_text(path: str) -> str:
-    try:
-        raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return _decode(raw, path)
-
-
-def _array_items(text: str, path: str) -> Iterator[tuple[int, Any]]:
-    """The items of the JSON array that ``text`` holds, each with the line it starts on."""
-    decoder = json.JSONDecoder()
-    position, line = text.index("[") + 1, 1
-    line += text.count("\n", 0, position)
-    while True:
-        while text[position] in " \t\r\n,":
-            line += text[position] == "\n"
-            position += 1
-        if text[position] == "]":
-            return
-        start = position
-        try:
-            item, position = decoder.raw_decode(text, position)
-        except json.JSONDecodeError as exc:  # json.loads accepted the text: not expected
-            raise UsageError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-        yield line, item
-        line += text.count("\n", start, position)
-
-
-def _objects(text: str, path: str) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed value) for each item of the input: a JSON Lines file, or one JSON
-    document (an object, or a list of objects: one item each, with its line)."""
-    # Split on newlines only: str.splitlines would also split inside a token holding U+2028.
-    lines = [(n, line) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
-    if not lines:
+def _objects(path: str, max_line_bytes: int) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) for each item of the input, read as a stream: a JSON Lines
+    file, or one JSON document (an object, or a list of objects: one item each, with its
+    line) read whole, up to ``max_line_bytes``."""
+    # Lines end at "\n" only: str.splitlines would also split inside a token holding U+2028.
+    lines = read_lines(path, max_line_bytes)
+    before: list[str] = []  # the lines up to the first that is not blank
+    first: tuple[int, str] | None = None
+    for number, line in lines:
+        before.append(line)
+        if line.strip():
+            first = (number, line)
+            break
+    if first is None:
         return
     try:
-        first = json.loads(lines[0][1])
+        value = loads(first[1], f"{path}:{first[0]}")
     except json.JSONDecodeError:
-        first = None
-        try:  # not one object per line: perhaps one pretty-printed document
-            document = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-        if isinstance(document, list):
-            yield from _array_items(text, path)
-        else:
-            yield lines[0][0], document
+        # Not one object per line: perhaps one pretty-printed document, read whole.
+        yield from _document(path, before, lines, max_line_bytes)
         return
-    if len(lines) == 1 and isinstance(first, list):  # a one-line JSON array
-        yield from _array_items(text, path)
+    rest = ((n, line) for n, line in lines if line.strip())
+    second = next(rest, None)
+    if second is None and isinstance(value, list):  # a one-line JSON array
+        yield from array_items(first[1], path, first[0])
         return
-    yield lines[0][0], first
-    for number, line in lines[1:]:
+    yield first[0], value
+    for number, line in itertools.chain([second] if second else [], rest):
         try:
-            yield number, json.loads(line)
+            yield number, loads(line, f"{path}:{number}")
         except json.JSONDecodeError as exc:
             raise UsageError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+
+
+def _document(
+    path: str, before: list[str], lines: Iterator[tuple[int, str]], max_bytes: int
+) -> Iterator[tuple[int, Any]]:
+    """The items of one JSON document spread over lines (``before``, then ``lines``)."""
+    size = sum(len(line) + 1 for line in before)
+    parts = list(before)
+    for _, line in lines:
+        size += len(line) + 1
+        if size > max_bytes:
+            raise UsageError(
+                f"{path}: a JSON document spread over several lines is read whole, and this "
+                f"one is over {max_bytes} bytes ({CAP_FLAG})"
+            )
+        parts.append(line)
+    text = "\n".join(parts)
+    try:
+        document = loads(text, path)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    if isinstance(document, list):
+        yield from array_items(text, path)
+    else:
+        yield len(before), document
 
 
 def _kind(value: Any) -> str:
@@ -324,7 +316,7 @@ def _export_files(directory: Path) -> tuple[list[Path], int]:
     return files, len(found["explanations"])
 
 
-def _read_export_directory(directory: Path) -> FeatureInput:
+def _read_export_directory(directory: Path, max_line_bytes: int) -> FeatureInput:
     files, unread = _export_files(directory)
     if not any(f.parent.name == "activations" for f in files):
         raise UsageError(
@@ -333,7 +325,7 @@ def _read_export_directory(directory: Path) -> FeatureInput:
         )
     export = _Export()
     for file in files:
-        for number, data in _objects(_read_text(str(file)), str(file)):
+        for number, data in _objects(str(file), max_line_bytes):
             export.add(number, data, str(file))
     notes = [f"read {len(files)} export file(s) under {directory}"]
     if unread:
@@ -353,16 +345,18 @@ def _sibling_features_file(path: str) -> Path | None:
     return sibling if sibling.is_file() else None
 
 
-def read_feature_input(path: str, input_format: str = "auto") -> FeatureInput:
-    """Read ``run --input``: the format told apart by the first object (``auto``) or given."""
+def read_feature_input(
+    path: str, input_format: str = "auto", max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+) -> FeatureInput:
+    """Read ``run --input``: the format told apart by the first object (``auto``) or given;
+    read as a stream, no line longer than ``max_line_bytes``."""
     if input_format not in ("auto", *INPUT_FORMATS):
         raise UsageError(f"unknown input format {input_format!r}")
     if path != "-" and Path(path).is_dir():
         if input_format not in ("auto", "neuronpedia-export"):
             raise UsageError(f"{path} is a directory: only a Neuronpedia export is read from one")
-        return _read_export_directory(Path(path))
-    text = _read_text(path)
-    items = _objects(text, path)
+        return _read_export_directory(Path(path), max_line_bytes)
+    items = _objects(path, max_line_bytes)
     first = next(items, None)
     if first is None:
         return FeatureInput([], "autointerp" if input_format == "auto" else input_format)
@@ -376,7 +370,7 @@ def read_feature_input(path: str, input_format: str = "auto") -> FeatureInput:
     notes = []
     sibling = _sibling_features_file(path)
     if sibling is not None and _kind(first[1]) == "neuronpedia-export" and "tokens" in first[1]:
-        for number, data in _objects(_read_text(str(sibling)), str(sibling)):
+        for number, data in _objects(str(sibling), max_line_bytes):
             export.add(number, data, str(sibling))
         notes.append(f"top positive logits read from {sibling}")
     for number, data in everything:
@@ -384,6 +378,8 @@ def read_feature_input(path: str, input_format: str = "auto") -> FeatureInput:
     return export.result(notes)
 
 
-def read_features(path: str, input_format: str = "auto") -> list[pb.Feature]:
+def read_features(
+    path: str, input_format: str = "auto", max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+) -> list[pb.Feature]:
     """The features of ``run --input`` (see :func:`read_feature_input`)."""
-    return read_feature_input(path, input_format).features
+    return read_feature_input(path, input_format, max_line_bytes).features

@@ -6,20 +6,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from autointerp_grpc.cli import jsonread
 from autointerp_grpc.cli.features import (
     INPUT_FORMATS,
     FeatureInput,
     read_feature_input,
     read_features,
 )
+from autointerp_grpc.cli.jsonread import read_document
 from autointerp_grpc.cli.usage import UsageError
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 
@@ -125,26 +125,37 @@ class RecordSet:
     """Attention records (``{tokens, fromIndex, weights}``) for oai_attention_head."""
 
 
-def _read_json(path: str) -> Any:
+def _read_json(path: str, max_bytes: int) -> Any:
+    """The JSON document in ``path``, at most ``max_bytes``; a list's items each checked and
+    named by the line they start on."""
+    text = read_document(path, max_bytes)
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        return json.loads(text)
+        value = jsonread.loads(text, path)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except UsageError:
+        if not text.lstrip().startswith("["):
+            raise
+        # Name the line of the item that breaks the rule.
+        for _ in jsonread.array_items(text, path):
+            pass
+        raise
+    return value
 
 
-def read_records(path: str, non_activating_path: str | None = None) -> RecordSet:
-    """Read ``--input`` (and ``--non-activating``).
+def read_records(
+    path: str,
+    non_activating_path: str | None = None,
+    max_bytes: int = jsonread.DEFAULT_MAX_LINE_BYTES,
+) -> RecordSet:
+    """Read ``--input`` (and ``--non-activating``), each at most ``max_bytes``.
 
     A JSON list of records is split by the service's rule: values summing above 0 are
     activating, the rest non-activating. A JSON object is taken as given: ``activations``,
     ``nonActivating``/``non_activating``, ``topPositiveLogits``/``top_positive_logits`` and
     ``attention`` (attention records, for oai_attention_head).
     """
-    data = _read_json(path)
+    data = _read_json(path, max_bytes)
     out = RecordSet()
     if isinstance(data, list):
         for record in _records(data, path):
@@ -163,6 +174,6 @@ def read_records(path: str, non_activating_path: str | None = None) -> RecordSet
     else:
         raise UsageError(f"{path}: expected a list of records or an object with activations")
     if non_activating_path is not None:
-        extra = _read_json(non_activating_path)
+        extra = _read_json(non_activating_path, max_bytes)
         out.non_activating += _records(extra, non_activating_path)
     return out

@@ -86,7 +86,9 @@ async def _run_async(args: argparse.Namespace) -> int:
     key = api_key(args, needed=True)
     assert key is not None
     template, scorers = build_template(args, key)
-    given = read_feature_input(args.input, getattr(args, "input_format", "auto"))
+    given = read_feature_input(
+        args.input, getattr(args, "input_format", "auto"), args.max_line_bytes
+    )
     features = given.features
     if given.format != "autointerp":
         print(f"{args.input}: read as {given.format}, {len(features)} features", file=sys.stderr)
