@@ -7,12 +7,37 @@ at import time: call :meth:`Settings.from_env` (or construct ``Settings(...)`` i
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import json
+import re
+import socket
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 DEFAULT_LLM_BASE_URL = "https://openrouter.ai/api/v1"
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _rule(text: str) -> ValueError:
+    """A setting's broken rule (:func:`load_settings` reports it without pydantic's "Value
+    error, " prefix)."""
+    return ValueError(text)
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise _rule("must be an http:// or https:// URL")
+    return value
 
 
 class Settings(BaseSettings):
@@ -51,7 +76,7 @@ class Settings(BaseSettings):
         min_length=1,
         description="Name of the provider AUTOINTERP_LLM_BASE_URL is.",
     )
-    llm_providers: dict[str, str] = Field(
+    llm_providers: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
         description=(
             "More providers callers may pick by name, as a JSON object name -> base URL, e.g. "
@@ -110,7 +135,7 @@ class Settings(BaseSettings):
         default=False,
         description="Allow the embedding model's own code (stella_en_400M_v5 needs it).",
     )
-    embedding_config_kwargs: dict[str, Any] = Field(
+    embedding_config_kwargs: Annotated[dict[str, Any], NoDecode] = Field(
         default_factory=dict,
         description=(
             "JSON object of model-config overrides for the embedding model (stella_en_400M_v5 "
@@ -216,10 +241,83 @@ class Settings(BaseSettings):
             # would lock every such caller out. Say so at start-up, never the value.
             if not (text.isascii() and text.isprintable()) or text != text.strip():
                 raise ValueError(
-                    "SECRET must be printable ASCII without leading or trailing whitespace "
+                    "must be printable ASCII without leading or trailing whitespace "
                     "(it travels as the x-secret-key header / gRPC metadata)"
                 )
         return value
+
+    @field_validator("host", mode="after")
+    @classmethod
+    def _host_resolves(cls, value: str) -> str:
+        if not value.strip():
+            raise _rule("must name an address to bind (e.g. 0.0.0.0)")
+        try:
+            socket.getaddrinfo(value, None, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            raise _rule("does not resolve to an address this machine can bind") from None
+        return value
+
+    @field_validator("http_port", mode="after")
+    @classmethod
+    def _ports_differ(cls, value: int, info: ValidationInfo) -> int:
+        if value and value == info.data.get("grpc_port"):
+            raise _rule("must differ from AUTOINTERP_GRPC_PORT (0 turns the REST door off)")
+        return value
+
+    @field_validator("llm_base_url", mode="after")
+    @classmethod
+    def _base_url_is_http(cls, value: str) -> str:
+        return _http_url(value)
+
+    @field_validator("llm_providers", "embedding_config_kwargs", mode="before")
+    @classmethod
+    def _json_object(cls, value: Any) -> Any:
+        # From the environment these arrive as text (NoDecode): parsed here, so a malformed
+        # one is a validation error naming its setting, not pydantic-settings' traceback.
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except (ValueError, RecursionError):
+                raise _rule("must be a JSON object (it is not valid JSON)") from None
+        if not isinstance(value, dict):
+            raise _rule("must be a JSON object")
+        return value
+
+    @field_validator("llm_providers", mode="after")
+    @classmethod
+    def _provider_urls(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, url in value.items():
+            if not name.strip():
+                raise _rule("provider names must not be empty")
+            _http_url(url)
+        return value
+
+    @field_validator("embedding_model", mode="after")
+    @classmethod
+    def _model_named(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise _rule("must name a model (hub id or path); leave it unset for the bundled one")
+        return value
+
+    @field_validator("embedding_device", mode="after")
+    @classmethod
+    def _device_known(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        import torch  # the service loads it anyway; only an explicit device needs it here
+
+        try:
+            torch.device(value)
+        except (RuntimeError, ValueError):
+            raise _rule("must be a torch device, e.g. cpu, cuda or cuda:1") from None
+        return value
+
+    @field_validator("log_level", mode="after")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in _LOG_LEVELS:
+            raise _rule(f"must be one of {', '.join(_LOG_LEVELS)}")
+        return value.upper()
 
     def providers(self) -> dict[str, str]:
         """Every configured provider: name -> OpenAI-compatible base URL."""
@@ -229,3 +327,32 @@ class Settings(BaseSettings):
     def from_env(cls) -> Settings:
         """Build the settings from the environment (and ``.env``)."""
         return cls()
+
+
+class ConfigError(Exception):
+    """Settings the service cannot start with: one line per bad setting, each
+    ``invalid configuration: <setting>: <rule>``, never a value (one may be the SECRET)."""
+
+
+def env_name(field: str) -> str:
+    """The environment variable a settings field is read from."""
+    return "SECRET" if field == "secret" else f"AUTOINTERP_{field.upper()}"
+
+
+def load_settings() -> Settings:
+    """:meth:`Settings.from_env`, with every way it can fail as a :class:`ConfigError`."""
+    try:
+        return Settings.from_env()
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors(include_input=False, include_url=False):
+            loc = str(error["loc"][0]).lower() if error["loc"] else ""
+            setting = env_name(loc) if loc in Settings.model_fields else "settings"
+            rule = error["msg"].removeprefix("Value error, ")
+            lines.append(f"invalid configuration: {setting}: {rule}")
+        raise ConfigError("\n".join(dict.fromkeys(lines))) from None
+    except SettingsError as exc:
+        # pydantic-settings' own parse errors (its message names the field, never the value).
+        found = re.search(r'field "(\w+)"', str(exc))
+        setting = env_name(found.group(1)) if found else "settings"
+        raise ConfigError(f"invalid configuration: {setting}: cannot be parsed") from None
