@@ -7,8 +7,13 @@
 ``python server.py`` runs :func:`autointerp_grpc.app.serve`: gRPC and REST side by side on
 one event loop, with SIGTERM/SIGINT handled by the service (drain, then stop, exit 0). With
 the legacy launch line the ASGI app's lifespan starts the gRPC server too
-(AUTOINTERP_GRPC_PORT, default 50051) and uvicorn handles the signals. Either way settings
-are read when the service starts, not when this module is imported.
+(AUTOINTERP_GRPC_PORT, default 50051) and uvicorn handles the signals.
+
+Either way the REST door runs the same HTTP protocol (h11 with a deadline and a size limit on
+request heads, :mod:`autointerp_grpc.http_protocol`): under the uvicorn CLI this module, as it
+is imported, installs it on the uvicorn configuration importing it. And either way a bad
+setting is one line, ``invalid configuration: <setting>: <rule>``, and exit status 2.
+Settings are read when the service starts: by ``main()``, or as uvicorn imports this module.
 """
 
 from __future__ import annotations
@@ -18,21 +23,59 @@ import logging
 import os
 import sys
 
-from pydantic import ValidationError
+import uvicorn
+from starlette.applications import Starlette
 
-from autointerp_grpc.app import create_app, serve
-from autointerp_grpc.config import Settings
+from autointerp_grpc import http_protocol
+from autointerp_grpc.app import StartupError, create_app, serve
+from autointerp_grpc.config import ConfigError, Settings, load_settings
 
-app = create_app(exit_watchdog=True)
+CONFIG_ERROR_EXIT = 2
+STARTUP_ERROR_EXIT = 1
+
+
+def _settings_or_exit() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        sys.exit(CONFIG_ERROR_EXIT)
+
+
+def _importing_uvicorn_config() -> uvicorn.Config | None:
+    """The uvicorn configuration that is importing this module (``load_app()``/``load()``,
+    under the uvicorn CLI or ``uvicorn.run("server:app")``), found on the call stack; None
+    when imported otherwise."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, uvicorn.Config):
+            return candidate
+        frame = frame.f_back
+    return None
+
+
+def _legacy_app() -> Starlette:
+    config = _importing_uvicorn_config()
+    if config is None:
+        # Imported by something else (a test, a tool): settings are read when it starts.
+        return create_app(exit_watchdog=True)
+    settings = _settings_or_exit()
+    http_protocol.install(config, settings.request_head_timeout_s, settings.max_header_bytes)
+    return create_app(settings, exit_watchdog=True)
+
+
+app = _legacy_app()
 
 
 def main() -> None:
+    settings = _settings_or_exit()
     try:
-        settings = Settings.from_env()
-    except ValidationError as exc:
-        # A clear line per bad setting (values hidden: one may be the SECRET), no traceback.
-        sys.exit(f"autointerp: invalid configuration:\n{exc}")
-    asyncio.run(serve(settings))
+        asyncio.run(serve(settings))
+    except StartupError as exc:
+        print(f"autointerp: {exc}", file=sys.stderr)
+        logging.shutdown()
+        os._exit(STARTUP_ERROR_EXIT)
     # Everything has stopped and the log is flushed: skip the interpreter's own finalisation
     # (seconds with torch loaded), so the exit follows the stop at once.
     logging.shutdown()

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -47,7 +48,7 @@ from autointerp_grpc.health import SERVICE_NAME as HEALTH_SERVICE_NAME
 from autointerp_grpc.health import HealthServicer
 from autointerp_grpc.http_protocol import guarded_protocol
 from autointerp_grpc.memory import set_mmap_threshold
-from autointerp_grpc.observability import JsonFormatter, Metrics
+from autointerp_grpc.observability import Metrics, configure_logging
 from autointerp_grpc.openapi import build_openapi
 from autointerp_grpc.redaction import Secrets
 from autointerp_grpc.service import (
@@ -61,6 +62,12 @@ from autointerp_grpc.servicer import rpc_handler
 from autointerp_grpc.validation import Limits
 
 log = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """The service cannot start (a port it must listen on is taken): one line, for the
+    operator, in place of a traceback."""
+
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -138,6 +145,9 @@ class Runtime:
                 ("grpc.absolute_max_metadata_size", self.settings.max_header_bytes),
                 # Connections with nothing in flight are closed after a while.
                 ("grpc.max_connection_idle_ms", 5 * 60 * 1000),
+                # grpc sets SO_REUSEPORT by default: a second instance on a taken port would
+                # start, and the kernel would split new connections between the two.
+                ("grpc.so_reuseport", 0),
             ]
         )
         server.add_generic_rpc_handlers((rpc_handler(self.service),))
@@ -146,7 +156,13 @@ class Runtime:
             (SERVICE.full_name, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         address = f"{self.settings.host}:{self.settings.grpc_port}"
-        self.grpc_port = server.add_insecure_port(address)
+        try:
+            self.grpc_port = server.add_insecure_port(address)
+        except RuntimeError:
+            raise StartupError(
+                f"cannot listen for gRPC on {address} (AUTOINTERP_HOST, AUTOINTERP_GRPC_PORT): "
+                "the port is in use (another instance?) or the address is not this machine's"
+            ) from None
         await server.start()
         self.grpc_server = server
         log.info("gRPC server listening on %s:%d", self.settings.host, self.grpc_port)
@@ -240,21 +256,6 @@ class ExitWatchdog:
         log.error("the stop did not finish within the grace period; exiting now")
         logging.shutdown()
         os._exit(1)
-
-
-def configure_logging(level: str, log_format: str = "text") -> None:
-    """Root logging: text lines, or one JSON object per line; uvicorn's own handlers get the
-    same formatter so every line of the process has one shape."""
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    if log_format == "json":
-        formatter = JsonFormatter()
-        for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access"):
-            for handler in logging.getLogger(name).handlers:
-                handler.setFormatter(formatter)
-    # sentence-transformers draws a progress bar per encode() at INFO; keep the log readable.
-    logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
 
 
 class RequestIdMiddleware:
@@ -370,7 +371,14 @@ def create_app(
         configure_logging(effective.log_level, effective.log_format)
         owned = Runtime(effective)
         redaction.install(owned.secrets)
-        await owned.start()
+        try:
+            await owned.start()
+        except StartupError as exc:
+            # One line rather than the ASGI server's "startup failed" traceback; nothing is
+            # serving yet, so there is nothing to stop.
+            print(f"autointerp: {exc}", file=sys.stderr, flush=True)
+            logging.shutdown()
+            os._exit(1)
         app.state.runtime = owned
         try:
             yield

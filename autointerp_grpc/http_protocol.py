@@ -20,6 +20,7 @@ import json
 import uuid
 
 import h11
+import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from autointerp_grpc.service import REQUEST_ID_HEADER
@@ -135,3 +136,16 @@ def guarded_protocol(
         (GuardedH11Protocol,),
         {"head_timeout_s": head_timeout_s, "max_head_bytes": max_head_bytes},
     )
+
+
+def install(config: uvicorn.Config, head_timeout_s: float, max_head_bytes: int) -> None:
+    """Make a uvicorn server built from ``config`` serve with the guarded protocol, whatever
+    its ``--http`` said: ``config.http`` (a class is taken as is when ``config.load()`` runs)
+    and, if it has run, the class it resolved. uvicorn builds each connection's protocol from
+    ``config.http_protocol_class`` when the connection is made, so this works until the
+    server starts listening."""
+    protocol = guarded_protocol(head_timeout_s, max_head_bytes)
+    config.http = protocol
+    if config.loaded or hasattr(config, "http_protocol_class"):
+        config.http_protocol_class = protocol
+    config.h11_max_incomplete_event_size = max_head_bytes

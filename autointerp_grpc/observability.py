@@ -136,3 +136,18 @@ class JsonFormatter(logging.Formatter):
         if record.exc_text:
             entry["exception"] = record.exc_text
         return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Root logging: text lines, or one JSON object per line; uvicorn's own handlers get the
+    same formatter so every line of the process has one shape."""
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if log_format == "json":
+        formatter = JsonFormatter()
+        for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access"):
+            for handler in logging.getLogger(name).handlers:
+                handler.setFormatter(formatter)
+    # sentence-transformers draws a progress bar per encode() at INFO; keep the log readable.
+    logging.getLogger("sentence_transformers").setLevel(logging.WARNING)

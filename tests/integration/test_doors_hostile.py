@@ -5,10 +5,15 @@ without the head deadline."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
+import sys
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from support import REPO, free_port
 
 from autointerp_grpc.gateway import http_bindings
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
@@ -210,3 +215,81 @@ def test_request_ids_are_never_unsafe() -> None:
     for given in [*UNSAFE_IDS, "", None, b"abc", "é€".encode()]:
         assert SAFE_ID.fullmatch(request_id_from(given))  # type: ignore[arg-type]
     assert request_id_from("ok-1") == "ok-1"
+
+
+# --- item 9: a second instance on a taken gRPC port does not start -------------------------
+
+
+def _run_server(env: dict[str, str], timeout_s: float = 120) -> subprocess.Popen:
+    """`python server.py` with ``env`` over a clean environment, output captured."""
+    base = {
+        k: v for k, v in os.environ.items() if k != "SECRET" and not k.startswith("AUTOINTERP_")
+    }
+    base.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", **env)
+    return subprocess.Popen(
+        [sys.executable, "server.py"],
+        cwd=REPO,
+        env=base,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+def test_a_second_instance_on_a_taken_grpc_port_exits_with_one_clear_line(server) -> None:
+    """Regression (issue 17, item 9): grpc sets SO_REUSEPORT, so a second instance on the
+    same AUTOINTERP_GRPC_PORT started and the kernel split connections between the two."""
+    grpc_port = server.grpc_target.rsplit(":", 1)[1]
+    second = _run_server(
+        {
+            "AUTOINTERP_HOST": "127.0.0.1",
+            "AUTOINTERP_GRPC_PORT": grpc_port,
+            "AUTOINTERP_HTTP_PORT": str(free_port()),
+            "SECRET": "another-secret",
+        }
+    )
+    try:
+        output, _ = second.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        second.kill()
+        second.communicate()
+        pytest.fail("the second instance started on a taken gRPC port")
+    assert second.returncode == 1, output
+    last = output.strip().splitlines()[-1]
+    assert last.startswith(f"autointerp: cannot listen for gRPC on 127.0.0.1:{grpc_port} "), output
+    assert "in use" in last and "Traceback" not in output
+    # The first instance still serves.
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=5
+        )
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+# --- item 16: operator mistakes are one line and exit 2 -------------------------------------
+
+CONFIG_MISTAKES = {
+    "AUTOINTERP_LOG_LEVEL": ({"AUTOINTERP_LOG_LEVEL": "verbose"}, "must be one of"),
+    "AUTOINTERP_LLM_PROVIDERS": ({"AUTOINTERP_LLM_PROVIDERS": "{bad"}, "must be a JSON object"),
+    "AUTOINTERP_HTTP_PORT": (
+        {"AUTOINTERP_HTTP_PORT": "7001", "AUTOINTERP_GRPC_PORT": "7001"},
+        "must differ from AUTOINTERP_GRPC_PORT",
+    ),
+    "AUTOINTERP_HOST": ({"AUTOINTERP_HOST": "no-such-host.invalid"}, "does not resolve"),
+    "SECRET": ({"SECRET": " s3cr3t-with-spaces "}, "must be printable ASCII"),
+}
+
+
+@pytest.mark.slow
+def test_config_mistakes_are_one_line_and_exit_2() -> None:
+    """Regression (issue 17, item 16): these printed raw tracebacks (or pydantic's multi-line
+    report). `python server.py` runs one process per mistake, side by side."""
+    running = {name: _run_server(env) for name, (env, _) in CONFIG_MISTAKES.items()}
+    for name, process in running.items():
+        output, _ = process.communicate(timeout=180)
+        rule = CONFIG_MISTAKES[name][1]
+        assert process.returncode == 2, (name, output)
+        assert len(output.strip().splitlines()) == 1, (name, output)
+        assert output.startswith(f"invalid configuration: {name}: {rule}"), (name, output)
+        assert "s3cr3t" not in output
