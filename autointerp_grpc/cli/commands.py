@@ -32,6 +32,9 @@ from autointerp_grpc.usage import Usage
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 DEFAULT_TIMEOUT_S = 300.0
+# A stream sends an event at least once per feature, and the server ends a feature after
+# AUTOINTERP_REQUEST_TIMEOUT_S (600 s by default): silence well past that is a stuck stream.
+DEFAULT_IDLE_TIMEOUT_S = 900.0
 
 
 @contextlib.contextmanager
@@ -271,6 +274,14 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
         "--batch-size", type=int, default=50, help="features per stream (default: %(default)s)"
     )
     run.add_argument("--streams", type=int, help="streams open at once (default: 2 per server)")
+    run.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=DEFAULT_IDLE_TIMEOUT_S,
+        help="give a stream up (and retry its features) after this many seconds without an "
+        "event; above the server's per-feature limit (AUTOINTERP_REQUEST_TIMEOUT_S, default "
+        "600); 0: never (default: %(default)s)",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

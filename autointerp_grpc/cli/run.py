@@ -184,6 +184,7 @@ async def _execute(
                 streams=args.streams or 2 * len(servers),
                 retries=args.retries,
                 stream_timeout=args.timeout,
+                idle_timeout=args.idle_timeout or None,
                 on_result=finish,
                 on_usage=stats.usage.add,
                 on_retry=retried,
@@ -209,6 +210,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("--streams must be at least 1")
     if args.retries < 0:
         raise UsageError("--retries must be at least 0")
+    if not args.idle_timeout >= 0:
+        raise UsageError("--idle-timeout must be at least 0")
     if Path(args.output).resolve() == Path(args.input).resolve():
         raise UsageError("--output must not be the --input file")
     return asyncio.run(_run_async(args))

@@ -188,7 +188,8 @@ class BulkRunner:
     scorer's, :func:`retryable`), or every unfinished feature of a failed stream, is
     re-submitted later up to ``retries`` times; after that its result is final. Final
     results go to ``on_result`` as they arrive; each result's usage to ``on_usage`` (retried
-    ones too: their calls were made); each re-submission to ``on_retry``.
+    ones too: their calls were made); each re-submission to ``on_retry``. A stream that sends
+    no event for ``idle_timeout`` seconds (None: no limit) is given up as a failed one.
     """
 
     def __init__(
@@ -202,6 +203,7 @@ class BulkRunner:
         retries: int,
         stream_timeout: float | None,
         on_result: Callable[[pb.FeatureResult], None],
+        idle_timeout: float | None = None,
         on_usage: Callable[[pb.Usage], None] | None = None,
         on_retry: Callable[[Job, pb.FeatureResult], None] | None = None,
     ) -> None:
@@ -212,6 +214,7 @@ class BulkRunner:
         self.streams = streams
         self.retries = retries
         self.stream_timeout = stream_timeout
+        self.idle_timeout = idle_timeout
         self.on_result = on_result
         self.on_usage = on_usage
         self.on_retry = on_retry
@@ -288,8 +291,14 @@ class BulkRunner:
             stream = server.client.explain_and_score(
                 request, timeout=self.stream_timeout, request_id=request_id
             )
+            events = aiter(stream)
             try:
-                async for event in stream:
+                while True:
+                    try:
+                        async with asyncio.timeout(self.idle_timeout):
+                            event = await anext(events)
+                    except StopAsyncIteration:
+                        break
                     if not event.HasField("result"):
                         continue
                     job = by_id.pop(event.result.id, None)
@@ -304,6 +313,16 @@ class BulkRunner:
                 stream.cancel()
         except grpc.RpcError as error:
             await self._stream_failed(server, batch, by_id, error, request_id)
+        except TimeoutError:
+            # Silent for idle_timeout: a server stuck on it (a worker that died, a hung
+            # connection). Given up like a failed stream; its features go back.
+            await self._server_failed(
+                server,
+                by_id.values(),
+                "DEADLINE_EXCEEDED",
+                f"the stream to {server.address} sent nothing for {self.idle_timeout:g} s "
+                f"(request id {request_id})",
+            )
         else:
             server.failures = 0
             if by_id:  # the stream ended without some results
@@ -350,12 +369,21 @@ class BulkRunner:
                 self.pending.extendleft(reversed(list(unfinished.values())))
                 self._changed.notify_all()
             return
+        await self._server_failed(
+            server,
+            unfinished.values(),
+            code.name,
+            f"the stream to {server.address} failed: {details}",
+        )
+
+    async def _server_failed(
+        self, server: Server, unfinished: Iterable[Job], code: str, message: str
+    ) -> None:
+        """Rest ``server`` for a growing while, and give ``unfinished`` back."""
         server.failures += 1
         cooldown = min(MAX_COOLDOWN_S, 0.5 * 2 ** (server.failures - 1))
         server.cooldown_until = time.monotonic() + cooldown
-        await self._give_back(
-            unfinished.values(), code.name, f"the stream to {server.address} failed: {details}"
-        )
+        await self._give_back(unfinished, code, message)
 
     async def _give_back(self, jobs: Iterable[Job], code: str, message: str) -> None:
         async with self._changed:

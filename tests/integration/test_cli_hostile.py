@@ -208,3 +208,22 @@ async def test_ctrl_c_exits_quietly_with_130(app, clean_fake, tmp_path: Path, wh
         kept = _lines(output)
         assert 1 <= len(kept) < 8
         assert all(r["id"] for r in kept)
+
+
+async def test_a_silent_stream_is_given_up(
+    app, clean_fake, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A server whose stream goes quiet (as one whose worker died did: ``progress 0/N``, then
+    nothing): the command gives the stream up after ``--idle-timeout`` seconds without an
+    event, retries its features, then fails them. Before: it waited forever."""
+
+    async def feature(self: bulk_handler._Run, feature: Any) -> Any:
+        await asyncio.Event().wait()  # never finishes, never fails
+
+    monkeypatch.setattr(bulk_handler._Run, "feature", feature)
+    args = _run_args(app, tmp_path, _input(tmp_path, 2), "--idle-timeout", "1", "--retries", "1")
+    status, out, err = await _cli(*args)
+    assert status == 1, out + err
+    assert "0 ok, 2 failed (2 re-submissions)" in out
+    assert "DEADLINE_EXCEEDED: the stream to" in out and "sent nothing for 1 s" in out
+    assert len(_lines(tmp_path / "results.jsonl")) == 2
