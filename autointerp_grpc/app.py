@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -41,8 +42,8 @@ from autointerp_grpc.backends.embedding import EmbeddingBackend
 from autointerp_grpc.backends.llm import LLMBackend
 from autointerp_grpc.config import Settings
 from autointerp_grpc.docs import docs_routes
-from autointerp_grpc.errors import AutoInterpError, as_wire_error
-from autointerp_grpc.gateway import error_response, rpc_routes
+from autointerp_grpc.errors import as_wire_error
+from autointerp_grpc.gateway import error_response, http_exception_handler, rpc_routes
 from autointerp_grpc.handlers import Deps
 from autointerp_grpc.health import SERVICE_NAME as HEALTH_SERVICE_NAME
 from autointerp_grpc.health import HealthServicer
@@ -284,59 +285,8 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
-# Starlette's own HTTP errors (no route, wrong method, a static file's range, ...) as gRPC
-# status names, like grpc-gateway's routing errors: 404 NOT_FOUND, 405 UNIMPLEMENTED (the
-# method is not implemented on this path; the HTTP status stays 405, with its Allow header).
-_HTTP_ERROR_CODES: dict[int, grpc.StatusCode] = {
-    400: grpc.StatusCode.INVALID_ARGUMENT,
-    401: grpc.StatusCode.UNAUTHENTICATED,
-    403: grpc.StatusCode.PERMISSION_DENIED,
-    404: grpc.StatusCode.NOT_FOUND,
-    405: grpc.StatusCode.UNIMPLEMENTED,
-    408: grpc.StatusCode.DEADLINE_EXCEEDED,
-    409: grpc.StatusCode.ABORTED,
-    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    416: grpc.StatusCode.OUT_OF_RANGE,
-    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    501: grpc.StatusCode.UNIMPLEMENTED,
-    503: grpc.StatusCode.UNAVAILABLE,
-    504: grpc.StatusCode.DEADLINE_EXCEEDED,
-}
-
-_HTTP_ERROR_DETAILS = {
-    404: "Not Found: no such path on the REST door (its routes are listed at /openapi.json)",
-    405: "Method Not Allowed on this path (the Allow header names the one it takes)",
-}
-
-
-class HttpLevelError(AutoInterpError):
-    """An error Starlette raised before any route ran, keeping its own HTTP status."""
-
-    def __init__(self, message: str, grpc_code: grpc.StatusCode, http_status: int) -> None:
-        super().__init__(message)
-        self.grpc_code = grpc_code
-        self._http_status = http_status
-
-    @property
-    def http_status(self) -> int:
-        return self._http_status
-
-
 def _request_id(request: Request) -> str:
     return request_id_from(request.headers.get(REQUEST_ID_HEADER))
-
-
-async def _http_exception_handler(request: Request, exc: Exception) -> Response:
-    """404, 405 and the like in the service's error shape: ``{"detail", "code"}``."""
-    assert isinstance(exc, HTTPException)
-    status = exc.status_code
-    default = grpc.StatusCode.INVALID_ARGUMENT if status < 500 else grpc.StatusCode.INTERNAL
-    code = _HTTP_ERROR_CODES.get(status, default)
-    detail = _HTTP_ERROR_DETAILS.get(status, str(exc.detail))
-    response = error_response(HttpLevelError(detail, code, status), _request_id(request))
-    if exc.headers:  # Allow on a 405, Content-Range on a 416
-        response.headers.update(exc.headers)
-    return response
 
 
 async def _unhandled_exception_handler(request: Request, exc: Exception) -> Response:
@@ -418,7 +368,7 @@ def create_app(
         ],
         middleware=[Middleware(RequestIdMiddleware)],
         exception_handlers={
-            HTTPException: _http_exception_handler,
+            HTTPException: http_exception_handler,
             Exception: _unhandled_exception_handler,
         },
         lifespan=lifespan,
@@ -426,6 +376,19 @@ def create_app(
     if runtime is not None:
         app.state.runtime = runtime  # also without a lifespan (httpx.ASGITransport runs none)
     return app
+
+
+def _rest_socket(settings: Settings) -> socket.socket:
+    """The REST door's listening socket, bound here so that a taken port is a
+    :class:`StartupError` (uvicorn's own bind logs and exits with a traceback)."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    try:
+        return socket.create_server((settings.host, settings.http_port), family=family)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot listen for REST on {settings.host}:{settings.http_port} (AUTOINTERP_HOST, "
+            f"AUTOINTERP_HTTP_PORT): {exc.strerror or exc}"
+        ) from None
 
 
 class _HttpServer(uvicorn.Server):
@@ -447,6 +410,8 @@ async def serve(settings: Settings) -> None:
     once. The exit watchdog ends the process if anything still holds it after the grace.
     """
     configure_logging(settings.log_level, settings.log_format)
+    # Both ports are taken before anything starts: a taken one ends the start at once.
+    rest_socket = _rest_socket(settings) if settings.http_port else None
     runtime = Runtime(settings)
     redaction.install(runtime.secrets)
     await runtime.start()
@@ -470,7 +435,7 @@ async def serve(settings: Settings) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    if settings.http_port:
+    if rest_socket is not None:
         config = uvicorn.Config(
             create_app(runtime=runtime),
             host=settings.host,
@@ -482,7 +447,7 @@ async def serve(settings: Settings) -> None:
             h11_max_incomplete_event_size=settings.max_header_bytes,
         )
         http = _HttpServer(config)
-        http_task = asyncio.create_task(http.serve())
+        http_task = asyncio.create_task(http.serve(sockets=[rest_socket]))
     else:
         log.info("REST door off (AUTOINTERP_HTTP_PORT=0): gRPC only")
     try:

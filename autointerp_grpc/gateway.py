@@ -16,9 +16,11 @@ import json
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
+import grpc
 from google.api import annotations_pb2, http_pb2
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
@@ -245,3 +247,55 @@ def rpc_routes(
         Route(b.path, _endpoint(b, get_service, get_settings), methods=[b.verb.upper()])
         for b in http_bindings()
     ]
+
+
+# Starlette's own HTTP errors (no route, wrong method, a static file's range, ...) as gRPC
+# status names, like grpc-gateway's routing errors: 404 NOT_FOUND, 405 UNIMPLEMENTED (the
+# method is not implemented on this path; the HTTP status stays 405, with its Allow header).
+_HTTP_ERROR_CODES: dict[int, grpc.StatusCode] = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
+    405: grpc.StatusCode.UNIMPLEMENTED,
+    408: grpc.StatusCode.DEADLINE_EXCEEDED,
+    409: grpc.StatusCode.ABORTED,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    416: grpc.StatusCode.OUT_OF_RANGE,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    501: grpc.StatusCode.UNIMPLEMENTED,
+    503: grpc.StatusCode.UNAVAILABLE,
+    504: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+
+_HTTP_ERROR_DETAILS = {
+    404: "Not Found: no such path on the REST door (its routes are listed at /openapi.json)",
+    405: "Method Not Allowed on this path (the Allow header names the one it takes)",
+}
+
+
+class HttpLevelError(AutoInterpError):
+    """An error Starlette raised before any route ran, keeping its own HTTP status."""
+
+    def __init__(self, message: str, grpc_code: grpc.StatusCode, http_status: int) -> None:
+        super().__init__(message)
+        self.grpc_code = grpc_code
+        self._http_status = http_status
+
+    @property
+    def http_status(self) -> int:
+        return self._http_status
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> Response:
+    """404, 405 and the like in the service's error shape: ``{"detail", "code"}``."""
+    assert isinstance(exc, HTTPException)
+    status = exc.status_code
+    default = grpc.StatusCode.INVALID_ARGUMENT if status < 500 else grpc.StatusCode.INTERNAL
+    code = _HTTP_ERROR_CODES.get(status, default)
+    detail = _HTTP_ERROR_DETAILS.get(status, str(exc.detail))
+    request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+    response = error_response(HttpLevelError(detail, code, status), request_id)
+    if exc.headers:  # Allow on a 405, Content-Range on a 416
+        response.headers.update(exc.headers)
+    return response

@@ -237,28 +237,39 @@ def _run_server(env: dict[str, str], timeout_s: float = 120) -> subprocess.Popen
 
 
 @pytest.mark.slow
-def test_a_second_instance_on_a_taken_grpc_port_exits_with_one_clear_line(server) -> None:
+def test_a_second_instance_on_a_taken_port_exits_with_one_clear_line(server) -> None:
     """Regression (issue 17, item 9): grpc sets SO_REUSEPORT, so a second instance on the
-    same AUTOINTERP_GRPC_PORT started and the kernel split connections between the two."""
+    same AUTOINTERP_GRPC_PORT started and the kernel split connections between the two. A
+    taken REST port printed uvicorn's traceback. Both second instances run side by side."""
     grpc_port = server.grpc_target.rsplit(":", 1)[1]
-    second = _run_server(
-        {
-            "AUTOINTERP_HOST": "127.0.0.1",
-            "AUTOINTERP_GRPC_PORT": grpc_port,
-            "AUTOINTERP_HTTP_PORT": str(free_port()),
-            "SECRET": "another-secret",
-        }
-    )
-    try:
-        output, _ = second.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        second.kill()
-        second.communicate()
-        pytest.fail("the second instance started on a taken gRPC port")
-    assert second.returncode == 1, output
-    last = output.strip().splitlines()[-1]
-    assert last.startswith(f"autointerp: cannot listen for gRPC on 127.0.0.1:{grpc_port} "), output
-    assert "in use" in last and "Traceback" not in output
+    http_port = server.http_base.rsplit(":", 1)[1]
+    clashes = {
+        "gRPC": (grpc_port, str(free_port())),
+        "REST": (str(free_port()), http_port),
+    }
+    running = {
+        door: _run_server(
+            {
+                "AUTOINTERP_HOST": "127.0.0.1",
+                "AUTOINTERP_GRPC_PORT": ports[0],
+                "AUTOINTERP_HTTP_PORT": ports[1],
+                "SECRET": "another-secret",
+            }
+        )
+        for door, ports in clashes.items()
+    }
+    for door, second in running.items():
+        try:
+            output, _ = second.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            second.kill()
+            second.communicate()
+            pytest.fail(f"a second instance started on a taken {door} port")
+        assert second.returncode == 1, output
+        last = output.strip().splitlines()[-1]
+        port = grpc_port if door == "gRPC" else http_port
+        assert last.startswith(f"autointerp: cannot listen for {door} on 127.0.0.1:{port} "), output
+        assert "in use" in last and "Traceback" not in output, output
     # The first instance still serves.
     with grpc.insecure_channel(server.grpc_target) as channel:
         reply = health_pb2_grpc.HealthStub(channel).Check(
