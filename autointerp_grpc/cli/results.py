@@ -77,7 +77,7 @@ def read_done_ids(path: Path) -> tuple[set[str], int]:
                 continue
             try:
                 data = json.loads(line)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):  # not JSON, too deep, an int past 4,300 digits
                 unreadable += 1
                 continue
             if isinstance(data, dict) and isinstance(data.get("id"), str):

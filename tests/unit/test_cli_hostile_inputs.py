@@ -166,3 +166,21 @@ def test_a_gzip_bomb_is_read_as_a_stream(tmp_path: Path) -> None:
     assert f"{path}:1: " in line and "(--max-line-bytes)" in line, line
     peak_mib = int(peak.split()[1]) / 1024
     assert peak_mib < 200, f"peak RSS {peak_mib:.0f} MiB"
+
+
+def test_a_hostile_results_file_is_read_as_unreadable_lines(tmp_path: Path) -> None:
+    """The file a resumed run reads: lines nested 100k deep or holding a 5,000-digit integer
+    are unreadable lines (warned about, their ids run again), never a traceback."""
+    from autointerp_grpc.cli import results
+
+    path = tmp_path / "results.jsonl"
+    path.write_text(
+        '{"id": "ok", "explanation": "x"}\n'
+        + "[" * 100_000
+        + "]" * 100_000
+        + "\n"
+        + '{"id": "big", "seconds": '
+        + "9" * 5000
+        + "}\n"
+    )
+    assert results.read_done_ids(path) == ({"ok"}, 2)
