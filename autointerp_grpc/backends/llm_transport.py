@@ -7,7 +7,7 @@ response body as a stream, after decompression (httpx2 inflates a gzip body in p
 most 1 MiB), and stops at a byte limit: a body over it, however it is encoded and whatever
 its ``Content-Length`` says, fails the call with :class:`ResponseTooLarge` (an
 ``openai.OpenAIError``, which the SDK passes on without retrying) holding at most the limit
-in memory.
+in memory. Redirects are followed without reading their bodies.
 
 :class:`FairGate` is the process-wide cap on upstream calls in flight. A call waits for a
 slot at most as long as it is told (the request's remaining time, and the server's limit on
@@ -51,9 +51,28 @@ class BoundedHttpxClient(openai.DefaultAsyncHttpxClient):
         self.max_body_bytes = max_body_bytes
 
     async def send(  # type: ignore[override]
-        self, request: httpx2.Request, *, stream: bool = False, **kwargs: Any
+        self,
+        request: httpx2.Request,
+        *,
+        stream: bool = False,
+        follow_redirects: bool | None = None,
+        **kwargs: Any,
     ) -> httpx2.Response:
-        response = await super().send(request, stream=True, **kwargs)
+        follow = self.follow_redirects if follow_redirects is None else follow_redirects
+        hops = 0
+        while True:
+            # Redirects are followed here, so that no body is read unbounded on the way
+            # (httpx reads a redirect's whole body before following it).
+            response = await super().send(request, stream=True, follow_redirects=False, **kwargs)
+            if not follow or response.next_request is None:
+                break
+            await response.aclose()
+            hops += 1
+            if hops > self.max_redirects:
+                raise httpx2.TooManyRedirects(
+                    "Exceeded maximum allowed redirects.", request=request
+                )
+            request = response.next_request
         if stream:
             return response
         try:

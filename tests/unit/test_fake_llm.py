@@ -543,3 +543,48 @@ async def test_drip_fault_beats_a_per_read_timeout(fake):
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(1.2):
                 await _chat(oai, _explain_messages())
+
+
+# --- a hostile provider (issue 17) ----------------------------------------------------------
+
+
+async def test_answer_directive_serves_each_hostile_answer(fake):
+    for name, content in fake_llm_faults.HOSTILE_ANSWERS.items():
+        body = (await _raw_chat(fake, f"{MODEL}@answer={name}")).json()
+        assert body["choices"][0]["message"]["content"] == content
+    assert fake_llm_faults.HOSTILE_ANSWERS["spaces"] == "Explanation: a" + " " * 2500 + "b"
+    assert fake_llm_faults.HOSTILE_ANSWERS["brackets"] == "[" * 60000
+    assert fake_llm_faults.HOSTILE_ANSWERS["think"] == "<think>" * 8000
+    response = await _raw_chat(fake, f"{MODEL}@answer=nope")
+    assert response.status_code == 400
+    assert "answer directive 'nope'" in response.json()["error"]["message"]
+
+
+async def test_hostile_body_faults(fake):
+    body = (await _raw_chat(fake, f"{MODEL}@fault=huge_cost")).json()
+    assert body["usage"]["cost"] == 1e308
+    assert body["choices"][0]["message"]["content"] == f"[EXPLANATION]: {EXPLANATION}"
+    response = await _raw_chat(fake, f"{MODEL}@fault=nested_body")
+    assert response.content == b"[" * 100_000 + b"]" * 100_000
+    url = f"{fake.base_url}/chat/completions"
+    request = {"model": f"{MODEL}@fault=gzip_bomb", "messages": _explain_messages()}
+    async with (
+        httpx.AsyncClient(timeout=30) as raw,
+        raw.stream("POST", url, json=request, headers={"Authorization": "Bearer k"}) as bomb,
+    ):
+        assert bomb.headers["content-encoding"] == "gzip"
+        sent = 0
+        async for piece in bomb.aiter_raw():
+            sent += len(piece)
+        assert sent < 1024 * 1024  # about 200 KB on the wire, 200 MB decoded
+    key = "sk-echo-0123456789abcdef"
+    async with httpx.AsyncClient(timeout=30) as raw:
+        response = await raw.post(
+            url,
+            json={"model": f"{MODEL}@fault=echo_key", "messages": _explain_messages()},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+    assert response.status_code == 400
+    message = response.json()["error"]["message"]
+    assert key in message and key.upper() in message
+    assert "\\u0073\\u006b" in message  # JSON-escaped, character by character

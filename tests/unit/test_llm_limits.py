@@ -120,6 +120,17 @@ async def test_a_body_over_the_limit_is_unavailable_and_memory_stays_bounded(
     assert elapsed < 10, elapsed
 
 
+async def test_a_redirect_is_followed_without_reading_its_body(backend) -> None:
+    _gzip_bomb(_BOMB_TAIL)
+    before = _rss_bytes()
+    with _PeakRss() as rss:
+        # A 307 whose body is the 200 MB gzip bomb; the redirected request gets the answer.
+        response = await backend.client("m@fault=redirect_bomb", KEY).generate(PROMPT)
+    assert response.text == "I am a fake model."
+    growth = rss.peak - before
+    assert growth < 64 * 1024 * 1024, f"RSS grew {growth / 2**20:.0f} MiB"
+
+
 async def test_a_body_under_the_limit_reads_as_before(fake_llm) -> None:
     llm = LLMBackend(
         Settings(

@@ -268,11 +268,24 @@ class _Endpoints:
             return _error(*denied)
 
         fault, latency = self.state.take_fault_and_latency(directives)
+        if request.query_params.get("redirected"):
+            fault = None  # the second leg of a "redirect_bomb": the plain answer
         record["fault"] = fault
         if latency > 0 and await _client_left(request, latency):
             return Response()
         if fault in ERROR_FAULTS:
             return self._fault_error(exchange, fault)
+        if fault == "redirect_bomb":
+            exchange.settle(307)
+            return Response(
+                _gzip_bomb(_BOMB_TAIL),
+                status_code=307,
+                media_type="application/json",
+                headers={
+                    "content-encoding": "gzip",
+                    "location": f"{request.url.path}?redirected=1",
+                },
+            )
         if fault == "echo_key":
             exchange.settle(400)
             key = (request.headers.get("authorization") or "").partition(" ")[2].strip()

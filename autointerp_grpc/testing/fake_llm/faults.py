@@ -29,7 +29,9 @@ The modes (:data:`FAULT_MODES`):
   with ``Content-Encoding: gzip``, :data:`BOMB_BYTES` decoded from about 200 KB sent),
   "lying_length" (a ``Content-Length`` of 1 TB over :data:`HUGE_BODY_BYTES` of whitespace,
   then the connection ends), "echo_key" (HTTP 400 whose message echoes the caller's API key
-  exactly, JSON-escaped, upper-cased and split by whitespace, see :func:`echo_key_message`).
+  exactly, JSON-escaped, upper-cased and split by whitespace, see :func:`echo_key_message`),
+  "redirect_bomb" (HTTP 307 to the same path whose body is the "gzip_bomb"; the redirected
+  request gets the right answer).
 
 The ``@answer=<name>`` directive replaces the content with one of :data:`HOSTILE_ANSWERS`.
 """
@@ -86,6 +88,7 @@ FAULT_MODES: frozenset[str] = frozenset(
         "gzip_bomb",
         "lying_length",
         "echo_key",
+        "redirect_bomb",
         *BODY_FAULTS,
     }
 )
