@@ -63,7 +63,7 @@ class GuardedH11Protocol(H11Protocol):
                 self.send_400_response(self._too_large)
                 return
         super().on_response_complete()
-        if self._reading_head() and self.conn.trailing_data[0] and self._head_timer is None:
+        if self._reading_head() and self._head_bytes and self._head_timer is None:
             self._arm()  # the next head has begun to arrive (pipelined)
 
     @property
@@ -73,8 +73,9 @@ class GuardedH11Protocol(H11Protocol):
     def _head_within_limit(self, data: bytes) -> bool:
         """Count ``data`` against the head limit: the bytes up to the end of the head (a
         blank line) if it is in ``data``, else all of them."""
-        seen = self._head_tail + data
-        end = seen.find(b"\r\n\r\n")
+        seen = self._head_tail + data if self._head_tail else data
+        # Only the first bytes can end a head within the limit: the search stops there.
+        end = seen.find(b"\r\n\r\n", 0, self.max_head_bytes + len(self._head_tail) + 1)
         if end >= 0:
             size = self._head_bytes - len(self._head_tail) + end + 4
         else:

@@ -64,12 +64,12 @@ async def _echo_app(scope, receive, send) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _server() -> AsyncIterator[int]:
+async def _server(head_timeout_s: float = 5.0) -> AsyncIterator[int]:
     config = uvicorn.Config(
         _echo_app,
         host="127.0.0.1",
         port=0,
-        http=guarded_protocol(5.0, LIMIT),
+        http=guarded_protocol(head_timeout_s, LIMIT),
         h11_max_incomplete_event_size=LIMIT,
         log_level="critical",
         lifespan="off",
@@ -185,3 +185,20 @@ async def test_heads_within_the_limit_pipelined_in_one_write_pass() -> None:
         one = _head(LIMIT - 200)
         answers = await _exchange(port, one + one + one, responses=3)
         assert all(a.startswith(b"HTTP/1.1 200") for a in answers)
+
+
+async def test_a_partial_head_pipelined_behind_a_request_has_the_head_deadline() -> None:
+    """The deadline of a head pipelined behind another request runs from the first
+    request's response (uvicorn's keep-alive timer, 5 s, would close it later)."""
+    async with _server(head_timeout_s=0.5) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(b"GET / HTTP/1.1\r\nhost: x\r\n\r\nPOST / HTTP/1.1\r\nhost: x\r\n")
+            await writer.drain()
+            began = asyncio.get_running_loop().time()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"HTTP/1.1 200")
+            await asyncio.wait_for(reader.read(), 5)  # the body, then EOF when it closes
+            assert asyncio.get_running_loop().time() - began < 2
+        finally:
+            writer.close()
