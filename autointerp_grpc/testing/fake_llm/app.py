@@ -275,21 +275,8 @@ class _Endpoints:
             return Response()
         if fault in ERROR_FAULTS:
             return self._fault_error(exchange, fault)
-        if fault == "redirect_bomb":
-            exchange.settle(307)
-            return Response(
-                _gzip_bomb(_BOMB_TAIL),
-                status_code=307,
-                media_type="application/json",
-                headers={
-                    "content-encoding": "gzip",
-                    "location": f"{request.url.path}?redirected=1",
-                },
-            )
-        if fault == "echo_key":
-            exchange.settle(400)
-            key = (request.headers.get("authorization") or "").partition(" ")[2].strip()
-            return _error(400, bad_request(echo_key_message(key)))
+        if fault in ("redirect_bomb", "echo_key"):
+            return self._hostile_error(request, exchange, fault)
         if fault == "hang":
             if await _client_left(request, MAX_HANG_S):
                 return Response()
@@ -354,6 +341,23 @@ class _Endpoints:
         elif fault == "bad_usage":
             completion["usage"].update(next(self._bad_usages))
         return _json(200, completion)
+
+    def _hostile_error(self, request: Request, exchange: Exchange, fault: str) -> Response:
+        """A "redirect_bomb" (307 carrying a gzip bomb) or "echo_key" (400 echoing the key)."""
+        if fault == "redirect_bomb":
+            exchange.settle(307)
+            return Response(
+                _gzip_bomb(_BOMB_TAIL),
+                status_code=307,
+                media_type="application/json",
+                headers={
+                    "content-encoding": "gzip",
+                    "location": f"{request.url.path}?redirected=1",
+                },
+            )
+        exchange.settle(400)
+        key = (request.headers.get("authorization") or "").partition(" ")[2].strip()
+        return _error(400, bad_request(echo_key_message(key)))
 
     def _fault_error(self, exchange: Exchange, fault: str) -> Response:
         status, error = ERROR_FAULTS[fault]
