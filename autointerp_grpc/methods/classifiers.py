@@ -19,17 +19,14 @@ that never reads the explanation could score far above chance (DESIGN.md §3a).
 from __future__ import annotations
 
 import asyncio
-import json
+import math
 import random
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
-from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 from autointerp_grpc.backends.llm import LLMClient
 from autointerp_grpc.delphi_compat import (
-    Classifier,
     ClassifierOutput,
     DetectionScorer,
     FuzzingScorer,
@@ -48,19 +45,22 @@ from autointerp_grpc.methods.scoring import (
 )
 from autointerp_grpc.methods.spec import ScoreContext, ScoreResult
 from autointerp_grpc.offload import off_loop
+from autointerp_grpc.prompts.common import loads_answer
 from autointerp_grpc.records import Split, example_token_count
 
 _batch_size: ContextVar[int] = ContextVar("autointerp_classifier_batch_size")
-_LIST_RE = re.compile(r"\[.*?\]", re.DOTALL)
 
 
 def parse_predictions(answer: str, expected: int) -> list[bool]:
-    """The first ``[...]`` list in ``answer`` as booleans; ValueError unless it holds exactly
-    ``expected`` values, each 0, 1, true or false."""
-    match = _LIST_RE.search(answer)
-    if match is None:
+    """The first ``[...]`` list in ``answer`` (from its first ``[`` to the first ``]`` after
+    it, what delphi's ``\\[.*?\\]`` finds) as booleans; ValueError unless it holds exactly
+    ``expected`` values, each 0, 1, true or false. Two ``str.find`` calls: linear in the
+    answer's length (the lazy pattern rescanned from every ``[``: 80 KB of ``[`` took 22 s)."""
+    opened = answer.find("[")
+    closed = answer.find("]", opened) if opened >= 0 else -1
+    if closed < 0:
         raise ValueError("the answer holds no [...] list")
-    values = json.loads(match.group(0))
+    values = loads_answer(answer[opened : closed + 1])
     if not isinstance(values, list) or len(values) != expected:
         raise ValueError(f"the answer lists {len(values)} predictions for {expected} examples")
     if any(v not in (0, 1) or isinstance(v, float) for v in values):
@@ -68,20 +68,56 @@ def parse_predictions(answer: str, expected: int) -> list[bool]:
     return [bool(v) for v in values]
 
 
-def probabilities_from_logprobs(
-    logprobs: list[Any] | None, expected: int
-) -> list[float] | list[None]:
-    """P("1") per answer token from the provider's top log probabilities, by delphi's own
-    ``Classifier._parse_logprobs``; all None when there are none or they don't line up with
-    the ``expected`` answers."""
-    if not logprobs:
+LOGPROB_MASS_SLACK = 0.01
+"""How far the top alternatives' probabilities may sum above 1 (providers round log
+probabilities) before they read as not being probabilities."""
+
+
+def label_probability(top_logprobs: Any) -> float | None:
+    """P("1") / (P("0") + P("1")) over one answer token's top alternatives, as delphi's
+    ``Classifier._parse_logprobs`` computes it (a token containing "0" counts for 0, else one
+    containing "1" for 1); None where that is not a real probability: an alternative whose log
+    probability is not a finite number at most 0, alternatives whose probabilities sum above
+    1, or no "0"/"1" alternative at all (delphi substitutes 0.0 for the last two and for a NaN,
+    and returns NaN for a log probability of 1000)."""
+    if not isinstance(top_logprobs, list):
+        return None
+    prob_0 = prob_1 = mass = 0.0
+    for top in top_logprobs:
+        token, logprob = getattr(top, "token", None), getattr(top, "logprob", None)
+        if not isinstance(token, str) or isinstance(logprob, bool):
+            return None
+        if not isinstance(logprob, int | float) or not -math.inf < logprob <= 0:
+            return None
+        probability = math.exp(logprob)
+        mass += probability
+        if "0" in token:
+            prob_0 += probability
+        elif "1" in token:
+            prob_1 += probability
+    if mass > 1 + LOGPROB_MASS_SLACK or prob_0 + prob_1 <= 0:
+        return None
+    return prob_1 / (prob_0 + prob_1)
+
+
+def probabilities_from_logprobs(logprobs: list[Any] | None, expected: int) -> list[float | None]:
+    """P("1") per answer label from the provider's top log probabilities, read as delphi's
+    ``Classifier._parse_logprobs`` reads them (each answer token containing "0" or "1" is one
+    label, in order); all None when there are none or they don't line up with the
+    ``expected`` answers, and None for a label whose alternatives are not probabilities
+    (:func:`label_probability`): that example is unanswered for the AUC, never given an
+    invented value."""
+    if not isinstance(logprobs, list) or not logprobs:
         return [None] * expected
-    try:
-        # _parse_logprobs reads only n_examples_shown from self; give it this batch's size.
-        parsed = Classifier._parse_logprobs(SimpleNamespace(n_examples_shown=expected), logprobs)  # type: ignore[arg-type]
-    except (AssertionError, AttributeError, TypeError):
+    labels = [
+        entry
+        for entry in logprobs
+        if isinstance(token := getattr(entry, "token", None), str)
+        and ("1" in token or "0" in token)
+    ]
+    if len(labels) != expected:
         return [None] * expected
-    return [float(p) for p in parsed]
+    return [label_probability(getattr(entry, "top_logprobs", None)) for entry in labels]
 
 
 class _BatchSizedAnswers:
@@ -127,7 +163,10 @@ class _BatchSizedAnswers:
     ) -> tuple[list[bool], list[float] | list[None]]:
         expected = _batch_size.get(self.n_examples_shown)
         predictions = parse_predictions(string, expected)
-        return predictions, probabilities_from_logprobs(logprobs, expected)
+        probabilities = probabilities_from_logprobs(logprobs, expected)
+        # delphi annotates the probabilities as all floats or all None; its _generate copies
+        # each onto its example as it is, so a None leaves only that example without one.
+        return predictions, cast("list[float]", probabilities)
 
 
 Span = tuple[int, int]
@@ -277,6 +316,23 @@ def classifier_item(output: ClassifierOutput, index: int) -> pb.ScoreBreakdownIt
     return item
 
 
+def probabilities_note(items: Sequence[pb.ScoreBreakdownItem]) -> list[str]:
+    """A note naming the answered examples left without a probability (their top log
+    probabilities were not probabilities, or did not line up with the answer): the AUC is
+    computed without them, or not at all."""
+    answered = [item for item in items if item.HasField("prediction")]
+    without = sum(not item.HasField("probability") for item in answered)
+    if not without:
+        return []
+    used = len(answered) - without
+    return [
+        f"{without} of the {len(answered)} answered examples have no probability: the "
+        "provider's top log probabilities for their answers were not probabilities (not "
+        "finite, above 0, or summing above 1) or did not line up with the answer. "
+        + (f"The AUC uses the other {used}." if used else "No AUC is reported.")
+    ]
+
+
 def classifier_scorer(fuzz: bool) -> Callable[[ScoreContext], Awaitable[ScoreResult]]:
     async def run(ctx: ScoreContext) -> ScoreResult:
         assert ctx.client is not None
@@ -297,6 +353,8 @@ def classifier_scorer(fuzz: bool) -> Callable[[ScoreContext], Awaitable[ScoreRes
             index = index_by_tokens(ctx.split)
             items = [classifier_item(o, index.get(id(o.str_tokens), -1)) for o in outputs]
             notes = [LOGPROBS_MISSING_NOTE] if p.use_logprobs and client.logprobs_missing else []
+            if p.use_logprobs and not client.logprobs_missing:
+                notes += probabilities_note(items)
             # delphi sends the shuffled samples in consecutive batches of examples_per_prompt.
             clusters = [i // p.examples_per_prompt for i in range(len(items))]
             return classifier_result(items, client.errors, notes, ctx.min_answered, clusters)

@@ -91,7 +91,9 @@ def classifier_metrics(
     )
     scored = [(t, p) for t, p in zip(truth, probabilities, strict=True) if p is not None]
     if scored and len({t for t, _ in scored}) == 2:
-        metrics.auc = roc_auc([t for t, _ in scored], [p for _, p in scored])
+        auc = roc_auc([t for t, _ in scored], [p for _, p in scored])
+        if math.isfinite(auc):  # never NaN on the wire: an AUC that is not a number is none
+            metrics.auc = auc
     return metrics
 
 

@@ -171,5 +171,7 @@ def set_answer(
     if output.prediction is not None:
         item.prediction = bool(output.prediction)
         item.correct = bool(output.prediction) == bool(output.activating)
-    if output.probability is not None:
-        item.probability = float(output.probability)
+    probability = output.probability
+    # Only a real probability: anything else (NaN, inf, out of range) is no probability.
+    if isinstance(probability, int | float) and 0.0 <= probability <= 1.0:
+        item.probability = float(probability)

@@ -19,7 +19,6 @@ The ``mode`` parameter picks how the predictions are made:
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -45,6 +44,7 @@ from autointerp_grpc.methods.scoring import (
 )
 from autointerp_grpc.methods.simulation_ev import EvOutcome, simulate_ev
 from autointerp_grpc.methods.spec import ScoreContext, ScoreResult
+from autointerp_grpc.prompts.common import loads_answer
 from autointerp_grpc.records import Split, str_tokens_of
 
 SIMULATION_MAX = 10.0
@@ -74,14 +74,28 @@ _SIMULATION_FORMAT: dict[str, Any] = {
         },
     },
 }
-_FENCE_RE = re.compile(r"^```(?:json)?\s*|\s*```$")
+_OPENING_FENCE_RE = re.compile(r"```(?:json)?\s*+")
+
+
+def unfenced(text: str) -> str:
+    """``text`` stripped, without an opening fence (three backticks, optionally followed by
+    ``json``) and a closing one, with the whitespace around them. Linear in the length (the
+    pattern it replaces, fence-or-json-then-spaces at the start or spaces-then-fence at the
+    end, retried its trailing branch from every position: quadratic in a run of spaces)."""
+    text = text.strip()
+    opening = _OPENING_FENCE_RE.match(text)
+    if opening is not None:
+        text = text[opening.end() :]
+    if text.endswith("```"):
+        text = text[:-3].rstrip()
+    return text
 
 
 def parse_simulation(text: str, n_tokens: int) -> list[float]:
     """The simulated activations in a JSON answer; ValueError unless there is exactly one
     number in [0, 10] per token (delphi's own parser answers zeros instead, which would be
     indistinguishable from a real prediction)."""
-    data = json.loads(_FENCE_RE.sub("", text.strip()))
+    data = loads_answer(unfenced(text))
     entries = data.get("activations") if isinstance(data, dict) else None
     if not isinstance(entries, list) or len(entries) != n_tokens:
         got = len(entries) if isinstance(entries, list) else "no"
@@ -205,10 +219,18 @@ def _simulation_result(
 ) -> ScoreResult:
     records = split.in_order
     activating = split.activating_indices
+    # Correlations are scale-invariant: the true activations are divided by the largest
+    # magnitude in the request, so any finite doubles (1.7e308, 5e-324) give the same sums as
+    # the same shape at 1 would, never an overflow (NaN) or an underflow (a "constant" side).
+    scale = max(
+        (float(e.activations.abs().max()) for e in records if e.activations.numel() > 0),
+        default=0.0,
+    )
     items: list[pb.ScoreBreakdownItem] = []
     answered: list[tuple[list[float], list[float]]] = []
     for i, (example, predicted) in enumerate(zip(records, predictions, strict=True)):
-        true = example.activations.tolist()
+        values = example.activations.double()
+        true = (values / scale if scale > 0 else values).tolist()
         item = pb.ScoreBreakdownItem(
             record_index=i,
             text="".join(str_tokens_of(example)),
@@ -238,19 +260,26 @@ def _simulation_result(
         n, sx, sy, sxx, syy, sxy = sums[list(indices)].sum(axis=0)
         var_x, var_y = n * sxx - sx * sx, n * syy - sy * sy
         # Relative tolerance: float sums of a constant side leave a tiny residue.
-        if var_x <= 1e-12 * max(n * sxx, 1e-300) or var_y <= 1e-12 * max(n * syy, 1e-300):
-            raise ValueError("constant")
+        if var_x <= 1e-12 * max(n * sxx, 1e-300):
+            raise ValueError("constant truth")
+        if var_y <= 1e-12 * max(n * syy, 1e-300):
+            raise ValueError("constant prediction")
         return float(np.clip((n * sxy - sx * sy) / np.sqrt(var_x * var_y), -1.0, 1.0))
 
     try:
         score = pooled(range(len(answered)))
-    except ValueError:
+    except ValueError as undefined:
         # A simulation that predicts the same value everywhere says nothing about the
-        # explanation: that is a failure to simulate, not a correlation of 0.
+        # explanation: that is a failure to simulate, not a correlation of 0. (The request's
+        # true activations always vary, activating and non-activating records both being
+        # required; they are constant here only when the records that vary went unanswered.)
         raise UpstreamBadResponse(
             "The simulator model predicted the same activation for every token of every "
-            "answered record (or the answered records' true activations are constant), so "
-            "the correlation is undefined; try again or use another model"
+            "answered record, so the correlation is undefined; try again or use another model"
+            if str(undefined) == "constant prediction"
+            else "The records that got a usable answer have the same true activation at every "
+            "token (the others went unanswered), so the correlation is undefined; try again "
+            "or use another model"
         ) from None
     small = metrics.small_sample_note(
         coverage.activating_answered, coverage.non_activating_answered

@@ -385,11 +385,17 @@ def np_max_act_messages(  # noqa: PLR0917 (positional signature is the documente
 # The answer
 # --------------------------------------------------------------------------------------------
 
+# Linear on any answer (issue 17: "Explanation: a" + 2500 spaces + "b" took seconds, and 4 KiB
+# of spaces a minute): no two quantifiers can split one run between them (possessive ``*+``
+# and ``++``), and a pattern that starts with ``\s*`` only starts where a whitespace run
+# starts (``(?<!\s)``: a match from inside a run is also one from its start, which is further
+# left, so the leftmost match is unchanged), so no run is rescanned from each of its positions.
 _FINAL_RE = re.compile(
-    r"explanation(?:\s+(?:of|for)\s+neuron\s+\d+\s+behavior)?\]?[\s*_]*:", re.IGNORECASE
+    r"explanation(?:\s++(?:of|for)\s++neuron\s++\d++\s++behavior)?\]?[\s*_]*+:", re.IGNORECASE
 )
 _LABEL_RE = re.compile(
-    r"^[\s*#>_]*\[?(?:final\s+)?(?:explanation|label|answer)\]?[\s*_]*[:\-\u2013\u2014][\s*_]*",
+    r"^[\s*#>_]*+\[?(?:final\s++)?(?:explanation|label|answer)\]?[\s*_]*+[:\-\u2013\u2014]"
+    r"[\s*_]*+",
     re.IGNORECASE,
 )
 # What models append after the label (the cases Neuronpedia's Python library strips):
@@ -398,13 +404,13 @@ _LABEL_RE = re.compile(
 _METHOD_TAILS = tuple(
     re.compile(pattern, re.IGNORECASE)
     for pattern in (
-        r"\s*[\-\u2013\u2014]?\s*\(\s*(?:used\s+)?method\s+\d+\s*\)\s*$",
-        r"\s*[\-\u2013\u2014]\s*method\s+\d+.*$",
-        r"\.\s*method\s+\d+.*$",
-        r"\s*method\s*:?\s*\d+\s*$",
+        r"(?<!\s)\s*+[\-\u2013\u2014]?\s*+\(\s*+(?:used\s++)?method\s++\d++\s*+\)\s*+$",
+        r"(?<!\s)\s*+[\-\u2013\u2014]\s*+method\s++\d.*$",
+        r"\.\s*+method\s++\d.*$",
+        r"(?<!\s)\s*+method\s*+:?\s*+\d++\s*+$",
     )
 )
-_METHOD_RE = re.compile(r"\bmethod\s*:?\s*\d", re.IGNORECASE)
+_METHOD_RE = re.compile(r"\bmethod\s*+:?\s*+\d", re.IGNORECASE)
 
 
 def parse_short_explanation(text: str) -> str:
