@@ -144,3 +144,18 @@ async def test_costs_whose_sum_overflows_end_the_stream(
         assert result["usage"].get("cost") is None
         assert result["scores"][0]["score"] >= 0
     assert events[-1]["progress"]["usage"].get("cost") is None
+
+
+@pytest.mark.parametrize("door", ["grpc", "rest"])
+async def test_a_provider_cost_of_1e308_end_to_end(app, clean_fake, door: str) -> None:
+    """The fake LLM's ``huge_cost``: every answer reports ``usage.cost`` 1e308 (issue 17 item
+    2's reproduction; before: ``progress 0/3`` and a stream that never ended)."""
+    body = _body("cat-1", "cat-2", "cat-3")
+    body["llm"] = {**LLM, "model": "openai/gpt-4o-mini@fault=huge_cost"}
+    read = _grpc_events if door == "grpc" else _rest_events
+    events = await read(app, body)
+    results = _check_summary(events, total=3, failed=0)
+    for result in results.values():
+        assert result["usage"].get("cost") is None  # implausible: unknown
+        assert result["scores"][0]["score"] >= 0
+    assert events[-1]["progress"]["usage"].get("cost") is None
