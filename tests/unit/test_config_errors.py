@@ -33,6 +33,7 @@ BAD_VALUES: dict[str, str] = {
     "embedding_max_batch": "0",
     "malloc_mmap_threshold": "-1",
     "embedding_encode_batch": "0",
+    "embedding_encode_tokens": "0",
     "max_records": "0",
     "max_request_bytes": "10",
     "max_header_bytes": "10",
