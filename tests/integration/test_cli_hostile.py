@@ -17,8 +17,10 @@ from typing import Any
 import pytest
 from support import TEST_SECRET
 
+from autointerp_grpc.backends.llm import LLMClient
 from autointerp_grpc.errors import Unavailable
 from autointerp_grpc.handlers import bulk as bulk_handler
+from autointerp_grpc.testing.fake_llm.recognise import request_kind
 from autointerp_grpc.usage import Usage
 
 REPO = Path(__file__).resolve().parents[2]
@@ -130,6 +132,37 @@ async def test_a_failed_scorer_fails_its_feature(
     assert "3 ok, 0 failed" in out
     last = {r["id"]: r for r in _lines(tmp_path / "results.jsonl")}
     assert all("score" in r["scores"][0] for r in last.values())
+
+
+async def test_a_provider_failing_only_on_scoring_prompts(
+    app, clean_fake, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Item 8 as reported: the provider answers the explainer's prompts and fails every
+    detection prompt (as a 503 does: the LLM client's Unavailable); delphi's scorer leaves
+    them unanswered and the coverage floor fails the scorer."""
+    original = LLMClient.generate
+    scoring_calls = [0]
+
+    async def generate(self: LLMClient, prompt: Any, **kwargs: Any) -> Any:
+        messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+        if request_kind(messages) != "explain":
+            scoring_calls[0] += 1
+            raise Unavailable("The LLM provider is unavailable (HTTP 503)")
+        return await original(self, prompt, **kwargs)
+
+    monkeypatch.setattr(LLMClient, "generate", generate)
+    args = _run_args(app, tmp_path, _input(tmp_path, 3), "--retries", "1")
+    status, out, err = await _cli(*args)
+    assert status == 1, out + err
+    assert "0 ok, 3 failed (3 re-submissions)" in out
+    assert scoring_calls[0] > 0
+    results = _lines(tmp_path / "results.jsonl")
+    assert [r["scores"][0]["error"]["code"] for r in results] == ["UNAVAILABLE"] * 3
+    assert all(r["explanation"] for r in results)
+    monkeypatch.undo()
+    status, out, err = await _cli(*args)
+    assert status == 0, out + err
+    assert "3 ok, 0 failed" in out
 
 
 async def test_a_transient_scorer_failure_is_retried(
