@@ -56,6 +56,7 @@ from typing import Any
 
 from autointerp_grpc.backends.llm import LLMClient
 from autointerp_grpc.errors import AutoInterpError
+from autointerp_grpc.offload import off_loop
 from autointerp_grpc.prompts.oai_simulation import (
     END_OF_TEXT,
     END_OF_TEXT_REPLACEMENT,
@@ -169,9 +170,16 @@ def _comparable(token: str) -> str:
     return END_OF_TEXT if token == END_OF_TEXT_REPLACEMENT else token
 
 
+_EXTRA_LINES = 32
+"""Lines read beyond twice the token count: a well-formed answer has one line per token."""
+
+
 def align(tokens: Sequence[str], lines: Sequence[SimulatedLine]) -> list[float | None]:
     """The expected value for each of ``tokens`` from the answer's lines, matched in order;
-    None for a token no line matches."""
+    None for a token no line matches. Only the first ``2 * len(tokens) + 32`` lines are read
+    (difflib's matching grows with tokens times lines: a hostile answer of 200,000 lines
+    took seconds); an answer whose lines are the tokens is matched without difflib."""
+    lines = lines[: 2 * len(tokens) + _EXTRA_LINES]
     if not lines:
         return [None] * len(tokens)
     wanted = [_comparable(token) for token in tokens]
@@ -179,6 +187,8 @@ def align(tokens: Sequence[str], lines: Sequence[SimulatedLine]) -> list[float |
     if wanted and written[0] != wanted[0]:
         # A preamble before the first line ("Here are the activations:\n\nThe\t0").
         written[0] = _comparable(lines[0].token.rsplit("\n", 1)[-1])
+    if written == wanted:
+        return [line.value for line in lines]
     values: list[float | None] = [None] * len(tokens)
     matcher = difflib.SequenceMatcher(None, wanted, written, autojunk=False)
     for block in matcher.get_matching_blocks():
@@ -227,7 +237,9 @@ async def simulate_ev(client: LLMClient, explanation: str, tokens: Sequence[str]
     if not has_top_logprobs(content):
         return EvOutcome(None, answered=True, logprobs=False)
     assert content is not None
-    values = align(tokens, simulated_lines(content))
+    lines = simulated_lines(content)
+    # difflib's work grows with tokens times lines: a big record's alignment runs off the loop.
+    values = await off_loop(len(tokens) * len(lines), align, tokens, lines)
     complete = [v for v in values if v is not None]
     predictions = complete if len(complete) == len(tokens) else None
     return EvOutcome(predictions, answered=True, logprobs=True)

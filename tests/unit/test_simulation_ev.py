@@ -408,3 +408,19 @@ def test_existing_kinds_are_not_misrecognised() -> None:
     assert request_kind(recall_messages("cats", ["a cat"])) == "recall"
     for messages in EXPLAINER_PROMPTS.values():
         assert request_kind(messages) not in {"np_max_act", "np_max_act_logits", "simulation"}
+
+
+def test_alignment_is_bounded_on_an_answer_with_far_more_lines_than_tokens() -> None:
+    """Issue 17 item 1: a hostile answer of 200,000 lines for 200 tokens is aligned in well
+    under a second (difflib over every line took about 10 s): lines past twice the token
+    count (plus a margin) are never a well-formed answer's and are not read."""
+    import time
+
+    tokens = [f" t{i % 7}" for i in range(200)]
+    lines = [SimulatedLine(f" t{i % 5}", 1.0) for i in range(200_000)]
+    start = time.perf_counter()
+    values = align(tokens, lines)
+    assert time.perf_counter() - start < 0.5
+    assert len(values) == len(tokens)
+    # A well-formed answer still aligns token for token.
+    assert align(tokens, [SimulatedLine(t, 2.0) for t in tokens]) == [2.0] * len(tokens)
