@@ -40,6 +40,7 @@ REDACTED_FIELDS = ("request_id", "rpc", "status", "detail")
 # (dropped), a character as \uXXXX, a slash or quote. Every token starts with a character
 # no other token's repetition can take, so the scan is linear in the text.
 _NOISE = re.compile(r"\s+|\\+(?:u[0-9a-fA-F]{4}|[nrt/\"])?")
+_WHITESPACE = re.compile(r"\s+")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
@@ -111,6 +112,12 @@ def redact_values(text: str, values: list[str] | tuple[str, ...]) -> str:
                 needles.append(needle)
     if not needles:
         return text
+    if "\\" not in text:
+        # No escapes: the canonical text is the text without whitespace, lowered (all in C);
+        # only a text that holds a value needs the piece by piece map back.
+        plain = _WHITESPACE.sub("", text).translate(_ASCII_LOWER)
+        if not any(needle in plain for needle in needles):
+            return text
     canonical = _Canonical(text)
     spans: list[tuple[int, int]] = []
     for needle in needles:

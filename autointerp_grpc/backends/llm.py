@@ -24,6 +24,7 @@ never contain the key, in any form (:func:`~autointerp_grpc.redaction.redact_val
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -50,7 +51,7 @@ from autointerp_grpc.errors import (
     UpstreamBadResponse,
 )
 from autointerp_grpc.observability import Metrics, current_request
-from autointerp_grpc.offload import OFF_LOOP_ITEMS, off_loop
+from autointerp_grpc.offload import OFF_LOOP_ITEMS, bytes_as_items, off_loop
 from autointerp_grpc.prompts import strip_reasoning
 from autointerp_grpc.redaction import redact_value
 from autointerp_grpc.usage import Usage, plausible_cost
@@ -258,6 +259,15 @@ class _Limits:
     start): no call waits for a slot past it."""
 
 
+def _completion_from(body: bytes) -> ChatCompletion:
+    """A chat completion from a response body, built as the SDK builds it (unvalidated);
+    ValueError, TypeError or RecursionError when the body is not one."""
+    data = json.loads(body)
+    if not isinstance(data, dict):
+        raise TypeError("the body is not a JSON object")
+    return ChatCompletion.construct(**data)
+
+
 def _answer_bytes(text: str, limit: int) -> int:
     """``text``'s UTF-8 size, exactly when it could be near ``limit`` (a cheap bound
     otherwise)."""
@@ -355,12 +365,15 @@ class LLMClient(Client):
                 # response), minus chat.completions.create's recursive parameter transform,
                 # which costs milliseconds per call on delphi's long prompts and has nothing
                 # to convert in plain string messages. The SDK's timeout bounds each read;
-                # the total here bounds a provider that drips its answer slowly.
-                completion = await self._openai.post(
+                # the total here bounds a provider that drips its answer slowly. The body
+                # comes back read (bounded) but not parsed: a big one is parsed off the loop.
+                raw = await self._openai.post(
                     "/chat/completions",
                     body={"model": self.model, "messages": _plain_messages(prompt), **params},
-                    cast_to=ChatCompletion,
+                    cast_to=httpx2.Response,
                 )
+            body = raw.content
+            completion = await off_loop(bytes_as_items(len(body)), _completion_from, body)
         except SlotWaitExpired:
             capacity = self._gate.capacity
             error: AutoInterpError = ResourceExhausted(
@@ -370,19 +383,8 @@ class LLMClient(Client):
             )
             self._log.errors.append(error)
             raise error from None
-        except (openai.OpenAIError, TimeoutError, ValueError, RecursionError) as exc:
-            if isinstance(exc, TimeoutError):
-                error = Unavailable("The LLM provider did not answer in time")
-            elif isinstance(exc, RecursionError):
-                # json.loads (or the SDK's model construction) on a body nested too deeply.
-                error = UpstreamBadResponse(
-                    "The LLM provider's answer is not a chat completion (nested too deeply)"
-                )
-            elif isinstance(exc, ValueError):
-                # The SDK decodes a 200 whose body is not JSON with json.loads.
-                error = UpstreamBadResponse("The LLM provider's answer is not a chat completion")
-            else:
-                error = translate_provider_error(exc, self._api_key)
+        except (openai.OpenAIError, TimeoutError, ValueError, TypeError, RecursionError) as exc:
+            error = self._call_error(exc)
             self._log.errors.append(error)
             self._account(began, error.code_name, None)
             raise error from None
@@ -408,6 +410,15 @@ class LLMClient(Client):
         # delphi annotates Response.logprobs as list[float], but its scorers read OpenAI's
         # per-token objects (``.top_logprobs``), which is what is passed here.
         return Response(text=text, logprobs=logprobs or None)  # pyright: ignore[reportArgumentType]
+
+    def _call_error(self, exc: Exception) -> AutoInterpError:
+        """The typed error for a call that got no usable body."""
+        if isinstance(exc, TimeoutError):
+            return Unavailable("The LLM provider did not answer in time")
+        if isinstance(exc, openai.OpenAIError):
+            return translate_provider_error(exc, self._api_key)
+        # A 200 whose body is not JSON, not an object, or nested too deeply to decode.
+        return UpstreamBadResponse("The LLM provider's answer is not a chat completion")
 
     async def _final_answer(self, content: str) -> str:
         """The answer without its reasoning trace; UNAVAILABLE (recorded) when the content is

@@ -120,14 +120,18 @@ def _p99(samples: list[float]) -> float:
 
 
 async def _health_while(app: InProcessApp, work: asyncio.Task[Any]) -> list[float]:
-    """``/health`` latencies (seconds), polled every 10 ms until ``work`` ends."""
+    """``/health`` latencies (seconds), polled every 10 ms until ``work`` ends. Each counts
+    the pause before it too (beyond its 10 ms), so a stall of the loop shows whenever it
+    falls."""
     latencies: list[float] = []
     while not work.done():
         began = time.perf_counter()
         response = await app.rest.get("/health")
-        latencies.append(time.perf_counter() - began)
+        answered = time.perf_counter()
         assert response.status_code == 200
         await asyncio.sleep(0.01)
+        overslept = time.perf_counter() - answered - 0.01
+        latencies.append(answered - began + max(0.0, overslept))
     return latencies
 
 

@@ -147,6 +147,14 @@ async def test_a_body_under_the_limit_reads_as_before(fake_llm) -> None:
     assert response.text == "I am a fake model."
 
 
+async def test_a_big_body_is_parsed_off_the_loop_and_reads_as_before(backend) -> None:
+    # About 7 MB (100,000 per-token log probabilities): decoded on a worker thread.
+    response = await backend.client("m@fault=logprobs_flood", KEY).generate(PROMPT, logprobs=True)
+    assert response.text == "I am a fake model."
+    assert response.logprobs is not None
+    assert len(response.logprobs) == 100_000
+
+
 # --- item 7: a body nested too deeply ------------------------------------------------------
 
 

@@ -155,6 +155,19 @@ def _gzip_bomb(tail: bytes) -> bytes:
     return b"".join(parts)
 
 
+LOGPROBS_FLOOD_ENTRIES = 100_000
+"""Per-token log probabilities in a "logprobs_flood" answer: about 7 MB of JSON, 100,000
+objects to build."""
+
+_FLOOD_MARK = "logprobs flood goes here"
+
+
+@functools.lru_cache(maxsize=1)
+def _logprobs_flood() -> str:
+    entry = {"token": "a", "logprob": -0.5, "bytes": [97], "top_logprobs": []}
+    return json.dumps({"content": [entry] * LOGPROBS_FLOOD_ENTRIES, "refusal": None})
+
+
 _BOMB_TAIL = b'{"error": "the completion never comes"}'
 
 
@@ -330,6 +343,11 @@ class _Endpoints:
             )
         if fault == "huge_cost":
             completion["usage"]["cost"] = 1e308
+        elif fault == "logprobs_flood":
+            # Encoded once: the fake shares a process (and the GIL) with the server in tests.
+            completion["choices"][0]["logprobs"] = _FLOOD_MARK
+            text = json.dumps(completion).replace(json.dumps(_FLOOD_MARK), _logprobs_flood())
+            return Response(text, media_type="application/json")
         if fault == "not_json":
             text = json.dumps(completion)
             return Response(text[: len(text) // 2], media_type="application/json")

@@ -31,7 +31,8 @@ The modes (:data:`FAULT_MODES`):
   then the connection ends), "echo_key" (HTTP 400 whose message echoes the caller's API key
   exactly, JSON-escaped, upper-cased and split by whitespace, see :func:`echo_key_message`),
   "redirect_bomb" (HTTP 307 to the same path whose body is the "gzip_bomb"; the redirected
-  request gets the right answer).
+  request gets the right answer), "logprobs_flood" (the right answer with 100,000 per-token
+  log probabilities, about 7 MB: under the body limit, heavy to decode).
 
 The ``@answer=<name>`` directive replaces the content with one of :data:`HOSTILE_ANSWERS`.
 """
@@ -89,6 +90,7 @@ FAULT_MODES: frozenset[str] = frozenset(
         "lying_length",
         "echo_key",
         "redirect_bomb",
+        "logprobs_flood",
         *BODY_FAULTS,
     }
 )
