@@ -324,11 +324,8 @@ class _Endpoints:
             return Response(b"[" * 100_000 + b"]" * 100_000, media_type="application/json")
         if fault == "huge_body":
             tail = json.dumps(completion).encode()
-            return StreamingResponse(
-                _padded(HUGE_BODY_BYTES, tail),
-                media_type="application/json",
-                headers={"content-length": str(HUGE_BODY_BYTES + len(tail))},
-            )
+            # Chunked, no Content-Length: the size shows only as it is read.
+            return StreamingResponse(_padded(HUGE_BODY_BYTES, tail), media_type="application/json")
         if fault == "lying_length":
             return StreamingResponse(
                 _padded(HUGE_BODY_BYTES, b""),

@@ -25,7 +25,7 @@ The modes (:data:`FAULT_MODES`):
   long, the whole answer takes minutes);
 * a hostile provider (issue 17) — "huge_cost" (the right answer, ``usage.cost`` 1e308),
   "nested_body" (HTTP 200 whose body is ``[`` x 100000 + ``]`` x 100000), "huge_body" (the
-  right completion after :data:`HUGE_BODY_BYTES` of JSON whitespace), "gzip_bomb" (the same
+  right completion after :data:`HUGE_BODY_BYTES` of JSON whitespace, chunked), "gzip_bomb" (the same
   with ``Content-Encoding: gzip``, :data:`BOMB_BYTES` decoded from about 200 KB sent),
   "lying_length" (a ``Content-Length`` of 1 TB over :data:`HUGE_BODY_BYTES` of whitespace,
   then the connection ends), "echo_key" (HTTP 400 whose message echoes the caller's API key
