@@ -172,13 +172,47 @@ def _comparable(token: str) -> str:
 
 _EXTRA_LINES = 32
 """Lines read beyond twice the token count: a well-formed answer has one line per token."""
+DIFFLIB_MAX_TOKENS = 128
+"""Records up to this many tokens are aligned by difflib; longer ones by :func:`_in_step`
+(difflib's worst case grows with the cube of the size: 1,000 tokens against a hostile
+answer took over a minute)."""
+_LOOKAHEAD = 16
+"""How far :func:`_in_step` looks past a mismatch for the line or token it lost."""
+
+
+def _in_step(wanted: Sequence[str], written: Sequence[str]) -> list[tuple[int, int]]:
+    """Pairs (token index, line index) of equal texts, matched in order in one pass: on a
+    mismatch, the nearer of the line's text among the next tokens (tokens skipped by the
+    model) and the token's text among the next lines (extra lines) is taken, else both move
+    on (a reworded line). At most ``_LOOKAHEAD`` steps per item: linear."""
+    pairs: list[tuple[int, int]] = []
+    i = j = 0
+    while i < len(wanted) and j < len(written):
+        if wanted[i] == written[j]:
+            pairs.append((i, j))
+            i, j = i + 1, j + 1
+            continue
+        skip_tokens = next(
+            (k for k in range(1, _LOOKAHEAD) if wanted[i + k : i + k + 1] == [written[j]]), None
+        )
+        skip_lines = next(
+            (k for k in range(1, _LOOKAHEAD) if written[j + k : j + k + 1] == [wanted[i]]), None
+        )
+        if skip_tokens is not None and (skip_lines is None or skip_tokens <= skip_lines):
+            i += skip_tokens
+        elif skip_lines is not None:
+            j += skip_lines
+        else:
+            i, j = i + 1, j + 1
+    return pairs
 
 
 def align(tokens: Sequence[str], lines: Sequence[SimulatedLine]) -> list[float | None]:
     """The expected value for each of ``tokens`` from the answer's lines, matched in order;
     None for a token no line matches. Only the first ``2 * len(tokens) + 32`` lines are read
-    (difflib's matching grows with tokens times lines: a hostile answer of 200,000 lines
-    took seconds); an answer whose lines are the tokens is matched without difflib."""
+    (a hostile answer of 200,000 lines took seconds); an answer whose lines are the tokens is
+    matched as it is, a record of up to :data:`DIFFLIB_MAX_TOKENS` tokens by difflib, a
+    longer one by :func:`_in_step` (linear)."""
     lines = lines[: 2 * len(tokens) + _EXTRA_LINES]
     if not lines:
         return [None] * len(tokens)
@@ -190,6 +224,10 @@ def align(tokens: Sequence[str], lines: Sequence[SimulatedLine]) -> list[float |
     if written == wanted:
         return [line.value for line in lines]
     values: list[float | None] = [None] * len(tokens)
+    if len(tokens) > DIFFLIB_MAX_TOKENS:
+        for a, b in _in_step(wanted, written):
+            values[a] = lines[b].value
+        return values
     matcher = difflib.SequenceMatcher(None, wanted, written, autojunk=False)
     for block in matcher.get_matching_blocks():
         for k in range(block.size):

@@ -410,17 +410,42 @@ def test_existing_kinds_are_not_misrecognised() -> None:
         assert request_kind(messages) not in {"np_max_act", "np_max_act_logits", "simulation"}
 
 
-def test_alignment_is_bounded_on_an_answer_with_far_more_lines_than_tokens() -> None:
-    """Issue 17 item 1: a hostile answer of 200,000 lines for 200 tokens is aligned in well
-    under a second (difflib over every line took about 10 s): lines past twice the token
-    count (plus a margin) are never a well-formed answer's and are not read."""
+@pytest.mark.parametrize("n_tokens", [100, 1000, 4096])
+def test_alignment_is_bounded_on_hostile_answers(n_tokens: int) -> None:
+    """Issue 17 item 1: answers of ten lines per token, repeating few texts, are aligned in
+    well under a second (difflib took 76 s at 1,000 tokens, minutes at 4,096): lines past
+    twice the token count (plus a margin) are not read, and long records are aligned in one
+    linear pass."""
     import time
 
-    tokens = [f" t{i % 7}" for i in range(200)]
-    lines = [SimulatedLine(f" t{i % 5}", 1.0) for i in range(200_000)]
-    start = time.perf_counter()
-    values = align(tokens, lines)
-    assert time.perf_counter() - start < 0.5
-    assert len(values) == len(tokens)
-    # A well-formed answer still aligns token for token.
-    assert align(tokens, [SimulatedLine(t, 2.0) for t in tokens]) == [2.0] * len(tokens)
+    hostile = {
+        "cycles": (
+            [f" t{i % 7}" for i in range(n_tokens)],
+            [f" t{i % 5}" for i in range(10 * n_tokens)],
+        ),
+        "ab": ([" a"] * n_tokens, [" a" if i % 2 else " b" for i in range(10 * n_tokens)]),
+    }
+    for name, (tokens, texts) in hostile.items():
+        lines = [SimulatedLine(text, 1.0) for text in texts]
+        start = time.perf_counter()
+        values = align(tokens, lines)
+        elapsed = time.perf_counter() - start
+        assert elapsed < 0.5, (name, elapsed)
+        assert len(values) == len(tokens)
+
+
+@pytest.mark.parametrize("n_tokens", [20, 300])
+def test_alignment_of_a_nearly_right_answer_short_and_long(n_tokens: int) -> None:
+    """difflib (short records) and the in-step pass (long ones) agree on a well-formed
+    answer with a token skipped, a line added and a line reworded."""
+    tokens = [f" w{i}" for i in range(n_tokens)]
+    lines = [SimulatedLine(t, float(i % 10)) for i, t in enumerate(tokens)]
+    assert align(tokens, lines) == [float(i % 10) for i in range(n_tokens)]
+    skipped, extra, reworded = 3, 8, 15
+    edited = [line for i, line in enumerate(lines) if i != skipped]
+    edited.insert(extra, SimulatedLine(" extra", 5.0))
+    edited[reworded + 1 - 1] = SimulatedLine(" something else", 7.0)
+    expected: list[float | None] = [float(i % 10) for i in range(n_tokens)]
+    expected[skipped] = None
+    expected[reworded] = None
+    assert align(tokens, edited) == expected
