@@ -167,6 +167,13 @@ class Settings(BaseSettings):
         description="Texts the model runs through at once inside an encode call "
         "(sentence-transformers' batch_size); peak memory grows with it.",
     )
+    embedding_encode_tokens: int = Field(
+        default=2048,
+        ge=1,
+        description="Most tokens the model runs through at once (texts times the longest "
+        "one's length bound): long texts go fewer at a time, so one forward pass's "
+        "activations, most of an encode call's peak memory, stay bounded.",
+    )
     max_records: int = Field(default=1000, ge=1, description="Most activation records per request.")
     max_request_bytes: int = Field(
         default=16 * 1024 * 1024,

@@ -1,7 +1,8 @@
 """Soak and limits: what the largest request each RPC accepts under the default caps costs.
 
     make soak            (or: .venv/bin/python bench/soak.py [--quick] [--doors grpc,rest]
-                          [--shapes text,empty] [--rpc NAME] [--baseline-repo PATH])
+                          [--shapes text,empty] [--rpc NAME] [--baseline-repo PATH]
+                          [--no-health])
 
 For every RPC (ExplainDefault, ScoreEmbedding, ScoreFuzzDetection, Explain, Score(embedding),
 Score(detection), ExplainAndScore with one feature) it sends the biggest request the default
@@ -459,6 +460,7 @@ async def main(
     shapes: list[str],
     only: str | None,
     baseline_repo: Path | None = None,
+    health: bool = True,
 ) -> None:
     # bench/run.py, beside this file: the fake LLM and server processes, the table printer.
     from run import machine, start_fake_llm, table
@@ -471,7 +473,7 @@ async def main(
     rows: list[list[str]] = []
     health_rows: list[list[str]] = []
     try:
-        for label, repo in checkouts:
+        for label, repo in checkouts if health else []:
             for row in await health_latency(llm_base_url, scratch, 3.0 if quick else 10.0, repo):
                 health_rows.append([label, *row])
         for rpc in RPCS:
@@ -516,6 +518,9 @@ if __name__ == "__main__":
         type=Path,
         help="a checkout of another commit: every case also runs there, right after this one",
     )
+    parser.add_argument(
+        "--no-health", action="store_true", help="skip the idle and body-of-numbers /health runs"
+    )
     parser.add_argument("--probe", help=argparse.SUPPRESS)
     parser.add_argument("--probe-out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--probe-max-s", type=float, default=600.0, help=argparse.SUPPRESS)
@@ -526,4 +531,6 @@ if __name__ == "__main__":
         doors = ["gRPC"] if args.quick else [d.strip() for d in args.doors.split(",")]
         doors = ["REST" if d.lower() == "rest" else "gRPC" for d in doors]
         shapes = ["text"] if args.quick else [s.strip() for s in args.shapes.split(",")]
-        asyncio.run(main(args.quick, doors, shapes, args.rpc, args.baseline_repo))
+        asyncio.run(
+            main(args.quick, doors, shapes, args.rpc, args.baseline_repo, not args.no_health)
+        )
