@@ -117,12 +117,24 @@ PARSERS: dict[str, Callable[[str], object]] = {
 }
 
 
-def _timed(parser: Callable[[str], object], text: str) -> float:
+def _once(parser: Callable[[str], object], text: str) -> float:
     start = time.perf_counter()
     # A refused answer is fine: every caller reads ValueError as "unparsable".
     with contextlib.suppress(ValueError):
         parser(text)
     return time.perf_counter() - start
+
+
+def _timed(parser: Callable[[str], object], text: str) -> float:
+    """The parse time, the best of up to three tries when the first is over the bound: a
+    loaded machine only ever adds time (another process, a GC pause), while a super-linear
+    parser is slow on every try."""
+    best = _once(parser, text)
+    for _ in range(2):
+        if best <= BOUND_S:
+            break
+        best = min(best, _once(parser, text))
+    return best
 
 
 @pytest.mark.parametrize("name", list(PARSERS))
