@@ -72,8 +72,11 @@ REQUEST_TIMEOUT_S = 900.0
 
 
 def text_record(i: int, activating: bool) -> dict[str, Any]:
-    """250 tokens of 4 characters (1,000 in all); an activating record peaks on " cat"."""
+    """250 tokens of 4 characters (1,000 in all); an activating record peaks on " cat". The
+    first token is the record's number, so no two texts are equal (the embedding backend
+    encodes each distinct text once)."""
     tokens = [f" {chr(97 + (i + j) % 26)}{chr(97 + j % 26)}{j % 10}" for j in range(250)]
+    tokens[0] = f" {i % 1000:03d}"
     values = [0.0] * 250
     if activating:
         tokens[100] = " cat"
