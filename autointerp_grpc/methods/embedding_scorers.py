@@ -192,9 +192,9 @@ async def run_example_embedding(ctx: ScoreContext) -> ScoreResult:
     deltas = await ctx.embedding.run(compute)
     if not deltas:
         raise InvalidArgument(
-            "the example_embedding scorer could draw no batch: every draw left a query with "
-            "no record of another text to compare it with on one side (the activating or "
-            "non-activating records repeat too few distinct texts)"
+            "activations: the example_embedding scorer could draw no batch: every draw left a "
+            "query with no record of another text to compare it with on one side (the "
+            "activating or non-activating records repeat too few distinct texts)"
         )
     if not all(np.isfinite([p for _, _, p, _ in deltas] + [n for _, _, _, n in deltas])):
         raise UpstreamBadResponse("The embedding model produced a non-finite similarity")

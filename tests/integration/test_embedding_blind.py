@@ -168,6 +168,15 @@ async def test_embedding_blind_to_highlights_on_both_doors(markup_app) -> None:
     assert result["score"] == 0.5
 
 
+async def test_example_embedding_refuses_records_with_nothing_to_compare(markup_app) -> None:
+    # Two copies of one text in each class: a query's only context would be its own text.
+    same = twin_records(1)
+    body = {"method": "example_embedding", "activations": same + same}
+    response = await markup_app.rest.post("/v1/score", json=body, headers=markup_app.headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"].startswith("activations: the example_embedding scorer")
+
+
 # --- the real sentence model, in its own process ---------------------------------------------
 
 
