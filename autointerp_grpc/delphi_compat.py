@@ -47,10 +47,8 @@ from delphi.scorers.classifier.classifier import Classifier
 from delphi.scorers.classifier.intruder import IntruderResult, IntruderSentence
 from delphi.scorers.classifier.sample import ClassifierOutput
 from delphi.scorers.classifier.sample import _highlight as highlight_tokens
-from delphi.scorers.classifier.sample import _prepare_text as highlighted_text
 from delphi.scorers.classifier.sample import examples_to_samples as classifier_samples
 from delphi.scorers.embedding.embedding import EmbeddingOutput
-from delphi.scorers.embedding.embedding import examples_to_samples as embedding_samples
 from delphi.scorers.embedding.example_embedding import Batch as ExampleEmbeddingBatch
 from delphi.scorers.scorer import ScorerResult
 from delphi.scorers.simulator.simulation.simulator import JSON_MAX_TOKENS, NeuronSimulator
@@ -80,7 +78,5 @@ __all__ = [
     "Response",
     "ScorerResult",
     "classifier_samples",
-    "embedding_samples",
     "highlight_tokens",
-    "highlighted_text",
 ]
