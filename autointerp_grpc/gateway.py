@@ -142,11 +142,15 @@ async def _unless_disconnected(
     request: Request, body_read: asyncio.Event, work: Awaitable[Message]
 ) -> Message | None:
     """``work``'s result, or None when the client left first; then the work (and with it
-    every upstream LLM call it has in flight) is cancelled."""
+    every upstream LLM call it has in flight) is cancelled. So is it when this coroutine is
+    cancelled itself (the server stopping the request's task): the work never outlives it."""
     task = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(_client_gone(request, body_read))
     try:
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        task.cancel()
+        raise
     finally:
         watcher.cancel()
     if task.done():
