@@ -257,6 +257,10 @@ def has_top_logprobs(content: Sequence[Any] | None) -> bool:
     return any(isinstance(top, list) and len(top) > 0 for top in tops)
 
 
+def _read_and_align(tokens: Sequence[str], content: Sequence[Any]) -> list[float | None]:
+    return align(tokens, simulated_lines(content))
+
+
 async def simulate_ev(client: LLMClient, explanation: str, tokens: Sequence[str]) -> EvOutcome:
     """Ask for one record's ``token<TAB>digit`` lines with top log probabilities and read an
     expected value per token; a failed call is an unanswered record carrying its error."""
@@ -275,9 +279,11 @@ async def simulate_ev(client: LLMClient, explanation: str, tokens: Sequence[str]
     if not has_top_logprobs(content):
         return EvOutcome(None, answered=True, logprobs=False)
     assert content is not None
-    lines = simulated_lines(content)
-    # difflib's work grows with tokens times lines: a big record's alignment runs off the loop.
-    values = await off_loop(len(tokens) * len(lines), align, tokens, lines)
+    # Reading the lines is linear in the answer's tokens, and difflib's work grows with
+    # tokens times lines: a big answer or record is read and aligned off the loop.
+    # (Lines are at most the answer's tokens, and align reads at most 2n + _EXTRA_LINES.)
+    aligned = len(tokens) * min(len(content), 2 * len(tokens) + _EXTRA_LINES)
+    values = await off_loop(len(content) + aligned, _read_and_align, tokens, content)
     complete = [v for v in values if v is not None]
     predictions = complete if len(complete) == len(tokens) else None
     return EvOutcome(predictions, answered=True, logprobs=True)
