@@ -41,16 +41,22 @@ DELPHI_PARSE_FAILURE = "Explanation could not be parsed."
 ATTEMPTS = 2
 
 
+def _has_words(explanation: str) -> bool:
+    """An explanation says something in letters or digits: an answer of only brackets,
+    punctuation or spaces (a broken or hostile model's "[[[[...") is not one."""
+    return any(char.isalnum() for char in explanation)
+
+
 async def run_explainer(explainer: Explainer, record: LatentRecord) -> str:
     """Run a delphi explainer; retry an unparsable answer once, then fail.
 
     delphi's placeholder "Explanation could not be parsed." is never returned as an
-    explanation.
+    explanation, nor an answer without a letter or digit.
     """
     for attempt in range(1, ATTEMPTS + 1):
         result = await explainer(record)
         explanation = result.explanation.strip()
-        if explanation and explanation != DELPHI_PARSE_FAILURE:
+        if explanation != DELPHI_PARSE_FAILURE and _has_words(explanation):
             return explanation
         log.warning("explainer answer had no parsable explanation (attempt %d)", attempt)
     raise UpstreamBadResponse(

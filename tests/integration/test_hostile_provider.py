@@ -264,3 +264,21 @@ async def test_a_caller_starved_of_llm_slots_fails_fast_on_both_doors(clean_fake
             for task in hogs:
                 task.cancel()
             await asyncio.gather(*hogs, return_exceptions=True)
+
+
+# --- attack pass: an answer of brackets is no explanation -------------------------------------
+
+
+@pytest.mark.parametrize(
+    "method", ["np_max_act", "oai_token_act_pair", "np_acts_logits_general", "python_code"]
+)
+async def test_an_answer_without_words_is_no_explanation(hostile_app, method: str) -> None:
+    """Formats whose whole answer is the explanation stored 60,000 '[' (or a nested-bracket
+    answer) as a successful explanation; an answer with no letter or digit is unparsable."""
+    for answer in ("brackets", "nested"):
+        body = _explain(f"{MODEL}@answer={answer}", method)
+        body["topPositiveLogits"] = ["cat"]
+        for door in ("grpc", "rest"):
+            code, detail = await _door(hostile_app, door, EXPLAIN, body)
+            assert code == "UNAVAILABLE", (method, answer, door, code, detail)
+            assert "no parsable explanation" in detail, detail
