@@ -49,6 +49,7 @@ from delphi.scorers.classifier.sample import ClassifierOutput
 from delphi.scorers.classifier.sample import _highlight as highlight_tokens
 from delphi.scorers.classifier.sample import examples_to_samples as classifier_samples
 from delphi.scorers.embedding.embedding import EmbeddingOutput
+from delphi.scorers.embedding.embedding import examples_to_samples as embedding_samples
 from delphi.scorers.embedding.example_embedding import Batch as ExampleEmbeddingBatch
 from delphi.scorers.scorer import ScorerResult
 from delphi.scorers.simulator.simulation.simulator import JSON_MAX_TOKENS, NeuronSimulator
@@ -78,5 +79,6 @@ __all__ = [
     "Response",
     "ScorerResult",
     "classifier_samples",
+    "embedding_samples",
     "highlight_tokens",
 ]
