@@ -23,6 +23,9 @@ from autointerp_grpc.handlers import bulk as bulk_handler
 from autointerp_grpc.testing.fake_llm.recognise import request_kind
 from autointerp_grpc.usage import Usage
 
+# Each test runs the real `autointerp` command as a process (as test_cli.py does).
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "features.jsonl"
 API_KEY = "sk-cli-hostile-key-271828"

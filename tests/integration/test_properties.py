@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 import httpx
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from samples import RIGHT_EXPLANATION, cat_records
@@ -157,6 +158,7 @@ def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+@pytest.mark.slow  # a load test: 32 clients of mixed RPCs for ~13 s
 async def test_bounded_mixed_load(app, fake_llm) -> None:
     records = cat_records()
     expected_failures = {"429": 429, "garbage": 503, "bad_key": 400}

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from autointerp_grpc import protogen
 
 
@@ -26,6 +28,7 @@ def test_generated_code_is_fresh(tmp_path: Path) -> None:
     assert not stale, f"stale generated code {stale}; run `make protos` and commit the result"
 
 
+@pytest.mark.slow  # a fresh interpreter importing the whole stack (torch): ~14 s
 def test_vllm_is_never_imported() -> None:
     # A fresh interpreter: import everything that touches delphi, then look at sys.modules.
     code = (
@@ -42,6 +45,7 @@ def test_vllm_is_never_imported() -> None:
     assert result.stdout.strip() == ""
 
 
+@pytest.mark.slow  # a fresh interpreter importing the whole stack (torch): ~14 s
 def test_the_service_runs_without_grpcio_tools() -> None:
     """grpcio-tools is a build tool (the dev extra): the service, its OpenAPI document and
     ListMethods' descriptions must not need it."""
