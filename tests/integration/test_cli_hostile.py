@@ -43,9 +43,9 @@ def _env() -> dict[str, str]:
     return env
 
 
-async def _cli(*args: str) -> tuple[int, str, str]:
-    """The command's exit status, stdout and stderr (the server keeps serving meanwhile)."""
-    process = await asyncio.create_subprocess_exec(
+async def _start_cli(*args: str) -> asyncio.subprocess.Process:
+    """The ``autointerp`` command started as a process, its output piped."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "autointerp_grpc.cli",
@@ -55,6 +55,11 @@ async def _cli(*args: str) -> tuple[int, str, str]:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+
+
+async def _cli(*args: str) -> tuple[int, str, str]:
+    """The command's exit status, stdout and stderr (the server keeps serving meanwhile)."""
+    process = await _start_cli(*args)
     try:
         out, err = await asyncio.wait_for(process.communicate(), CLI_DEADLINE_S)
     except TimeoutError:
@@ -213,16 +218,7 @@ async def test_ctrl_c_exits_quietly_with_130(app, clean_fake, tmp_path: Path, wh
     path.write_text(EXAMPLE.read_text())
     args = _run_args(app, tmp_path, path, "--batch-size", "1", "--streams", "2")
     args[args.index(MODEL)] = f"{MODEL}@latency=300"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "autointerp_grpc.cli",
-        *args,
-        cwd=REPO,
-        env=_env(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await _start_cli(*args)
     output = tmp_path / "results.jsonl"
     if when == "starting":
         await asyncio.sleep(0.15)
