@@ -325,20 +325,23 @@ class ExampleEmbeddingScorerParams(_message.Message):
     def __init__(self, batches: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class RecallScorerParams(_message.Message):
-    __slots__ = ("examples_per_prompt", "include_decoys")
+    __slots__ = ("examples_per_prompt", "include_decoys", "seed")
     EXAMPLES_PER_PROMPT_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_DECOYS_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
     examples_per_prompt: int
     include_decoys: bool
-    def __init__(self, examples_per_prompt: _Optional[int] = ..., include_decoys: _Optional[bool] = ...) -> None: ...
+    seed: int
+    def __init__(self, examples_per_prompt: _Optional[int] = ..., include_decoys: _Optional[bool] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
-    __slots__ = ("method", "explanation", "activations", "llm", "min_answered", "detection_params", "fuzz_params", "embedding_params", "simulation_params", "intruder_params", "example_embedding_params", "recall_params")
+    __slots__ = ("method", "explanation", "activations", "llm", "min_answered", "control_explanation", "detection_params", "fuzz_params", "embedding_params", "simulation_params", "intruder_params", "example_embedding_params", "recall_params")
     METHOD_FIELD_NUMBER: _ClassVar[int]
     EXPLANATION_FIELD_NUMBER: _ClassVar[int]
     ACTIVATIONS_FIELD_NUMBER: _ClassVar[int]
     LLM_FIELD_NUMBER: _ClassVar[int]
     MIN_ANSWERED_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_EXPLANATION_FIELD_NUMBER: _ClassVar[int]
     DETECTION_PARAMS_FIELD_NUMBER: _ClassVar[int]
     FUZZ_PARAMS_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_PARAMS_FIELD_NUMBER: _ClassVar[int]
@@ -351,6 +354,7 @@ class ScoreRequest(_message.Message):
     activations: _containers.RepeatedCompositeFieldContainer[Activation]
     llm: LlmOptions
     min_answered: float
+    control_explanation: str
     detection_params: ClassifierScorerParams
     fuzz_params: ClassifierScorerParams
     embedding_params: EmbeddingScorerParams
@@ -358,7 +362,7 @@ class ScoreRequest(_message.Message):
     intruder_params: IntruderScorerParams
     example_embedding_params: ExampleEmbeddingScorerParams
     recall_params: RecallScorerParams
-    def __init__(self, method: _Optional[str] = ..., explanation: _Optional[str] = ..., activations: _Optional[_Iterable[_Union[Activation, _Mapping]]] = ..., llm: _Optional[_Union[LlmOptions, _Mapping]] = ..., min_answered: _Optional[float] = ..., detection_params: _Optional[_Union[ClassifierScorerParams, _Mapping]] = ..., fuzz_params: _Optional[_Union[ClassifierScorerParams, _Mapping]] = ..., embedding_params: _Optional[_Union[EmbeddingScorerParams, _Mapping]] = ..., simulation_params: _Optional[_Union[SimulationScorerParams, _Mapping]] = ..., intruder_params: _Optional[_Union[IntruderScorerParams, _Mapping]] = ..., example_embedding_params: _Optional[_Union[ExampleEmbeddingScorerParams, _Mapping]] = ..., recall_params: _Optional[_Union[RecallScorerParams, _Mapping]] = ...) -> None: ...
+    def __init__(self, method: _Optional[str] = ..., explanation: _Optional[str] = ..., activations: _Optional[_Iterable[_Union[Activation, _Mapping]]] = ..., llm: _Optional[_Union[LlmOptions, _Mapping]] = ..., min_answered: _Optional[float] = ..., control_explanation: _Optional[str] = ..., detection_params: _Optional[_Union[ClassifierScorerParams, _Mapping]] = ..., fuzz_params: _Optional[_Union[ClassifierScorerParams, _Mapping]] = ..., embedding_params: _Optional[_Union[EmbeddingScorerParams, _Mapping]] = ..., simulation_params: _Optional[_Union[SimulationScorerParams, _Mapping]] = ..., intruder_params: _Optional[_Union[IntruderScorerParams, _Mapping]] = ..., example_embedding_params: _Optional[_Union[ExampleEmbeddingScorerParams, _Mapping]] = ..., recall_params: _Optional[_Union[RecallScorerParams, _Mapping]] = ...) -> None: ...
 
 class ConfidenceInterval(_message.Message):
     __slots__ = ("lower", "upper", "level", "resamples")
@@ -451,7 +455,7 @@ class ScoreBreakdownItem(_message.Message):
     def __init__(self, record_index: _Optional[int] = ..., text: _Optional[str] = ..., str_tokens: _Optional[_Iterable[str]] = ..., activating: _Optional[bool] = ..., prediction: _Optional[bool] = ..., correct: _Optional[bool] = ..., probability: _Optional[float] = ..., similarity: _Optional[float] = ..., correlation: _Optional[float] = ..., predicted_activations: _Optional[_Iterable[float]] = ..., intruder_index: _Optional[int] = ..., predicted_index: _Optional[int] = ..., delta_positive: _Optional[float] = ..., delta_negative: _Optional[float] = ..., decoy: _Optional[bool] = ...) -> None: ...
 
 class ScoreResponse(_message.Message):
-    __slots__ = ("score", "metric", "method", "breakdown", "usage", "classifier", "confidence_interval", "notes", "chance", "coverage", "extra_metrics")
+    __slots__ = ("score", "metric", "method", "breakdown", "usage", "classifier", "confidence_interval", "notes", "chance", "coverage", "extra_metrics", "control")
     class ExtraMetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -470,6 +474,7 @@ class ScoreResponse(_message.Message):
     CHANCE_FIELD_NUMBER: _ClassVar[int]
     COVERAGE_FIELD_NUMBER: _ClassVar[int]
     EXTRA_METRICS_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_FIELD_NUMBER: _ClassVar[int]
     score: float
     metric: str
     method: str
@@ -481,7 +486,20 @@ class ScoreResponse(_message.Message):
     chance: float
     coverage: Coverage
     extra_metrics: _containers.ScalarMap[str, float]
-    def __init__(self, score: _Optional[float] = ..., metric: _Optional[str] = ..., method: _Optional[str] = ..., breakdown: _Optional[_Iterable[_Union[ScoreBreakdownItem, _Mapping]]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., classifier: _Optional[_Union[ClassifierMetrics, _Mapping]] = ..., confidence_interval: _Optional[_Union[ConfidenceInterval, _Mapping]] = ..., notes: _Optional[_Iterable[str]] = ..., chance: _Optional[float] = ..., coverage: _Optional[_Union[Coverage, _Mapping]] = ..., extra_metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    control: ControlScore
+    def __init__(self, score: _Optional[float] = ..., metric: _Optional[str] = ..., method: _Optional[str] = ..., breakdown: _Optional[_Iterable[_Union[ScoreBreakdownItem, _Mapping]]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., classifier: _Optional[_Union[ClassifierMetrics, _Mapping]] = ..., confidence_interval: _Optional[_Union[ConfidenceInterval, _Mapping]] = ..., notes: _Optional[_Iterable[str]] = ..., chance: _Optional[float] = ..., coverage: _Optional[_Union[Coverage, _Mapping]] = ..., extra_metrics: _Optional[_Mapping[str, float]] = ..., control: _Optional[_Union[ControlScore, _Mapping]] = ...) -> None: ...
+
+class ControlScore(_message.Message):
+    __slots__ = ("score", "confidence_interval", "coverage", "notes")
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    score: float
+    confidence_interval: ConfidenceInterval
+    coverage: Coverage
+    notes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, score: _Optional[float] = ..., confidence_interval: _Optional[_Union[ConfidenceInterval, _Mapping]] = ..., coverage: _Optional[_Union[Coverage, _Mapping]] = ..., notes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListMethodsRequest(_message.Message):
     __slots__ = ()
@@ -562,18 +580,20 @@ class ListMethodsResponse(_message.Message):
     def __init__(self, methods: _Optional[_Iterable[_Union[MethodInfo, _Mapping]]] = ..., providers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Feature(_message.Message):
-    __slots__ = ("id", "activations", "non_activating", "top_positive_logits", "attention")
+    __slots__ = ("id", "activations", "non_activating", "top_positive_logits", "attention", "control_explanation")
     ID_FIELD_NUMBER: _ClassVar[int]
     ACTIVATIONS_FIELD_NUMBER: _ClassVar[int]
     NON_ACTIVATING_FIELD_NUMBER: _ClassVar[int]
     TOP_POSITIVE_LOGITS_FIELD_NUMBER: _ClassVar[int]
     ATTENTION_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_EXPLANATION_FIELD_NUMBER: _ClassVar[int]
     id: str
     activations: _containers.RepeatedCompositeFieldContainer[Activation]
     non_activating: _containers.RepeatedCompositeFieldContainer[Activation]
     top_positive_logits: _containers.RepeatedScalarFieldContainer[str]
     attention: _containers.RepeatedCompositeFieldContainer[AttentionRecord]
-    def __init__(self, id: _Optional[str] = ..., activations: _Optional[_Iterable[_Union[Activation, _Mapping]]] = ..., non_activating: _Optional[_Iterable[_Union[Activation, _Mapping]]] = ..., top_positive_logits: _Optional[_Iterable[str]] = ..., attention: _Optional[_Iterable[_Union[AttentionRecord, _Mapping]]] = ...) -> None: ...
+    control_explanation: str
+    def __init__(self, id: _Optional[str] = ..., activations: _Optional[_Iterable[_Union[Activation, _Mapping]]] = ..., non_activating: _Optional[_Iterable[_Union[Activation, _Mapping]]] = ..., top_positive_logits: _Optional[_Iterable[str]] = ..., attention: _Optional[_Iterable[_Union[AttentionRecord, _Mapping]]] = ..., control_explanation: _Optional[str] = ...) -> None: ...
 
 class ExplainerChoice(_message.Message):
     __slots__ = ("method", "default_params", "contrastive_params", "oai_token_act_pair_params", "np_max_act_params", "np_max_act_logits_params", "oai_attention_head_params", "np_acts_logits_general_params", "python_code_params")
@@ -650,7 +670,7 @@ class ExplainAndScoreRequest(_message.Message):
     def __init__(self, features: _Optional[_Iterable[_Union[Feature, _Mapping]]] = ..., explainer: _Optional[_Union[ExplainerChoice, _Mapping]] = ..., scorers: _Optional[_Iterable[_Union[ScorerChoice, _Mapping]]] = ..., llm: _Optional[_Union[LlmOptions, _Mapping]] = ..., options: _Optional[_Union[BulkOptions, _Mapping]] = ...) -> None: ...
 
 class ScorerOutcome(_message.Message):
-    __slots__ = ("method", "score", "metric", "confidence_interval", "error", "chance", "coverage", "notes", "extra_metrics")
+    __slots__ = ("method", "score", "metric", "confidence_interval", "error", "chance", "coverage", "notes", "extra_metrics", "control")
     class ExtraMetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -667,6 +687,7 @@ class ScorerOutcome(_message.Message):
     COVERAGE_FIELD_NUMBER: _ClassVar[int]
     NOTES_FIELD_NUMBER: _ClassVar[int]
     EXTRA_METRICS_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_FIELD_NUMBER: _ClassVar[int]
     method: str
     score: float
     metric: str
@@ -676,7 +697,8 @@ class ScorerOutcome(_message.Message):
     coverage: Coverage
     notes: _containers.RepeatedScalarFieldContainer[str]
     extra_metrics: _containers.ScalarMap[str, float]
-    def __init__(self, method: _Optional[str] = ..., score: _Optional[float] = ..., metric: _Optional[str] = ..., confidence_interval: _Optional[_Union[ConfidenceInterval, _Mapping]] = ..., error: _Optional[_Union[FeatureError, _Mapping]] = ..., chance: _Optional[float] = ..., coverage: _Optional[_Union[Coverage, _Mapping]] = ..., notes: _Optional[_Iterable[str]] = ..., extra_metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    control: ControlScore
+    def __init__(self, method: _Optional[str] = ..., score: _Optional[float] = ..., metric: _Optional[str] = ..., confidence_interval: _Optional[_Union[ConfidenceInterval, _Mapping]] = ..., error: _Optional[_Union[FeatureError, _Mapping]] = ..., chance: _Optional[float] = ..., coverage: _Optional[_Union[Coverage, _Mapping]] = ..., notes: _Optional[_Iterable[str]] = ..., extra_metrics: _Optional[_Mapping[str, float]] = ..., control: _Optional[_Union[ControlScore, _Mapping]] = ...) -> None: ...
 
 class Candidate(_message.Message):
     __slots__ = ("explanation", "score")
@@ -695,7 +717,7 @@ class FeatureError(_message.Message):
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class FeatureResult(_message.Message):
-    __slots__ = ("id", "explanation", "scores", "candidates", "train_records", "test_records", "usage", "error", "seconds", "in_sample", "validation_records")
+    __slots__ = ("id", "explanation", "scores", "candidates", "train_records", "test_records", "usage", "error", "seconds", "in_sample", "validation_records", "notes", "validation_seen_records")
     ID_FIELD_NUMBER: _ClassVar[int]
     EXPLANATION_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
@@ -707,6 +729,8 @@ class FeatureResult(_message.Message):
     SECONDS_FIELD_NUMBER: _ClassVar[int]
     IN_SAMPLE_FIELD_NUMBER: _ClassVar[int]
     VALIDATION_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_SEEN_RECORDS_FIELD_NUMBER: _ClassVar[int]
     id: str
     explanation: str
     scores: _containers.RepeatedCompositeFieldContainer[ScorerOutcome]
@@ -718,7 +742,9 @@ class FeatureResult(_message.Message):
     seconds: float
     in_sample: bool
     validation_records: int
-    def __init__(self, id: _Optional[str] = ..., explanation: _Optional[str] = ..., scores: _Optional[_Iterable[_Union[ScorerOutcome, _Mapping]]] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., train_records: _Optional[int] = ..., test_records: _Optional[int] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., error: _Optional[_Union[FeatureError, _Mapping]] = ..., seconds: _Optional[float] = ..., in_sample: _Optional[bool] = ..., validation_records: _Optional[int] = ...) -> None: ...
+    notes: _containers.RepeatedScalarFieldContainer[str]
+    validation_seen_records: int
+    def __init__(self, id: _Optional[str] = ..., explanation: _Optional[str] = ..., scores: _Optional[_Iterable[_Union[ScorerOutcome, _Mapping]]] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., train_records: _Optional[int] = ..., test_records: _Optional[int] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., error: _Optional[_Union[FeatureError, _Mapping]] = ..., seconds: _Optional[float] = ..., in_sample: _Optional[bool] = ..., validation_records: _Optional[int] = ..., notes: _Optional[_Iterable[str]] = ..., validation_seen_records: _Optional[int] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("done", "total", "failed", "usage")
