@@ -3,10 +3,12 @@ ScoreEmbedding / ScoreFuzzDetection and bulk runs all call it), and the Score RP
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import logging
+from collections.abc import Awaitable, Sequence
 
 from autointerp_grpc.backends.llm import LLMClient
-from autointerp_grpc.errors import InvalidArgument
+from autointerp_grpc.errors import AutoInterpError, InvalidArgument
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.handlers.deps import Deps
 from autointerp_grpc.handlers.methods import (
@@ -27,6 +29,8 @@ from autointerp_grpc.validation import (
     token_count,
 )
 
+log = logging.getLogger(__name__)
+
 # The coverage floor when a request does not set one (ScoreRequest.min_answered's default).
 DEFAULT_MIN_ANSWERED = 0.8
 
@@ -35,6 +39,27 @@ def check_explanation(method: Resolved, explanation: str, limits: Limits) -> Non
     if method.spec.needs.explanation and not explanation.strip():
         raise InvalidArgument(f"explanation is required by the {method.name} scorer")
     check_explanation_size(explanation, limits)
+
+
+def check_control(method: Resolved, control_explanation: str, limits: Limits) -> None:
+    """A control explanation is scored like the explanation: only by scorers that read one."""
+    if not control_explanation:
+        return
+    if not method.spec.needs.explanation:
+        raise InvalidArgument(
+            f"controlExplanation applies to scorers that read an explanation; {method.name} "
+            "reads none"
+        )
+    if not control_explanation.strip():
+        raise InvalidArgument("controlExplanation is blank")
+    check_explanation_size(control_explanation, limits)
+
+
+def control_failed_note(exc: AutoInterpError) -> str:
+    return (
+        f"The control explanation could not be scored ({exc.code_name}: {exc.message}); no "
+        "control is reported."
+    )
 
 
 def check_split(method: Resolved, split: Split) -> None:
@@ -60,24 +85,64 @@ async def score_split(
     client: LLMClient | None = None,
     *,
     min_answered: float = DEFAULT_MIN_ANSWERED,
+    control_explanation: str = "",
+    control_client: LLMClient | None = None,
 ) -> ScoreResult:
     """Score an explanation on already-validated, already-split records with an
     already-resolved scorer; ``client`` is required by the scorers that need an LLM;
-    ``min_answered`` is the coverage floor."""
+    ``min_answered`` is the coverage floor.
+
+    With ``control_explanation`` (checked by :func:`check_control`), the control is scored
+    alongside on the same split with its own client (``control_client``, so its provider
+    errors and usage stay apart) and returned as the result's ``control``. Layouts derive
+    from the records, never the explanation, so both are judged on the same prompts'
+    layout. The control's failure is a note on the result, never the request's failure: the
+    headline score stands on its own."""
     spec = method.spec
     if spec.needs.llm and client is None:
         raise ValueError(f"the {spec.name} scorer needs an LLM client")
-    ctx = ScoreContext(
-        explanation=explanation,
-        params=method.params,
-        split=split,
-        limits=deps.limits,
-        request_concurrency=deps.request_concurrency,
-        client=client if spec.needs.llm else None,
-        embedding=deps.embedding_model() if spec.needs.embedding_model else None,
-        min_answered=min_answered,
+
+    def run(text: str, llm: LLMClient | None) -> Awaitable[ScoreResult]:
+        ctx = ScoreContext(
+            explanation=text,
+            params=method.params,
+            split=split,
+            limits=deps.limits,
+            request_concurrency=deps.request_concurrency,
+            client=llm if spec.needs.llm else None,
+            embedding=deps.embedding_model() if spec.needs.embedding_model else None,
+            min_answered=min_answered,
+        )
+        return spec.run(ctx)
+
+    if not control_explanation:
+        return await run(explanation, client)
+    if spec.needs.llm and control_client is None:
+        raise ValueError(f"the {spec.name} scorer's control needs its own LLM client")
+    result, control = await asyncio.gather(
+        run(explanation, client),
+        run(control_explanation, control_client),
+        return_exceptions=True,
     )
-    return await spec.run(ctx)
+    if isinstance(result, BaseException):
+        raise result
+    if isinstance(control, AutoInterpError):
+        result.notes.append(control_failed_note(control))
+    elif isinstance(control, BaseException):
+        raise control
+    else:
+        result.control = control
+    return result
+
+
+def control_proto(control: ScoreResult) -> pb.ControlScore:
+    """A control's result as it goes on the wire (ScoreResponse and bulk outcomes alike)."""
+    message = pb.ControlScore(score=control.score, notes=control.notes)
+    if control.confidence_interval is not None:
+        message.confidence_interval.CopyFrom(control.confidence_interval)
+    if control.coverage is not None:
+        message.coverage.CopyFrom(control.coverage)
+    return message
 
 
 def score_response(method: Resolved, result: ScoreResult, usage: Usage) -> pb.ScoreResponse:
@@ -98,6 +163,8 @@ def score_response(method: Resolved, result: ScoreResult, usage: Usage) -> pb.Sc
     if result.coverage is not None:
         response.coverage.CopyFrom(result.coverage)
     response.extra_metrics.update(result.extra_metrics)
+    if result.control is not None:
+        response.control.CopyFrom(control_proto(result.control))
     return response
 
 
@@ -114,16 +181,36 @@ async def score_records(
     deps: Deps,
     *,
     min_answered: float = DEFAULT_MIN_ANSWERED,
+    control_explanation: str = "",
 ) -> tuple[ScoreResult, Usage]:
-    """Validate and split unlabelled records (the legacy sum > 0 rule), then score them:
-    what the Score RPC and the legacy scoring RPCs share."""
+    """Validate and split unlabelled records (the legacy sum > 0 rule), then score them (and
+    the control explanation, if any): what the Score RPC and the legacy scoring RPCs share."""
     check_explanation(method, explanation, deps.limits)
+    check_control(method, control_explanation, deps.limits)
     split = await off_loop(token_count(records), _checked_split, records, deps.limits)
     check_split(method, split)
     check_llm(method, llm)
-    client = llm_client(llm, deps) if method.spec.needs.llm and llm is not None else None
-    result = await score_split(method, explanation, split, deps, client, min_answered=min_answered)
-    return result, client.usage if client is not None else Usage()
+    client = control_client = None
+    if method.spec.needs.llm and llm is not None:
+        client = llm_client(llm, deps)
+        control_client = llm_client(llm, deps) if control_explanation else None
+    usage = Usage()
+    try:
+        result = await score_split(
+            method,
+            explanation,
+            split,
+            deps,
+            client,
+            min_answered=min_answered,
+            control_explanation=control_explanation,
+            control_client=control_client,
+        )
+    finally:
+        for used in (client, control_client):
+            if used is not None:
+                usage.add(used.usage)
+    return result, usage
 
 
 async def score(request: pb.ScoreRequest, deps: Deps) -> pb.ScoreResponse:
@@ -132,7 +219,13 @@ async def score(request: pb.ScoreRequest, deps: Deps) -> pb.ScoreResponse:
     llm = request.llm if request.HasField("llm") else None
     min_answered = method_params.field_value(request, "min_answered", "minAnswered")
     result, usage = await score_records(
-        method, request.explanation, request.activations, llm, deps, min_answered=min_answered
+        method,
+        request.explanation,
+        request.activations,
+        llm,
+        deps,
+        min_answered=min_answered,
+        control_explanation=request.control_explanation,
     )
     # The breakdown repeats every record's tokens: as big as the request.
     return await off_loop(token_count(request.activations), score_response, method, result, usage)

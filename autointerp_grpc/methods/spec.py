@@ -84,6 +84,8 @@ class ScoreResult:
     coverage: pb.Coverage | None = None
     extra_metrics: dict[str, float] = field(default_factory=dict)
     """Results reported apart from the headline (recall's decoys)."""
+    control: ScoreResult | None = None
+    """The request's control explanation scored the same way (``controlExplanation``)."""
 
 
 @dataclass(frozen=True)
