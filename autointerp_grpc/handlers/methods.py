@@ -112,6 +112,7 @@ def describe_method(spec: MethodSpec) -> pb.MethodInfo:
         ),
         parameters_field=spec.request_descriptor.fields_by_name[spec.params_field].json_name,
         parameters=method_params.describe(spec.params_descriptor, proto_comments()),
+        controls=spec.controls,
     )
     if spec.metric is not None:
         metric = spec.metric

@@ -19,6 +19,16 @@ from autointerp_grpc.methods.spec import MethodSpec, Metric, Needs
 
 _CLASSIFIER_METRIC = Metric("balanced_accuracy", 0.0, 1.0, 0.5)
 
+_LAYOUT = (
+    "Layout: the examples are spread over the prompts in proportion to each prompt's size, "
+    "at positions drawn with `seed` mixed with a hash of the records' content, so a judge's "
+    "position bias averages to chance over latents; the breakdown is in request order."
+)
+_CONTROL = (
+    "controlExplanation: an unrelated explanation scored on the same records and layout, "
+    "reported in `control` (what the examples' content alone scores)."
+)
+
 SCORERS: tuple[MethodSpec, ...] = (
     MethodSpec(
         name="detection",
@@ -28,6 +38,7 @@ SCORERS: tuple[MethodSpec, ...] = (
         needs=Needs(llm=True, non_activating=True, logprobs=True, explanation=True),
         run=classifier_scorer(fuzz=False),
         metric=_CLASSIFIER_METRIC,
+        controls=(_LAYOUT, _CONTROL),
     ),
     MethodSpec(
         name="fuzz",
@@ -37,6 +48,13 @@ SCORERS: tuple[MethodSpec, ...] = (
         needs=Needs(llm=True, non_activating=True, logprobs=True, explanation=True),
         run=classifier_scorer(fuzz=True),
         metric=_CLASSIFIER_METRIC,
+        controls=(
+            _LAYOUT,
+            "Highlights: a non-activating example's wrong highlight is drawn from the "
+            "distribution of the correct highlights' count, run lengths and relative "
+            "positions, never copied from one example.",
+            _CONTROL,
+        ),
     ),
     MethodSpec(
         name="embedding",
@@ -46,6 +64,7 @@ SCORERS: tuple[MethodSpec, ...] = (
         needs=Needs(embedding_model=True, non_activating=True, explanation=True),
         run=run_embedding,
         metric=Metric("roc_auc", 0.0, 1.0, 0.5),
+        controls=(_CONTROL,),
     ),
     MethodSpec(
         name="simulation",
@@ -57,6 +76,10 @@ SCORERS: tuple[MethodSpec, ...] = (
         needs=Needs(llm=True, non_activating=True, logprobs=True, explanation=True),
         run=run_simulation,
         metric=Metric("pearson_correlation", -1.0, 1.0, 0.0),
+        controls=(
+            "A simulation that predicts one value everywhere is an error, not a correlation of 0.",
+            _CONTROL,
+        ),
     ),
     MethodSpec(
         name="intruder",
@@ -66,6 +89,12 @@ SCORERS: tuple[MethodSpec, ...] = (
         needs=Needs(llm=True, non_activating=True),
         run=run_intruder,
         metric=Metric("accuracy", 0.0, 1.0, 0.2),
+        controls=(
+            "Explanation-free. The intruder is highlighted as the real examples are (its "
+            "highlight drawn from their distribution of count and shape) and sits at a "
+            "position drawn uniformly with `seed` mixed with the records' content; chance is "
+            "1/options per prompt.",
+        ),
     ),
     MethodSpec(
         name="example_embedding",
@@ -75,6 +104,10 @@ SCORERS: tuple[MethodSpec, ...] = (
         needs=Needs(embedding_model=True, non_activating=True),
         run=run_example_embedding,
         metric=Metric("accuracy", 0.0, 1.0, 0.5),
+        controls=(
+            "Explanation-free. Records are compared as plain text (no highlight marks), "
+            "and a query's own text is never its context.",
+        ),
     ),
     MethodSpec(
         name="recall",
@@ -84,5 +117,11 @@ SCORERS: tuple[MethodSpec, ...] = (
         needs=Needs(llm=True, non_activating=True, explanation=True),
         run=run_recall,
         metric=_CLASSIFIER_METRIC,
+        controls=(
+            _LAYOUT,
+            "The server's decoy texts are judged as non-activating and reported apart "
+            "(`extraMetrics.decoy_rejection`).",
+            _CONTROL,
+        ),
     ),
 )

@@ -103,6 +103,9 @@ class MethodSpec:
     needs: Needs
     run: Callable[..., Any] | Callable[..., Awaitable[Any]]
     metric: Metric | None = None
+    controls: tuple[str, ...] = ()
+    """Scorers: how a judge that never reads the explanation is kept at chance, and the
+    controls a caller can ask for (ListMethods' ``controls``)."""
 
     @property
     def params_field(self) -> str:

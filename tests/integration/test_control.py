@@ -176,3 +176,17 @@ async def test_a_failed_control_is_a_note_never_the_requests_failure() -> None:
     assert result.control is None
     assert result.score == 1.0
     assert any("control explanation could not be scored" in note for note in result.notes)
+
+
+async def test_list_methods_describes_each_scorers_controls(app) -> None:
+    response = await app.rest.get("/v1/methods", headers=app.headers)
+    assert response.status_code == 200, response.text
+    scorers = {
+        m["name"]: m for m in response.json()["methods"] if m["kind"] != "METHOD_KIND_EXPLAINER"
+    }
+    assert scorers
+    for name, method in scorers.items():
+        assert method["controls"], f"{name} describes no controls"
+        reads_explanation = method["requires"]["explanation"]
+        offers_control = any("controlExplanation" in c for c in method["controls"])
+        assert offers_control == reads_explanation, name

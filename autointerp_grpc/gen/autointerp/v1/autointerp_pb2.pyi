@@ -554,7 +554,7 @@ class MetricInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., minimum: _Optional[float] = ..., maximum: _Optional[float] = ..., chance: _Optional[float] = ...) -> None: ...
 
 class MethodInfo(_message.Message):
-    __slots__ = ("name", "kind", "description", "requires", "parameters_field", "parameters", "metric")
+    __slots__ = ("name", "kind", "description", "requires", "parameters_field", "parameters", "metric", "controls")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -562,6 +562,7 @@ class MethodInfo(_message.Message):
     PARAMETERS_FIELD_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
+    CONTROLS_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: MethodKind
     description: str
@@ -569,7 +570,8 @@ class MethodInfo(_message.Message):
     parameters_field: str
     parameters: _containers.RepeatedCompositeFieldContainer[ParameterInfo]
     metric: MetricInfo
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[MethodKind, str]] = ..., description: _Optional[str] = ..., requires: _Optional[_Union[MethodRequirements, _Mapping]] = ..., parameters_field: _Optional[str] = ..., parameters: _Optional[_Iterable[_Union[ParameterInfo, _Mapping]]] = ..., metric: _Optional[_Union[MetricInfo, _Mapping]] = ...) -> None: ...
+    controls: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[MethodKind, str]] = ..., description: _Optional[str] = ..., requires: _Optional[_Union[MethodRequirements, _Mapping]] = ..., parameters_field: _Optional[str] = ..., parameters: _Optional[_Iterable[_Union[ParameterInfo, _Mapping]]] = ..., metric: _Optional[_Union[MetricInfo, _Mapping]] = ..., controls: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListMethodsResponse(_message.Message):
     __slots__ = ("methods", "providers")
