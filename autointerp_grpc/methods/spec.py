@@ -77,7 +77,8 @@ class ScoreResult:
     score: float
     breakdown: list[pb.ScoreBreakdownItem]
     chance: float
-    """What a judge that ignores the explanation scores in expectation here."""
+    """What a judge that reads neither the explanation nor the examples' content (answering by
+    position, layout or at random) scores in expectation here."""
     classifier: pb.ClassifierMetrics | None = None
     confidence_interval: pb.ConfidenceInterval | None = None
     notes: list[str] = field(default_factory=list)
