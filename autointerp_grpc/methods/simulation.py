@@ -9,10 +9,19 @@ The ``mode`` parameter picks how the predictions are made:
 * ``logprob_ev``: OpenAI's expected-value simulation (:mod:`.simulation_ev`), the prediction
   per token being the expected value over the top log probabilities of the digits 0-10.
 * ``auto`` (default): ``logprob_ev`` where the provider returns top log probabilities, else
-  ``json``. The first record is sent alone to find out; when its answer carries no top log
-  probabilities (or the provider rejects the request for them), every record is simulated in
-  JSON mode instead and ``notes`` say why. ``logprob_ev`` asked for explicitly fails with
-  FAILED_PRECONDITION there instead.
+  ``json``, saying which in ``notes``. ``logprob_ev`` asked for explicitly fails with
+  FAILED_PRECONDITION where the provider has none.
+
+Which one runs is decided on the provider, never on one record's answer: logprob_ev runs when
+any call of the request came back with top log probabilities. The first record goes alone;
+when its answer has them, the rest follow. When it has none (or the provider rejects the
+request for them), one small probe (the same prompt for a fixed four-token text, never scored)
+asks the provider itself: with log probabilities there, the first record was a gap of its own
+and the request goes on in logprob_ev; without, the provider has none and ``auto`` simulates
+every record in JSON mode (a provider without log probabilities costs two calls to find out,
+not a whole request's). A record whose answer lacks them, or does not line up
+with its tokens, is unanswered, and the coverage floor applies (UNAVAILABLE below
+``minAnswered``, naming answered/total per class), as for any unusable answer.
 
 ``notes`` always name the mode that ran.
 """
@@ -123,6 +132,13 @@ FALLBACK_NOTE = (
     "could not run; predictions are point guesses (0-10) from the model's JSON answer."
 )
 _NO_LOGPROBS = "the provider returned no top log probabilities for this model"
+PROBE_TOKENS: tuple[str, ...] = ("The", " quick", " brown", " fox")
+"""The text of the capability probe: fixed, so the probe says nothing about any record (and,
+being deterministic, is one addressable call for a given explanation)."""
+GAPS_NOTE = (
+    "{gaps} of the {total} records' answers carried no top log probabilities although the "
+    "provider sent them for other calls of this request; those records are unanswered."
+)
 
 
 async def run_simulation(ctx: ScoreContext) -> ScoreResult:
@@ -134,17 +150,22 @@ async def run_simulation(ctx: ScoreContext) -> ScoreResult:
     assert client is not None
     tokens = [list(str_tokens_of(e)) for e in ctx.split.in_order]
     calls = [lambda t=t, c=client: simulate_ev(c, ctx.explanation, t) for t in tokens]
-    # The first record alone: its answer says whether the provider sends top log probabilities.
-    outcomes = [await calls[0]()]
-    why = _why_no_logprobs(outcomes)
+    first = await calls[0]()
+    probe: EvOutcome | None = None
+    if not first.logprobs and _tells_absence(first):
+        # The first record's answer says nothing about the others: ask the provider itself.
+        probe = await simulate_ev(client, ctx.explanation, PROBE_TOKENS)
+    why = _why_no_logprobs([probe]) if probe is not None else None
+    outcomes = [first]
     if why is None:
         outcomes += await bounded_gather(calls[1:], ctx.request_concurrency)
-        why = _why_no_logprobs(outcomes)
+        if not (probe is not None and probe.logprobs):
+            why = _why_no_logprobs(outcomes)
     if why is not None:
         if mode == "logprob_ev":
-            probe_error = outcomes[0].error
-            if isinstance(probe_error, InvalidArgument):
-                raise probe_error
+            rejected = probe.error if probe is not None else first.error
+            if isinstance(rejected, InvalidArgument):
+                raise rejected
             raise FailedPrecondition(
                 "simulationParams.mode logprob_ev needs the provider's top log probabilities, "
                 f"and {_NO_LOGPROBS}. Use mode json, or auto (json where log probabilities are "
@@ -152,23 +173,34 @@ async def run_simulation(ctx: ScoreContext) -> ScoreResult:
             )
         return await _run_json(ctx, [FALLBACK_NOTE.format(why=why)], errors_from=len(client.errors))
     how = " (auto)" if mode == "auto" else ""
+    notes = [EV_NOTE.format(how=how)]
+    gaps = sum(o.answered and not o.logprobs for o in outcomes)
+    if gaps:
+        notes.append(GAPS_NOTE.format(gaps=gaps, total=len(outcomes)))
+    # The probe is no record: its failure is not one of this request's unanswered records.
+    errors = [e for e in client.errors if probe is None or e is not probe.error]
     predictions = [outcome.predictions for outcome in outcomes]
-    return _simulation_result(
-        ctx.split, predictions, client.errors, [EV_NOTE.format(how=how)], ctx.min_answered
-    )
+    return _simulation_result(ctx.split, predictions, errors, notes, ctx.min_answered)
+
+
+def _tells_absence(outcome: EvOutcome) -> bool:
+    """Whether a call's outcome could mean the provider has no top log probabilities: it
+    answered without them, or rejected the request outright (a 400: often the logprobs
+    parameter). A failure of another kind (rate limit, provider down) says nothing either way."""
+    return (outcome.answered and not outcome.logprobs) or isinstance(outcome.error, InvalidArgument)
 
 
 def _why_no_logprobs(outcomes: Sequence[EvOutcome]) -> str | None:
-    """Why logprob_ev cannot run with this provider and model (None when it can, or when
-    nothing has told yet): answers came back but none carried top log probabilities, or the
-    provider rejected the first request outright."""
+    """Why logprob_ev cannot run with this provider and model, from calls none of which
+    carried top log probabilities (None when nothing has told): an answer came back without
+    them, or the provider rejected the request for them."""
     if any(outcome.logprobs for outcome in outcomes):
         return None
     if any(outcome.answered for outcome in outcomes):
         return _NO_LOGPROBS
-    first = outcomes[0].error
-    if len(outcomes) == 1 and isinstance(first, InvalidArgument):
-        return f"the provider rejected the request for them ({first.message})"
+    rejected = next((o.error for o in outcomes if isinstance(o.error, InvalidArgument)), None)
+    if rejected is not None:
+        return f"the provider rejected the request for them ({rejected.message})"
     return None
 
 

@@ -79,8 +79,9 @@ async def test_auto_falls_back_to_json_and_says_why(app, clean_fake) -> None:
     assert note.startswith("Simulated with mode json (auto)")
     assert "no top log probabilities" in note
     assert result["score"] > 0.9
-    # One call per door found out; then every record went to the JSON simulation.
-    assert clean_fake.stats()["by_kind"] == {"simulation_ev": 2, "simulation": 28}
+    # Two calls per door found out (the first record, then the probe of the provider); then
+    # every record went to the JSON simulation.
+    assert clean_fake.stats()["by_kind"] == {"simulation_ev": 4, "simulation": 28}
 
     clean_fake.set_fault("reject_logprobs")
     result = await _grpc(app, _body())
@@ -98,8 +99,8 @@ async def test_explicit_logprob_ev_without_logprobs_is_an_error(app, clean_fake,
     assert rest["status"] == 400 and rest["code"] == "FAILED_PRECONDITION"
     assert rest["detail"] == error.details()
     assert "mode logprob_ev needs the provider's top log probabilities" in rest["detail"]
-    # It asked once per door, then stopped.
-    assert clean_fake.stats()["by_kind"] == {"simulation_ev": 2}
+    # It asked twice per door (the first record, then the probe of the provider), then stopped.
+    assert clean_fake.stats()["by_kind"] == {"simulation_ev": 4}
 
 
 async def test_right_beats_wrong_in_both_modes(app, clean_fake) -> None:

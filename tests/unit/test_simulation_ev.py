@@ -262,7 +262,8 @@ async def test_auto_runs_logprob_ev_where_the_provider_sends_logprobs() -> None:
 async def test_auto_falls_back_to_json_and_says_why() -> None:
     client = FakeClient(logprobs=False)
     result = await _score(client)
-    assert client.kinds == ["simulation_ev", *["simulation"] * 12]  # one call to find out
+    # Two calls to find out: the first record, then a probe of the provider itself.
+    assert client.kinds == ["simulation_ev", "simulation_ev", *["simulation"] * 12]
     assert "no top log probabilities" in result.notes[0] and "mode json (auto)" in result.notes[0]
     assert result.score == pytest.approx(1.0)
     client = FakeClient(reject=True)
