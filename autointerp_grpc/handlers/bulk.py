@@ -7,21 +7,25 @@ requests (:func:`~autointerp_grpc.handlers.explain.explain_records`,
 :func:`~autointerp_grpc.handlers.score.score_split`). By default each class of records is
 held out in part and scored on records the explainer never saw; best-of-k candidates are
 ranked on a validation split and the chosen one scored on the test split
-(:mod:`~autointerp_grpc.handlers.holdout`). Features run ``options.concurrency`` at a time;
-each result is streamed as soon as its feature finishes, followed by a progress event. A
-feature's failure becomes its result's ``error`` and the run goes on: whatever a feature's
-work raises (a bug, an overflow in a provider's numbers) ends that feature with a typed
-error, or INTERNAL naming the request id, never the exception's text; a worker never dies
-with its feature unreported, so the stream always ends with its summary (the last progress
-event, ``done == total``).
+(:mod:`~autointerp_grpc.handlers.holdout`); where they cannot be ranked (too few records for
+a validation split, or no candidate could be scored on it) the first draft is kept and the
+result's ``notes`` say why, and ``validationRecords`` counts only records that did rank.
+Features run ``options.concurrency`` at a time; each result is streamed as soon as its
+feature finishes, followed by a progress event. A feature's failure becomes its result's
+``error`` and the run goes on: whatever a feature's work raises (a bug, an overflow in a
+provider's numbers) ends that feature with a typed error, or INTERNAL naming the request id,
+never the exception's text; a worker never dies with its feature unreported, so the stream
+always ends with its summary (the last progress event, ``done == total``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 from autointerp_grpc.backends.llm import LLMClient
@@ -85,6 +89,74 @@ IN_SAMPLE_NOTE = (
 )
 
 
+IN_SAMPLE_SELECTION_NOTE = (
+    "best-of-k ranked its candidates on the records they are scored on (in-sample): the "
+    "selection inflates the chosen explanation's scores further."
+)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What best-of-k made of its candidates' validation scores."""
+
+    best: int | None
+    """The kept candidate's index; None when none could be scored (no ranking happened)."""
+    notes: list[str]
+
+
+def choose_candidate(scorer: str, results: Sequence[float | pb.FeatureError]) -> Choice:
+    """The best of the candidates' validation ``results`` (a score, or why scoring failed),
+    ranked among those that got a score; ties keep the earliest. A caller reading only the
+    explanation cannot tell a selection from a default, so every way the ranking falls short
+    is a note: no candidate scored (no ranking; the caller keeps the first draft), some not
+    scored (ranked among the rest), every ranked candidate on the same score (the ranking
+    told them apart no better than the draft order)."""
+    scored = [(i, r) for i, r in enumerate(results) if not isinstance(r, pb.FeatureError)]
+    errors = [r for r in results if isinstance(r, pb.FeatureError)]
+    why = f" ({errors[0].code}: {errors[0].message})" if errors else ""
+    n = len(results)
+    if not scored:
+        return Choice(
+            None,
+            [
+                f"best-of-k kept the first of {n} drafts: the candidate scorer {scorer} could "
+                f"not score any of them on the validation records{why}"
+            ],
+        )
+    best, top = max(scored, key=lambda item: item[1])  # the first of equal maxima
+    notes = []
+    if len(scored) < n:
+        notes.append(
+            f"best-of-k ranked {len(scored)} of {n} candidates: the candidate scorer {scorer} "
+            f"could not score the others on the validation records{why}"
+        )
+    if len(scored) > 1 and all(score == top for _, score in scored):
+        notes.append(
+            f"best-of-k could not tell its candidates apart: all {len(scored)} ranked "
+            f"candidates scored {top:g} on the validation records, and the first was kept"
+        )
+    return Choice(best, notes)
+
+
+def _score_or_error(outcome: pb.ScorerOutcome) -> float | pb.FeatureError:
+    """A ranking outcome as :func:`choose_candidate` takes it (a score that is not finite
+    cannot be ranked, so it counts as a failure)."""
+    if outcome.HasField("score") and math.isfinite(outcome.score):
+        return outcome.score
+    if outcome.HasField("error"):
+        return outcome.error
+    return pb.FeatureError(code="INTERNAL", message="the scorer returned no finite score")
+
+
+def _drafts_failed_note(k: int, written: int, error: pb.FeatureError) -> str:
+    why = f"({error.code}: {error.message})"
+    if written == 1:
+        return (
+            f"best-of-k kept the only one of {k} drafts that was written: the others failed {why}"
+        )
+    return f"best-of-k chose among {written} of {k} drafts: the others failed {why}"
+
+
 class _Run:
     """One ExplainAndScore request: its resolved settings and per-feature work."""
 
@@ -121,7 +193,9 @@ class _Run:
             raise InvalidArgument("features must have distinct ids")
 
     def _candidate_scorer(self) -> Resolved | None:
-        """The scorer that ranks best-of-k candidates."""
+        """The scorer that ranks best-of-k candidates. One that reads no explanation
+        (intruder, example_embedding) gives every candidate the same expected score: its
+        ranking would be noise presented as a selection, so it is refused up front."""
         if self.options.candidates <= 1:
             return None
         name = self.request.options.candidate_scorer
@@ -131,11 +205,19 @@ class _Run:
                     "options.candidateScorer (or at least one scorer) is required when "
                     "options.candidates > 1"
                 )
-            return self.scorers[0]
-        for method in self.scorers:
-            if method.name == name:
-                return method
-        return resolve_scorer(pb.ScorerChoice(method=name))
+            ranker, field = self.scorers[0], "the first of scorers (the default candidateScorer)"
+        else:
+            ranker = next((m for m in self.scorers if m.name == name), None)
+            if ranker is None:
+                ranker = resolve_scorer(pb.ScorerChoice(method=name))
+            field = "options.candidateScorer"
+        if not ranker.spec.needs.explanation:
+            raise InvalidArgument(
+                f"{field} is {ranker.name}, which reads no explanation, so it cannot rank "
+                "best-of-k candidates; set options.candidateScorer to a scorer that reads the "
+                "explanation"
+            )
+        return ranker
 
     def _client(self) -> LLMClient:
         return llm_client(self.request.llm, self.deps)
@@ -240,6 +322,7 @@ class _Run:
     async def _feature(self, feature: pb.Feature, result: pb.FeatureResult, usage: Usage) -> None:
         options = self.options
         k = options.candidates
+        ranker = self.candidate_scorer
         parts = await off_loop(
             token_count(feature.activations, feature.non_activating),
             split_feature,
@@ -248,9 +331,9 @@ class _Run:
             f"{options.seed}:{feature.id}",
             explainer_reads_non_activating=self.explainer.spec.needs.non_activating,
             candidates=k,
+            ranker_needs_non_activating=ranker is not None and ranker.spec.needs.non_activating,
         )
         result.train_records, result.test_records = parts.train_records, parts.test_records
-        result.validation_records = parts.validation_records
         result.in_sample = parts.in_sample
         temperature = options.candidate_temperature if k > 1 else None
         drafts = await asyncio.gather(
@@ -261,22 +344,8 @@ class _Run:
         if not explanations:
             raise next(d for d in drafts if isinstance(d, BaseException))
         result.explanation = explanations[0]
-        if self.candidate_scorer is not None and parts.validation is not None:
-            # Selected on the validation records; every reported score is measured on the
-            # test records, which no candidate was selected on.
-            ranker, validation = self.candidate_scorer, parts.validation
-            outcomes = await asyncio.gather(
-                *(self._score(ranker, e, validation, usage) for e in explanations)
-            )
-            for explanation, outcome in zip(explanations, outcomes, strict=True):
-                candidate = result.candidates.add(explanation=explanation)
-                if outcome.HasField("score"):
-                    candidate.score = outcome.score
-            best = max(
-                range(len(explanations)),
-                key=lambda i: outcomes[i].score if outcomes[i].HasField("score") else -2.0,
-            )
-            result.explanation = explanations[best]
+        if ranker is not None:
+            await self._select(parts, drafts, ranker, result, usage)
         scores = await asyncio.gather(
             *(self._score(m, result.explanation, parts.test, usage) for m in self.scorers)
         )
@@ -284,6 +353,52 @@ class _Run:
             for outcome in scores:
                 outcome.notes.append(IN_SAMPLE_NOTE)
         result.scores.extend(scores)
+
+    async def _select(
+        self,
+        parts: FeatureSplit,
+        drafts: list[str | BaseException],
+        ranker: Resolved,
+        result: pb.FeatureResult,
+        usage: Usage,
+    ) -> None:
+        """Best-of-k: rank the written ``drafts`` on the validation records and keep the best
+        as ``result.explanation``; every reported score is then measured on the test records,
+        which no candidate was selected on. Whenever no ranking happens the first draft stays
+        and ``result.notes`` says why; ``validationRecords`` counts only records that
+        actually ranked candidates."""
+        explanations = [d for d in drafts if isinstance(d, str)]
+        for explanation in explanations:
+            result.candidates.add(explanation=explanation)
+        k = len(drafts)
+        failed = [d for d in drafts if isinstance(d, BaseException)]
+        if failed:
+            error = _feature_error(failed[0], result.id)
+            result.notes.append(_drafts_failed_note(k, len(explanations), error))
+        if len(explanations) < 2:
+            return  # nothing to choose between (the note above says why)
+        if parts.validation is None:
+            result.notes.append(
+                f"best-of-k kept the first of {len(explanations)} drafts: {parts.no_validation}"
+            )
+            return
+        validation = parts.validation
+        outcomes = await asyncio.gather(
+            *(self._score(ranker, e, validation, usage) for e in explanations)
+        )
+        results = [_score_or_error(o) for o in outcomes]
+        choice = choose_candidate(ranker.name, results)
+        result.notes.extend(choice.notes)
+        if choice.best is None:
+            return
+        for candidate, score in zip(result.candidates, results, strict=True):
+            if not isinstance(score, pb.FeatureError):
+                candidate.score = score
+        result.explanation = explanations[choice.best]
+        result.validation_records = parts.validation_records
+        result.validation_seen_records = parts.validation_seen_records
+        if parts.in_sample:
+            result.notes.append(IN_SAMPLE_SELECTION_NOTE)
 
     async def stream(self) -> AsyncIterator[pb.ExplainAndScoreEvent]:
         features = list(self.request.features)

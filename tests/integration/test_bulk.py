@@ -98,14 +98,18 @@ async def test_stream_results_and_progress_over_grpc(app) -> None:
 async def test_holdout_and_best_of_k(app) -> None:
     body = _request([_feature("cat-1")], holdout=0.4, candidates=3, candidateScorer="detection")
     [result] = [e["result"] for e in await _grpc_events(app, body) if "result" in e]
-    # 7 activating records: 3 held out (too few to halve: the candidates rank on the 4 the
-    # explainer saw); 7 non-activating ones, unseen by the default explainer: 4 rank, 3 test.
+    # 7 activating records: 4 explain, 3 held out (1 ranks, 2 test); 7 non-activating ones,
+    # unseen by the default explainer: 3 rank, 4 test. No candidate ranks on a record the
+    # explainer saw.
     assert (result["trainRecords"], result["testRecords"]) == (4, 6)
-    assert result["validationRecords"] == 8
+    assert result["validationRecords"] == 4
+    assert result.get("validationSeenRecords", 0) == 0
     assert not result.get("inSample", False)
     assert len(result["candidates"]) == 3
     assert all(c["score"] == 1.0 for c in result["candidates"])
     assert result["explanation"] == result["candidates"][0]["explanation"]
+    # The fake LLM's three drafts are the same: the result says the ranking was a tie.
+    assert [n.startswith("best-of-k could not tell") for n in result["notes"]] == [True]
 
 
 def test_holdout_split_is_stratified_disjoint_and_deterministic() -> None:
