@@ -11,9 +11,13 @@ An answer that is not a list of 0/1 (or true/false) of the right length leaves i
 unanswered (prediction None), as delphi does for any unparsable answer. Log probabilities, when
 asked for and sent, become per-example probabilities the same batch-sized way.
 
-Fuzzing also replaces how delphi highlights the non-activating records (``Fuzzing._prepare``;
-see its docstring): delphi's wrong highlights differ in shape from the correct ones, so a judge
-that never reads the explanation could score far above chance (DESIGN.md §3a).
+Two more changes keep a judge that never reads the explanation at chance (DESIGN.md §3a):
+the examples are laid out in prompts by :func:`balanced_layout` with an RNG seeded from the
+records' content (delphi shuffles with one seed, so a constant seed put the activating examples
+on the same positions for every latent of one size), and the outputs are reported in request
+order, never in the order shown; and Fuzzing replaces how delphi highlights the non-activating
+records (``Fuzzing._prepare``; see its docstring): delphi's wrong highlights differ in shape
+from the correct ones.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from autointerp_grpc.methods.scoring import (
     index_by_tokens,
     set_answer,
 )
+from autointerp_grpc.methods.seeding import content_seed
 from autointerp_grpc.methods.spec import ScoreContext, ScoreResult
 from autointerp_grpc.offload import off_loop
 from autointerp_grpc.prompts.common import loads_answer
@@ -120,6 +125,78 @@ def probabilities_from_logprobs(logprobs: list[Any] | None, expected: int) -> li
     return [label_probability(getattr(entry, "top_logprobs", None)) for entry in labels]
 
 
+def prompt_sizes(total: int, per_prompt: int) -> list[int]:
+    """delphi's batch sizes: consecutive prompts of ``per_prompt`` examples, the last one
+    shorter when ``per_prompt`` does not divide ``total``."""
+    full, rest = divmod(total, per_prompt)
+    return [per_prompt] * full + ([rest] if rest else [])
+
+
+def proportional_counts(count: int, sizes: Sequence[int], rng: random.Random) -> list[int]:
+    """How many of ``count`` marked items each prompt of ``sizes`` gets: its share
+    ``count * size / total`` rounded down or up, the totals exact, and each prompt's
+    *expected* number exactly its share.
+
+    This is systematic sampling over the prompts in a random order, with integers: prompt
+    b gets ``floor((count * S_b + u) / total) - floor((count * S_(b-1) + u) / total)``,
+    ``S_b`` the sizes summed up to it and ``u`` uniform in ``0 .. total - 1``. It rounds like
+    largest remainders (never more than one off the share), but where delphi's last,
+    shorter prompt has another remainder than the full ones, largest-remainder rounding
+    would always favour the same prompts; here no prompt's expected share is off, so a
+    position judge's expected score is exactly chance.
+    """
+    total = sum(sizes)
+    counts = [0] * len(sizes)
+    if not total:
+        return counts
+    order = list(range(len(sizes)))
+    rng.shuffle(order)
+    offset = rng.randrange(total)
+    covered = 0
+    before = offset // total
+    for b in order:
+        covered += sizes[b]
+        upto = (count * covered + offset) // total
+        counts[b] = upto - before
+        before = upto
+    return counts
+
+
+def balanced_layout(
+    activating: Sequence[bool], per_prompt: int, rng: random.Random
+) -> list[list[int]]:
+    """Which items each prompt shows, in the order shown (indices into ``activating``).
+
+    delphi shuffles all the samples with one seeded RNG and cuts them into consecutive
+    batches. With a constant seed that puts the activating examples on the same prompt
+    positions for every latent of one size, so a judge that answers one pattern to every
+    prompt (a model that favours "yes" on the last example) scores far from chance, the
+    same way on every latent (issue 18: 0.875 for ``[0, 0, 0, 0, 1]`` on detection 5+20).
+
+    Here the prompts keep delphi's sizes (:func:`prompt_sizes`), each prompt gets the
+    activating items in proportion to its size (:func:`proportional_counts`), which ones
+    drawn at random from each class, and every prompt is shuffled, so within a prompt each
+    position is equally likely to hold either class. Every item then has the same chance,
+    ``1 / len(activating)``, of sitting on any one position of the request, whatever its
+    class: a judge that answers by position scores chance in expectation, and with
+    balanced prompts its score varies less from latent to latent than under a plain
+    shuffle. ``rng`` is seeded from the records' content (``methods.seeding``), so the
+    layout is reproducible for one request and differs from latent to latent.
+    """
+    positives = [i for i, on in enumerate(activating) if on]
+    negatives = [i for i, on in enumerate(activating) if not on]
+    rng.shuffle(positives)
+    rng.shuffle(negatives)
+    sizes = prompt_sizes(len(activating), per_prompt)
+    batches = []
+    for size, count in zip(sizes, proportional_counts(len(positives), sizes, rng), strict=True):
+        batch = [positives.pop() for _ in range(count)]
+        batch += [negatives.pop() for _ in range(size - count)]
+        rng.shuffle(batch)
+        batches.append(batch)
+    return batches
+
+
 class _BatchSizedAnswers:
     """Mixin: parse each answer against the size of the batch it answers, and send a
     request's batches concurrently (delphi sends them one at a time)."""
@@ -129,15 +206,23 @@ class _BatchSizedAnswers:
     """Batches of one request in flight at once; 1 is delphi's sequential behaviour."""
 
     async def __call__(self, record: LatentRecord) -> ScorerResult:
-        """delphi's ``Classifier.__call__`` (prepare, shuffle, batch, query), with the
-        preparation, which highlights every token of every record, off the event loop for
-        big requests."""
+        """delphi's ``Classifier.__call__`` (prepare, lay out, query), its outputs in prompt
+        order, as delphi returns them."""
+        return ScorerResult(record=record, score=[o for o, _ in await self.judged(record)])
+
+    async def judged(self, record: LatentRecord) -> list[tuple[ClassifierOutput, int]]:
+        """Each example's output with the number of the prompt it was shown in, in prompt
+        order: delphi's preparation (off the event loop for big requests: it highlights every
+        token of every record), then :func:`balanced_layout` with ``self.rng`` where delphi
+        shuffles all the samples and cuts them into consecutive batches."""
         size = example_token_count([*record.test, *record.not_active])
         samples = await off_loop(size, self._prepare, record)  # type: ignore[attr-defined]
-        self.rng.shuffle(samples)  # type: ignore[attr-defined]
-        batches = self._batch(samples)  # type: ignore[attr-defined]
-        results = await self._query(record.explanation, batches)
-        return ScorerResult(record=record, score=results)
+        labels = [bool(sample.data.activating) for sample in samples]
+        layout = balanced_layout(labels, self.n_examples_shown, self.rng)  # type: ignore[attr-defined]
+        batches = [[samples[i] for i in batch] for batch in layout]
+        outputs = await self._query(record.explanation, batches)
+        prompts = [number for number, batch in enumerate(batches) for _ in batch]
+        return list(zip(outputs, prompts, strict=True))
 
     async def _query(self, explanation: str, batches: list[list[Any]]) -> list[ClassifierOutput]:
         # delphi's Classifier._query with its Semaphore(1) widened: same prompts, same order of
@@ -276,7 +361,12 @@ class Detection(_BatchSizedAnswers, DetectionScorer):
 # --- running them ---------------------------------------------------------------------------
 
 
-async def run_classifier(
+Judged = tuple[ClassifierOutput, int, int]
+"""An example's output, its record's index in the request and the number of the prompt it was
+shown in."""
+
+
+async def judge_examples(
     split: Split,
     explanation: str,
     client: LLMClient,
@@ -286,8 +376,15 @@ async def run_classifier(
     use_logprobs: bool = False,
     seed: int = 42,
     concurrency: int = 1,
-) -> list[ClassifierOutput]:
-    """delphi's fuzzing or detection scorer over the split records."""
+) -> list[Judged]:
+    """delphi's fuzzing or detection scorer over the split's records, in request order.
+
+    The layout's RNG is seeded by :func:`content_seed` (``seed`` mixed with a hash of the
+    records, salted with the scorer's name), never by ``seed`` alone: the same request always
+    gets the same layout, another latent another one. The explanation is not hashed, so two
+    explanations of one latent (a control, best-of-k candidates) are judged on one layout.
+    Nothing in the order of the result depends on the layout; only the prompt numbers do,
+    for the interval's clusters."""
     record = LatentRecord(Latent("latent", 0))
     record.test = split.activating
     record.not_active = split.non_activating
@@ -300,9 +397,41 @@ async def run_classifier(
         log_prob=use_logprobs,
         temperature=0.0,
     )
-    scorer.rng = random.Random(seed)
+    size = example_token_count(split.in_order)
+    salt = "fuzz" if fuzz else "detection"
+    scorer.rng = random.Random(await off_loop(size, content_seed, seed, split, salt))
     scorer.request_concurrency = concurrency
-    return (await scorer(record)).score
+    index = index_by_tokens(split)
+    judged = [
+        (output, index.get(id(output.str_tokens), -1), prompt)
+        for output, prompt in await scorer.judged(record)
+    ]
+    return sorted(judged, key=lambda entry: entry[1])
+
+
+async def run_classifier(
+    split: Split,
+    explanation: str,
+    client: LLMClient,
+    *,
+    fuzz: bool,
+    examples_per_prompt: int = 5,
+    use_logprobs: bool = False,
+    seed: int = 42,
+    concurrency: int = 1,
+) -> list[ClassifierOutput]:
+    """:func:`judge_examples`' outputs alone, in request order."""
+    judged = await judge_examples(
+        split,
+        explanation,
+        client,
+        fuzz=fuzz,
+        examples_per_prompt=examples_per_prompt,
+        use_logprobs=use_logprobs,
+        seed=seed,
+        concurrency=concurrency,
+    )
+    return [output for output, _, _ in judged]
 
 
 def classifier_item(output: ClassifierOutput, index: int) -> pb.ScoreBreakdownItem:
@@ -337,7 +466,7 @@ def classifier_scorer(fuzz: bool) -> Callable[[ScoreContext], Awaitable[ScoreRes
     async def run(ctx: ScoreContext) -> ScoreResult:
         assert ctx.client is not None
         p = ctx.params
-        outputs = await run_classifier(
+        judged = await judge_examples(
             ctx.split,
             ctx.explanation,
             ctx.client,
@@ -350,16 +479,15 @@ def classifier_scorer(fuzz: bool) -> Callable[[ScoreContext], Awaitable[ScoreRes
         client = ctx.client
 
         def result() -> ScoreResult:
-            index = index_by_tokens(ctx.split)
-            items = [classifier_item(o, index.get(id(o.str_tokens), -1)) for o in outputs]
+            # Request order: nothing in the breakdown tells where an example was shown.
+            items = [classifier_item(output, index) for output, index, _ in judged]
             notes = [LOGPROBS_MISSING_NOTE] if p.use_logprobs and client.logprobs_missing else []
             if p.use_logprobs and not client.logprobs_missing:
                 notes += probabilities_note(items)
-            # delphi sends the shuffled samples in consecutive batches of examples_per_prompt.
-            clusters = [i // p.examples_per_prompt for i in range(len(items))]
+            clusters = [prompt for _, _, prompt in judged]
             return classifier_result(items, client.errors, notes, ctx.min_answered, clusters)
 
         # The breakdown repeats every record's tokens: build it off the loop when big.
-        return await off_loop(example_token_count(outputs), result)
+        return await off_loop(example_token_count(ctx.split.in_order), result)
 
     return run

@@ -19,6 +19,7 @@ from autointerp_grpc.delphi_compat import (
 from autointerp_grpc.errors import InvalidArgument, UpstreamBadResponse
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.methods import metrics
+from autointerp_grpc.methods.seeding import content_seed
 from autointerp_grpc.methods.spec import ScoreContext, ScoreResult
 from autointerp_grpc.offload import off_loop
 from autointerp_grpc.records import Split, example_token_count, str_tokens_of
@@ -183,10 +184,12 @@ async def run_example_embedding(ctx: ScoreContext) -> ScoreResult:
         )
     # delphi's deltas, with its encode calls in the backend's bounded passes.
     scorer = ExampleEmbeddingScorer(_PassModel(ctx.embedding))
-    rng = random.Random(ctx.params.seed)
 
     def compute() -> list[tuple[Any, int, float, float]]:
-        batches = example_batches(ctx.split, ctx.params.batches, rng)
+        # The sampling seed mixed with the records' content (methods.seeding): a constant
+        # seed drew the same query and context indices for every latent of one size.
+        seed = content_seed(ctx.params.seed, ctx.split, "example_embedding")
+        batches = example_batches(ctx.split, ctx.params.batches, random.Random(seed))
         return [(b, q, *scorer.compute_batch_deltas(b)) for b, q in batches]
 
     deltas = await ctx.embedding.run(compute)

@@ -1,5 +1,12 @@
 """The recall scorer: an LLM judge says, per text, whether the explanation fits it (activating,
-non-activating and fixed decoy texts)."""
+non-activating and fixed decoy texts).
+
+The texts are laid out in prompts as detection's examples are (``balanced_layout``, seeded by
+the records' content and ``seed``): the decoys count as non-activating there, so they are
+spread like the real non-activating texts, and no position of a prompt, nor the caller's
+record order, says which texts are activating. A constant ``Random(42)`` permutation of the
+caller's order did: with activating records first, a judge answering by position scored 0.65.
+The breakdown lists the records in request order, then the decoys in their fixed order."""
 
 from __future__ import annotations
 
@@ -8,12 +15,15 @@ import random
 from autointerp_grpc import prompts
 from autointerp_grpc.errors import AutoInterpError
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+from autointerp_grpc.methods.classifiers import balanced_layout
 from autointerp_grpc.methods.scoring import (
     bounded_gather,
     classifier_result,
 )
+from autointerp_grpc.methods.seeding import content_seed
 from autointerp_grpc.methods.spec import ScoreContext, ScoreResult
-from autointerp_grpc.records import str_tokens_of
+from autointerp_grpc.offload import off_loop
+from autointerp_grpc.records import example_token_count, str_tokens_of
 
 
 async def run_recall(ctx: ScoreContext) -> ScoreResult:
@@ -35,10 +45,9 @@ async def run_recall(ctx: ScoreContext) -> ScoreResult:
             pb.ScoreBreakdownItem(record_index=-1, text=t, activating=False, decoy=True)
             for t in prompts.RECALL_DECOYS
         ]
-    order = list(range(len(items)))
-    random.Random(42).shuffle(order)
-    k = p.examples_per_prompt
-    batches = [order[i : i + k] for i in range(0, len(order), k)]
+    size = example_token_count(ctx.split.in_order)
+    rng = random.Random(await off_loop(size, content_seed, p.seed, ctx.split, "recall"))
+    batches = balanced_layout([item.activating for item in items], p.examples_per_prompt, rng)
 
     async def judge(batch: list[int]) -> None:
         texts = [items[i].text for i in batch]
