@@ -18,6 +18,7 @@ from autointerp_grpc.handlers.methods import (
     llm_client,
     resolve_explainer,
 )
+from autointerp_grpc.methods.explainers import answer_shape
 from autointerp_grpc.methods.spec import ExplainContext
 from autointerp_grpc.offload import off_loop
 from autointerp_grpc.records import (
@@ -51,7 +52,9 @@ async def run_explainer(explainer: Explainer, record: LatentRecord) -> str:
     """Run a delphi explainer; retry an unparsable answer once, then fail.
 
     delphi's placeholder "Explanation could not be parsed." is never returned as an
-    explanation, nor an answer without a letter or digit.
+    explanation, nor an answer without a letter or digit. The failure names the answer this
+    explainer's format asks for (:func:`~autointerp_grpc.methods.explainers.answer_shape`):
+    each format has its own, and naming another's misleads the caller.
     """
     for attempt in range(1, ATTEMPTS + 1):
         result = await explainer(record)
@@ -60,8 +63,8 @@ async def run_explainer(explainer: Explainer, record: LatentRecord) -> str:
             return explanation
         log.warning("explainer answer had no parsable explanation (attempt %d)", attempt)
     raise UpstreamBadResponse(
-        f"The model gave no parsable explanation in {ATTEMPTS} attempts (for the default "
-        "explainers: no '[EXPLANATION]:' line); try again or use another model"
+        f"The model gave no parsable explanation in {ATTEMPTS} attempts (expected "
+        f"{answer_shape(explainer)}); try again or use another model"
     )
 
 

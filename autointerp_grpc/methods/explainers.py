@@ -3,12 +3,19 @@ and Neuronpedia max-activation formats as delphi ``Explainer`` subclasses.
 
 Each entry's ``run`` builds the explainer and the latent record for one request; the Explain
 handler runs it (retrying an unparsable answer once).
+
+Each explainer class names the answer its format asks for in ``answer_shape`` (read by
+:func:`answer_shape`), so a failure says what that format expected. Each format's parser also
+refuses an answer shaped like its prompt's data (a model that continues the records instead of
+explaining them: ``names of day<TAB>0`` for the OpenAI format, ``Example 4: ...`` for
+delphi's): such an answer is unparsable, retried, then an error, never stored.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from autointerp_grpc import prompts
 from autointerp_grpc.delphi_compat import (
@@ -20,8 +27,71 @@ from autointerp_grpc.delphi_compat import (
 )
 from autointerp_grpc.errors import InvalidArgument
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+from autointerp_grpc.methods.attention import OaiAttentionHeadExplainer
 from autointerp_grpc.methods.spec import ExplainContext, MethodSpec, Needs
-from autointerp_grpc.prompts.neuronpedia import NP_TEXTS, NP_WINDOW
+from autointerp_grpc.prompts.neuronpedia import NP_ANSWER_SHAPE, NP_TEXTS, NP_WINDOW
+from autointerp_grpc.prompts.oai import OAI_ANSWER_SHAPE
+from autointerp_grpc.prompts.oai_attention import ATTENTION_ANSWER_SHAPE
+
+DELPHI_ANSWER_SHAPE = (
+    "a last line '[EXPLANATION]: <explanation>' (delphi's format), not a copy of the "
+    "examples' 'Example N:' or 'Activations:' lines"
+)
+"""What delphi's default and contrastive explainers ask for, as failure messages name it."""
+ANY_ANSWER_SHAPE = "an explanation in the format its prompt asks for"
+"""The shape named for an explainer that does not name its own."""
+
+
+def answer_shape(explainer: Explainer) -> str:
+    """The answer ``explainer``'s format asks for: its class's ``answer_shape``."""
+    shape = getattr(explainer, "answer_shape", None)
+    if isinstance(shape, str) and shape:
+        return shape
+    if isinstance(explainer, OaiAttentionHeadExplainer):
+        # Its class (methods/attention.py) does not carry the shape itself.
+        return ATTENTION_ANSWER_SHAPE
+    return ANY_ANSWER_SHAPE
+
+
+# The lines delphi writes for its examples (prompt_builder, contrastive_explainer): "Example
+# 3:  text with <<marked>> tokens", "Activations: ("tok" : 8), ...", the section names.
+_DELPHI_DATA_RE = re.compile(
+    r"\s*+(?:Example\s++\d++\s*+:|Activations\s*+:|(?:NON-)?ACTIVATING EXAMPLES\s*+:)"
+)
+
+
+def is_delphi_data_line(line: str) -> bool:
+    """Whether a line of a delphi explanation is shaped like its prompt's example lines."""
+    return _DELPHI_DATA_RE.match(line) is not None
+
+
+def _not_examples(explanation: str) -> str:
+    """``explanation`` (delphi's parse: what follows ``[EXPLANATION]:``); ``ValueError`` when a
+    line of it is one of the prompt's example lines (delphi's ``__call__`` then answers its
+    "could not be parsed" placeholder, which the Explain handler retries)."""
+    if any(is_delphi_data_line(line) for line in explanation.splitlines()):
+        raise ValueError("the explanation copies the examples instead of explaining them")
+    return explanation
+
+
+@dataclass
+class DelphiDefaultExplainer(DefaultExplainer):
+    """delphi's default explainer, refusing an explanation shaped like its examples."""
+
+    answer_shape: ClassVar[str] = DELPHI_ANSWER_SHAPE
+
+    def parse_explanation(self, text: str) -> str:
+        return _not_examples(super().parse_explanation(text))
+
+
+@dataclass
+class DelphiContrastiveExplainer(ContrastiveExplainer):
+    """delphi's contrastive explainer, refusing an explanation shaped like its examples."""
+
+    answer_shape: ClassVar[str] = DELPHI_ANSWER_SHAPE
+
+    def parse_explanation(self, text: str) -> str:
+        return _not_examples(super().parse_explanation(text))
 
 
 def latent_record(ctx: ExplainContext) -> LatentRecord:
@@ -40,7 +110,7 @@ def token_value_pairs(examples: list[Any]) -> list[tuple[list[str], list[float]]
 
 def _build_default(ctx: ExplainContext) -> tuple[Explainer, LatentRecord]:
     p = ctx.params
-    explainer = DefaultExplainer(
+    explainer = DelphiDefaultExplainer(
         ctx.client, threshold=p.threshold, activations=p.show_activations, cot=p.chain_of_thought
     )
     return explainer, latent_record(ctx)
@@ -68,7 +138,7 @@ def _build_contrastive(ctx: ExplainContext) -> tuple[Explainer, LatentRecord]:
             "positive activation value"
         )
     p = ctx.params
-    explainer = ContrastiveExplainer(
+    explainer = DelphiContrastiveExplainer(
         ctx.client,
         threshold=p.threshold,
         activations=p.show_activations,
@@ -84,6 +154,7 @@ def _build_contrastive(ctx: ExplainContext) -> tuple[Explainer, LatentRecord]:
 class OaiTokenActPairExplainer(Explainer):
     """The OpenAI neuron-explainer format: token<TAB>activation lines, 0 to 10."""
 
+    answer_shape: ClassVar[str] = OAI_ANSWER_SHAPE
     max_records: int = 20
 
     def _build_prompt(self, examples: list[Any]) -> list[dict]:
@@ -101,6 +172,7 @@ class NpMaxActExplainer(Explainer):
     :mod:`autointerp_grpc.prompts.neuronpedia` for the anchor files (hijohnnylin/neuronpedia
     apps/webapp/lib/external/autointerp-explainer-acts.ts and -logits.ts)."""
 
+    answer_shape: ClassVar[str] = NP_ANSWER_SHAPE
     top_tokens: int = NP_TEXTS
     top_texts: int = NP_TEXTS
     window: int = NP_WINDOW

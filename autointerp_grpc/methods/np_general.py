@@ -19,18 +19,21 @@ it is not offered.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from autointerp_grpc.delphi_compat import Explainer, LatentRecord
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.methods.explainers import latent_record, token_value_pairs
 from autointerp_grpc.methods.spec import ExplainContext, MethodSpec, Needs
 from autointerp_grpc.prompts.np_general import (
+    NP_GENERAL_ANSWER_SHAPE,
     NP_GENERAL_TEXTS,
     NP_GENERAL_WINDOW,
+    PYTHON_CODE_ANSWER_SHAPE,
     PYTHON_CODE_WINDOW,
     np_acts_logits_general_messages,
     parse_np_general_answer,
+    parse_python_code_answer,
     python_code_messages,
 )
 
@@ -49,6 +52,7 @@ class NpActsLogitsGeneralExplainer(_WholeAnswerExplainer):
     """Neuronpedia's ``np_acts-logits-general``: max tokens, the tokens after them, top positive
     logits and top texts; a 3-20 word phrase, no few-shot examples."""
 
+    answer_shape: ClassVar[str] = NP_GENERAL_ANSWER_SHAPE
     top_texts: int = NP_GENERAL_TEXTS
     window: int = NP_GENERAL_WINDOW
     top_positive_logits: list[str] = field(default_factory=list)
@@ -65,10 +69,15 @@ class NpActsLogitsGeneralExplainer(_WholeAnswerExplainer):
 @dataclass
 class PythonCodeExplainer(_WholeAnswerExplainer):
     """Neuronpedia's ``python-code``: the general format for models trained on Python code,
-    each snippet's max token between ``★`` marks, no logits, a 96-token window."""
+    each snippet's max token between ``★`` marks, no logits, a 96-token window. An answer
+    holding a ``★`` mark copies a snippet: unparsable."""
 
+    answer_shape: ClassVar[str] = PYTHON_CODE_ANSWER_SHAPE
     top_texts: int = NP_GENERAL_TEXTS
     window: int = PYTHON_CODE_WINDOW
+
+    def parse_explanation(self, text: str) -> str:
+        return parse_python_code_answer(text)
 
     def _build_prompt(self, examples: list[Any]) -> list[dict]:
         return python_code_messages(

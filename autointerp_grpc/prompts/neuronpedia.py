@@ -411,6 +411,29 @@ _METHOD_TAILS = tuple(
     )
 )
 _METHOD_RE = re.compile(r"\bmethod\s*+:?\s*+\d", re.IGNORECASE)
+_NEURON_HEADER_RE = re.compile(r"neuron\s++\d++\s*+:?$", re.IGNORECASE)
+LIST_TAGS = (MAX_TOKENS_TAG, AFTER_TOKENS_TAG, LOGITS_TAG, TEXTS_TAG)
+"""The list names of Neuronpedia's formats (here and in :mod:`.np_general`)."""
+
+NP_ANSWER_SHAPE = (
+    "a last line 'Explanation: <1-6 words>' after the method steps (at most "
+    f"{MAX_SHORT_EXPLANATION_WORDS} words; not a line of the lists)"
+)
+"""What an answer in this format must hold, as failure messages name it."""
+
+
+def is_list_line(line: str) -> bool:
+    """Whether a line of an answer is one of the prompt's list tags (``<MAX_ACTIVATING_TOKENS>``,
+    ``</TOP_ACTIVATING_TEXTS>``, or a bare list name): a model continuing the prompt's lists
+    writes them, and a list name explains nothing."""
+    name = line.strip().removeprefix("<").removeprefix("/").removesuffix(">").strip()
+    return name.upper() in LIST_TAGS
+
+
+def is_np_data_line(line: str) -> bool:
+    """Whether a line of an np_max_act answer is shaped like the prompt's data: a list tag
+    (:func:`is_list_line`) or a ``Neuron N`` header (a model writing the next few-shot turn)."""
+    return is_list_line(line) or bool(_NEURON_HEADER_RE.match(line.strip()))
 
 
 def parse_short_explanation(text: str) -> str:
@@ -421,14 +444,17 @@ def parse_short_explanation(text: str) -> str:
     N behavior:``), or the whole answer when there is none; its first non-empty line, without
     a leading ``Label:``/``Answer:``, a trailing "(Method k)"-style note, surrounding quotes or
     a trailing period. ``ValueError`` if that is empty, still names a method (the answer gave
-    its reasoning but no explanation; Neuronpedia drops those too) or is longer than 12
-    words.
+    its reasoning but no explanation; Neuronpedia drops those too), is shaped like the
+    prompt's data (:func:`is_np_data_line`: the model continued the lists or wrote the next
+    neuron's header) or is longer than 12 words.
     """
     answer = strip_reasoning(text)
     finals = list(_FINAL_RE.finditer(answer))
     if finals:
         answer = answer[finals[-1].end() :]
     line = first_line(answer)
+    if is_np_data_line(line):
+        raise ValueError("the answer copies the prompt's lists instead of explaining them")
     label = clean_phrase(_LABEL_RE.sub("", line, count=1))
     for tail in _METHOD_TAILS:
         label = tail.sub("", label)
@@ -437,6 +463,8 @@ def parse_short_explanation(text: str) -> str:
         raise ValueError("the answer has no explanation")
     if _METHOD_RE.search(label):
         raise ValueError("the answer names a method but gives no explanation")
+    if is_np_data_line(label):
+        raise ValueError("the answer copies the prompt's lists instead of explaining them")
     words = len(label.split())
     if words > MAX_SHORT_EXPLANATION_WORDS:
         raise ValueError(

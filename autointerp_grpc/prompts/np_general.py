@@ -63,6 +63,7 @@ from autointerp_grpc.prompts.neuronpedia import (
     _tagged,
     _top_records,
     _window_text,
+    is_list_line,
 )
 
 NP_GENERAL_WINDOW = NP_WINDOW
@@ -104,6 +105,19 @@ HTML_ANOMALY_REPLACEMENTS: tuple[tuple[str, str], ...] = (
 )
 
 _REQUEST = "\nExplain the neuron above with a word or phrase, not a complete sentence."
+
+NP_GENERAL_ANSWER_SHAPE = (
+    "the whole answer a phrase of 3 to 20 words (at most "
+    f"{MAX_GENERAL_EXPLANATION_WORDS}) saying what the neuron detects or predicts, not a copy "
+    "of the prompt's lists"
+)
+"""What an answer in ``np_acts_logits_general`` must hold, as failure messages name it."""
+PYTHON_CODE_ANSWER_SHAPE = (
+    "the whole answer a phrase of 3 to 20 words (at most "
+    f"{MAX_GENERAL_EXPLANATION_WORDS}) naming the Python concept the neuron detects, not a "
+    f"copy of the prompt's lists or snippets (no {PYTHON_CODE_MARK} marks)"
+)
+"""What an answer in ``python_code`` must hold, as failure messages name it."""
 
 # make_explanation_prompt, MaxActivationAndLogitsGeneralExplainer (explainer.py 1433-1456).
 _GENERAL_SYSTEM = (
@@ -335,10 +349,14 @@ def parse_np_general_answer(text: str) -> str:
 
     ``ValueError`` (unparsable: the caller retries, then fails) when nothing is left, when the
     answer gives up ("unclear", "unsure", "first token": Neuronpedia's batch puts the top
-    text's max token in its place; we do not substitute one) or when it is longer than
-    :data:`MAX_GENERAL_EXPLANATION_WORDS` words.
+    text's max token in its place; we do not substitute one), when it is longer than
+    :data:`MAX_GENERAL_EXPLANATION_WORDS` words, or when a line of it is the prompt's (a list
+    tag such as ``<MAX_ACTIVATING_TOKENS>``, or the closing request: the model continued the
+    prompt instead of answering it).
     """
     answer = strip_reasoning(text)
+    if any(is_list_line(line) or line.strip() == _REQUEST.strip() for line in answer.splitlines()):
+        raise ValueError("the answer copies the prompt instead of explaining the neuron")
     for prefix in _PREFIXES:
         if answer.startswith(prefix):
             answer = answer[len(prefix) :]
@@ -363,3 +381,13 @@ def parse_np_general_answer(text: str) -> str:
             f"{MAX_GENERAL_EXPLANATION_WORDS} is expected"
         )
     return answer
+
+
+def parse_python_code_answer(text: str) -> str:
+    """The explanation in an answer to :func:`python_code_messages`: as
+    :func:`parse_np_general_answer`, and ``ValueError`` for an answer holding the ``★`` mark,
+    which only the prompt's snippets carry (a model copying a snippet, not explaining it)."""
+    explanation = parse_np_general_answer(text)
+    if PYTHON_CODE_MARK in explanation:
+        raise ValueError("the answer copies a snippet instead of explaining the neuron")
+    return explanation

@@ -123,6 +123,32 @@ def oai_token_act_pair_messages(
     ]
 
 
+OAI_ANSWER_SHAPE = (
+    f'one line completing "{EXPLANATION_PREFIX} ...", a phrase (not a token<TAB>activation '
+    "line of the excerpts)"
+)
+"""What an answer in this format must hold, as failure messages name it."""
+
+_HEADERS = ("Neuron activations on ", "The same activations, listing only the non-zero tokens")
+
+
+def is_oai_data_line(line: str) -> bool:
+    """Whether a line of an answer is shaped like the prompt's data rather than like an
+    explanation: a ``token<TAB>activation`` line (a number after the last tab: a model that
+    continues the excerpts writes ``names of day\t0``), a ``<start>``/``<end>`` line, or a
+    section header. Linear in the line."""
+    line = line.strip()
+    _, tab, value = line.rpartition("\t")
+    if tab and _is_number(value.strip()):
+        return True
+    return line in (RECORD_START, RECORD_END) or line.startswith(_HEADERS)
+
+
+def _is_number(text: str) -> bool:
+    whole, _, fraction = text.partition(".")
+    return whole.isdigit() and (not fraction or fraction.isdigit())
+
+
 _RESTATEMENT_RE = re.compile(
     r"^[\s\"'`\u201c\u2018*.]*" + r"\s+".join(map(re.escape, EXPLANATION_PREFIX.split())) + r"s?\b"
     r"[ \t:,\-\u2013\u2014]*",
@@ -135,11 +161,16 @@ def parse_oai_answer(text: str) -> str:
 
     Reasoning blocks are dropped, a restated "the main thing this neuron does is find" is
     removed (case-insensitive), then the first non-empty line is taken without surrounding
-    quotes or a trailing period. An empty phrase raises ``ValueError``.
+    quotes or a trailing period. ``ValueError`` when the phrase is empty, a refusal, or shaped
+    like the prompt's data (:func:`is_oai_data_line`: the model continued the excerpts instead
+    of explaining them).
     """
     answer = clean_phrase(strip_reasoning(text))
     answer = _RESTATEMENT_RE.sub("", answer, count=1)
-    phrase = clean_phrase(first_line(answer))
+    line = first_line(answer)
+    phrase = clean_phrase(line)
     if not phrase or is_refusal(phrase):
         raise ValueError("the answer has no explanation phrase")
+    if is_oai_data_line(line):
+        raise ValueError("the answer copies the excerpts' lines instead of explaining them")
     return phrase

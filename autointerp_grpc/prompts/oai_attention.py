@@ -231,6 +231,30 @@ def oai_attention_head_messages(
 # The answer
 # --------------------------------------------------------------------------------------------
 
+ATTENTION_ANSWER_SHAPE = (
+    f'one line completing "{ATTENTION_EXPLANATION_PREFIX} ..." (attends to ... from ...), '
+    "without the records' [[ ]] markers"
+)
+"""What an answer in this format must hold, as failure messages name it."""
+
+_HEADER_RE = re.compile(r"attention\s++head\s++\d++\s*+:?$", re.IGNORECASE)
+
+
+def is_attention_data_line(line: str) -> bool:
+    """Whether a line of an answer is shaped like the prompt's records rather than like an
+    explanation: an ``Attention head N`` header or ``Activations:`` line (a model writing the
+    next few-shot turn), a ``<|sequence_separator|>`` line, or a line holding a ``[[...]]``
+    "from" marker, which only the records carry (the system prompt says the explanation has
+    no markers). Linear in the line."""
+    stripped = line.strip()
+    if _HEADER_RE.match(stripped) or stripped.lower() == "activations:":
+        return True
+    if ATTENTION_SEQUENCE_SEPARATOR in stripped:
+        return True
+    opened = stripped.find("[[")
+    return opened >= 0 and stripped.find("]]", opened + 2) >= 0
+
+
 _MARKS = "\"'`\u201c\u201d\u2018\u2019*_"
 _ECHO_RE = re.compile(
     rf"^[\s{_MARKS}]*(?:explanation(?:\s+of\s+attention\s+head\s+\d+\s+behavior)?|answer)"
@@ -251,9 +275,12 @@ def parse_attention_head_answer(text: str) -> str:
     (or "Explanation:", "Answer:") label; from the first non-empty line after it, surrounding
     quotes, a restated "this attention head" ("This attention head", "The head", ...) and a
     final period are removed. The result is the completion alone (``attends to ... from
-    ...``). ``ValueError`` when nothing is left.
+    ...``). ``ValueError`` when nothing is left, or when that line is shaped like the
+    prompt's records (:func:`is_attention_data_line`: the model continued them).
     """
     answer = _ECHO_RE.sub("", strip_reasoning(text), count=1)
+    if is_attention_data_line(first_line(answer)):
+        raise ValueError("the answer copies the records instead of explaining the head")
     line = clean_phrase(first_line(answer))
     explanation = clean_phrase(_PREFIX_RE.sub("", line, count=1))
     if not explanation:
