@@ -12,6 +12,9 @@ format asks for. The judges here are scripted clients in process, one answer per
 
 from __future__ import annotations
 
+import contextlib
+import math
+import time
 from typing import Any, cast
 
 import pytest
@@ -177,6 +180,11 @@ async def test_each_failure_names_its_own_answer_shape(name: str) -> None:
 
 def _shape_of(name: str) -> str:
     """The answer shape of the explainer that method ``name`` builds."""
+    return answer_shape(_explainer(name))
+
+
+def _explainer(name: str) -> Explainer:
+    """The explainer that method ``name`` builds (on a scripted client)."""
     method = default_method(EXPLAINER_REGISTRY, name)
     ctx = ExplainContext(
         params=method.params,
@@ -188,4 +196,40 @@ def _shape_of(name: str) -> str:
     )
     # An explainer's run builds its delphi explainer and record synchronously.
     explainer, _ = cast(tuple[Explainer, Any], method.spec.run(ctx))
-    return answer_shape(explainer)
+    return explainer
+
+
+# --- the new checks are linear in the answer (DESIGN §3b) ------------------------------------
+
+CAP = 256 * 1024
+HOSTILE = {
+    "tabs": "a" + "\t" * CAP + "0",
+    "tab digit runs": "x" + "\t 1" * (CAP // 3),
+    "from-marker opens": "[[" * (CAP // 2),
+    "angle brackets": "<" * CAP,
+    "neuron then spaces": "neuron " + " " * CAP + "5",
+    "example lines": "Example 1\n" * (CAP // 10),
+    "attention head then spaces": "attention head" + " " * CAP,
+    "stars": "\u2605" * CAP,
+}
+
+
+def _best_of_three(parse: Any, text: str) -> float:
+    best = math.inf
+    for _ in range(3):
+        start = time.perf_counter()
+        with contextlib.suppress(ValueError):
+            parse(text)
+        best = min(best, time.perf_counter() - start)
+        if best < 0.5:
+            break
+    return best
+
+
+@pytest.mark.parametrize("name", sorted(EXPLAINER_REGISTRY))
+def test_the_data_shape_checks_are_linear_at_the_answer_cap(name: str) -> None:
+    explainer = _explainer(name)
+    for case, text in HOSTILE.items():
+        for answer in (text, "[EXPLANATION]: " + text, "Explanation: " + text):
+            elapsed = _best_of_three(explainer.parse_explanation, answer)
+            assert elapsed < 0.5, (name, case, elapsed)
