@@ -47,7 +47,12 @@ from autointerp_grpc.handlers.methods import (
     resolve_explainer,
     resolve_scorer,
 )
-from autointerp_grpc.handlers.score import check_split, score_split
+from autointerp_grpc.handlers.score import (
+    check_control_text,
+    check_split,
+    control_proto,
+    score_split,
+)
 from autointerp_grpc.methods import params as method_params
 from autointerp_grpc.observability import current_request
 from autointerp_grpc.offload import off_loop
@@ -205,7 +210,10 @@ class _Run:
                     "options.candidateScorer (or at least one scorer) is required when "
                     "options.candidates > 1"
                 )
-            ranker, field = self.scorers[0], "the first of scorers (the default candidateScorer)"
+            # The default is the first scorer that reads the explanation.
+            readers = [m for m in self.scorers if m.spec.needs.explanation]
+            ranker = readers[0] if readers else self.scorers[0]
+            field = "the default candidateScorer (the first of scorers reading an explanation)"
         else:
             ranker = next((m for m in self.scorers if m.name == name), None)
             if ranker is None:
@@ -245,10 +253,21 @@ class _Run:
             usage.add(client.usage)
 
     async def _score(
-        self, method: Resolved, explanation: str, split: Split, usage: Usage
+        self,
+        method: Resolved,
+        explanation: str,
+        split: Split,
+        usage: Usage,
+        control_explanation: str = "",
     ) -> pb.ScorerOutcome:
+        """One scorer's outcome; with ``control_explanation`` (applied to scorers that read an
+        explanation, the others ignore it) its ``control`` too."""
         outcome = pb.ScorerOutcome(method=method.name)
-        client = self._client() if method.spec.needs.llm else None
+        if not method.spec.needs.explanation:
+            control_explanation = ""
+        needs_llm = method.spec.needs.llm
+        client = self._client() if needs_llm else None
+        control_client = self._client() if needs_llm and control_explanation else None
         try:
             check_split(method, split)
             result = await score_split(
@@ -258,13 +277,16 @@ class _Run:
                 self.deps,
                 client,
                 min_answered=self.options.min_answered,
+                control_explanation=control_explanation,
+                control_client=control_client,
             )
         except AutoInterpError as exc:
             outcome.error.CopyFrom(pb.FeatureError(code=exc.code_name, message=exc.message))
             return outcome
         finally:
-            if client is not None:
-                usage.add(client.usage)
+            for used in (client, control_client):
+                if used is not None:
+                    usage.add(used.usage)
         outcome.score = result.score
         assert method.spec.metric is not None
         outcome.metric = method.spec.metric.name
@@ -275,6 +297,8 @@ class _Run:
             outcome.coverage.CopyFrom(result.coverage)
         outcome.notes.extend(result.notes)
         outcome.extra_metrics.update(result.extra_metrics)
+        if result.control is not None:
+            outcome.control.CopyFrom(control_proto(result.control))
         return outcome
 
     async def feature(self, feature: pb.Feature) -> pb.FeatureResult:
@@ -283,6 +307,7 @@ class _Run:
         usage = Usage()
         try:
             check_required(feature)
+            check_control_text(feature.control_explanation, self.deps.limits)
             size = token_count(feature.activations, feature.non_activating, feature.attention)
             await off_loop(
                 size,
@@ -347,7 +372,10 @@ class _Run:
         if ranker is not None:
             await self._select(parts, drafts, ranker, result, usage)
         scores = await asyncio.gather(
-            *(self._score(m, result.explanation, parts.test, usage) for m in self.scorers)
+            *(
+                self._score(m, result.explanation, parts.test, usage, feature.control_explanation)
+                for m in self.scorers
+            )
         )
         if parts.in_sample:
             for outcome in scores:

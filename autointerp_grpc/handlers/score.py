@@ -41,18 +41,23 @@ def check_explanation(method: Resolved, explanation: str, limits: Limits) -> Non
     check_explanation_size(explanation, limits)
 
 
-def check_control(method: Resolved, control_explanation: str, limits: Limits) -> None:
-    """A control explanation is scored like the explanation: only by scorers that read one."""
+def check_control_text(control_explanation: str, limits: Limits) -> None:
+    """A control explanation, when set, is text of an explanation's size."""
     if not control_explanation:
         return
-    if not method.spec.needs.explanation:
+    if not control_explanation.strip():
+        raise InvalidArgument("controlExplanation is blank")
+    check_explanation_size(control_explanation, limits)
+
+
+def check_control(method: Resolved, control_explanation: str, limits: Limits) -> None:
+    """A control explanation is scored like the explanation: only by scorers that read one."""
+    if control_explanation and not method.spec.needs.explanation:
         raise InvalidArgument(
             f"controlExplanation applies to scorers that read an explanation; {method.name} "
             "reads none"
         )
-    if not control_explanation.strip():
-        raise InvalidArgument("controlExplanation is blank")
-    check_explanation_size(control_explanation, limits)
+    check_control_text(control_explanation, limits)
 
 
 def control_failed_note(exc: AutoInterpError) -> str:

@@ -190,3 +190,70 @@ async def test_list_methods_describes_each_scorers_controls(app) -> None:
         reads_explanation = method["requires"]["explanation"]
         offers_control = any("controlExplanation" in c for c in method["controls"])
         assert offers_control == reads_explanation, name
+
+
+# --- bulk: Feature.controlExplanation -------------------------------------------------------
+
+
+async def _bulk_result(app, door: str, feature: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    body = {
+        "features": [feature],
+        "explainer": {"method": "default"},
+        "scorers": [{"method": "intruder"}, {"method": "detection"}],
+        "llm": {"model": MODEL, "apiKey": KEY},
+        **extra,
+    }
+    if door == "grpc":
+        request = json_format.ParseDict(body, pb.ExplainAndScoreRequest())
+        async with grpc.aio.insecure_channel(app.grpc_target) as channel:
+            stream = pb_grpc.AutoInterpStub(channel).ExplainAndScore(
+                request, metadata=app.auth, timeout=60
+            )
+            results = [
+                json_format.MessageToDict(e.result) async for e in stream if e.HasField("result")
+            ]
+    else:
+        response = await app.rest.post("/v1/explain-and-score", json=body, headers=app.headers)
+        assert response.status_code == 200, response.text
+        lines = [json.loads(line) for line in response.text.splitlines() if line]
+        results = [line["result"] for line in lines if "result" in line]
+    [result] = results
+    return result
+
+
+def _feature(**extra: Any) -> dict[str, Any]:
+    records = [json_format.MessageToDict(r) for r in _records(12, 12)]
+    return {"id": "f", "activations": records[:12], "nonActivating": records[12:], **extra}
+
+
+@pytest.mark.parametrize("door", ["grpc", "rest"])
+async def test_bulk_control_on_every_scorer_that_reads_an_explanation(
+    app, clean_fake, door
+) -> None:
+    result = await _bulk_result(app, door, _feature(controlExplanation=CONTROL))
+    intruder, detection = result["scores"]
+    assert intruder["method"] == "intruder" and not intruder.get("control")
+    assert detection["method"] == "detection"
+    assert detection["control"]["score"] == pytest.approx(0.5)
+    assert detection["score"] > detection["control"]["score"]
+    assert detection["control"]["coverage"]["answered"] == detection["coverage"]["answered"]
+    plain = await _bulk_result(app, door, _feature())
+    assert not plain["scores"][1].get("control")
+    assert result["usage"]["llmCalls"] > plain["usage"]["llmCalls"]
+
+
+@pytest.mark.parametrize("door", ["grpc", "rest"])
+async def test_bulk_blank_control_fails_its_feature(app, clean_fake, door) -> None:
+    result = await _bulk_result(app, door, _feature(controlExplanation="  "))
+    assert result["error"]["code"] == "INVALID_ARGUMENT"
+    assert "controlExplanation is blank" in result["error"]["message"]
+
+
+async def test_default_candidate_scorer_is_the_first_that_reads_the_explanation(
+    app, clean_fake
+) -> None:
+    # intruder comes first but reads no explanation: detection ranks the candidates.
+    result = await _bulk_result(app, "grpc", _feature(), options={"candidates": 2})
+    assert "error" not in result, result
+    assert len(result["candidates"]) == 2
+    assert result["validationRecords"] > 0
