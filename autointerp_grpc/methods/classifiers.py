@@ -304,6 +304,41 @@ def place_spans(template: Sequence[Span], template_len: int, length: int) -> lis
     return placed
 
 
+def lend_templates(
+    template_lengths: Sequence[int], lengths: Sequence[int], rng: random.Random
+) -> list[int]:
+    """For each non-activating record (of ``lengths[j]`` tokens), the activating record
+    (index into ``template_lengths``) whose highlight shape it takes.
+
+    Every activating record lends its shape to the same number of non-activating ones,
+    ``m // n`` or one more (which ones get one more drawn at random), and each is lent to a
+    record of its own length while that length has records left to take it; the others are
+    lent at random to the rest. See ``Fuzzing._prepare`` for why. ValueError without an
+    activating record."""
+    n, m = len(template_lengths), len(lengths)
+    if not n:
+        raise ValueError("no activating record to lend a highlight shape")
+    each, extra = divmod(m, n)
+    quota = [each] * n
+    for i in rng.sample(range(n), extra):
+        quota[i] += 1
+    slots: dict[int, list[int]] = {}
+    for i, count in enumerate(quota):
+        slots.setdefault(template_lengths[i], []).extend([i] * count)
+    for pool in slots.values():
+        rng.shuffle(pool)
+    order = list(range(m))
+    rng.shuffle(order)
+    lent: list[int | None] = [None] * m
+    for j in order:
+        pool = slots.get(lengths[j])
+        if pool:
+            lent[j] = pool.pop()
+    rest = [i for pool in slots.values() for i in pool]
+    rng.shuffle(rest)
+    return [rest.pop() if i is None else i for i in lent]
+
+
 class Fuzzing(_BatchSizedAnswers, FuzzingScorer):
     """delphi's FuzzingScorer with batch-sized answer parsing, and wrong highlights shaped like
     the correct ones."""
@@ -318,14 +353,34 @@ class Fuzzing(_BatchSizedAnswers, FuzzingScorer):
         negative; whether negatives are "contrastive" is decided from the first one alone; and
         a record with a single candidate token becomes a fixed filler sentence ("NNsight ...").
 
-        Here each non-activating record copies the highlight shape of an activating record
-        drawn with ``self.rng`` (preferring one of the same length): the same runs, with the
-        same token counts at the same relative positions (``place_spans``), where the correct
-        highlight is delphi's own rule (``correct_highlight``). Wrong highlights therefore
-        follow the correct ones' distribution of count, run length and position, whatever the
-        negatives' own activations; their text is always their own tokens. Activating records
-        keep delphi's highlighting. ``fuzz_type="active"`` (unused by the service) stays
-        delphi's.
+        Here each non-activating record takes the highlight shape of an activating record:
+        the same runs, with the same token counts at the same relative positions
+        (``place_spans``), where the correct highlight is delphi's own rule
+        (``correct_highlight``). Which record lends its shape is :func:`lend_templates`:
+        every activating record lends it equally often (``m // n`` times or once more, for
+        ``n`` activating and ``m`` non-activating records), to records of its own length
+        first. The wrong highlights therefore follow the correct ones' distribution of count,
+        run length and position exactly, whatever the negatives' own activations; their text
+        is always their own tokens. Activating records keep delphi's highlighting.
+
+        Why lend rather than draw. A judge can compare shapes across examples: a shape
+        (start, length) that also occurs elsewhere in the prompt or the request. When each
+        negative copied a shape drawn at random (with replacement), every negative's shape
+        occurred on some activating example, while an activating example's shape occurred
+        elsewhere only when a negative happened to copy it, so "0 where the shape repeats"
+        scored 0.57 per prompt and 0.62-0.68 per request (issue 18, sparse latent, 10+10 at
+        24 tokens). Drawing each wrong shape from a distribution estimated from the correct
+        ones (run count, lengths and starts drawn independently) has the same flaw: the
+        estimate is built from those very shapes, so a drawn shape repeats a correct one more
+        often than two correct ones repeat each other (on a one-token latent it *is* a copy).
+        Lending equally makes every shape a group holding one activating example and
+        ``m / n`` non-activating ones, so shared shapes carry no class: with as many
+        non-activating records as activating ones (or any multiple), every shape occurs
+        equally often, in expectation, in either class, in a prompt and in the request.
+        Otherwise the group sizes differ by one (``m // n + 1`` or ``m // n + 2``) and a judge
+        that keys on group size keeps a small edge; with fewer non-activating records than
+        activating ones, ``n - m`` correct shapes have no copy at all (see the README).
+        ``fuzz_type="active"`` (unused by the service) stays delphi's.
         """
         if self.fuzz_type != "default":
             return super()._prepare(record)
@@ -333,18 +388,22 @@ class Fuzzing(_BatchSizedAnswers, FuzzingScorer):
             raise ValueError("fuzzing needs activating and non-activating records")
         masks = [correct_highlight(example, self.threshold) for example in record.test]
         templates = [(len(mask), highlight_spans(mask)) for mask in masks]
-        samples = [self._wrongly_highlighted(e, templates) for e in record.not_active]
+        lengths = [len(example.str_tokens) for example in record.not_active]
+        lent = lend_templates([length for length, _ in templates], lengths, self.rng)
+        samples = [
+            self._wrongly_highlighted(example, *templates[i])
+            for example, i in zip(record.not_active, lent, strict=True)
+        ]
         samples += classifier_samples(
             record.test, n_incorrect=0, threshold=self.threshold, highlighted=True
         )
         return samples
 
-    def _wrongly_highlighted(self, example: Any, templates: list[tuple[int, list[Span]]]) -> Any:
-        """A non-activating record's sample, highlighted in the shape of a random template."""
+    def _wrongly_highlighted(self, example: Any, template_len: int, template: list[Span]) -> Any:
+        """A non-activating record's sample, highlighted in the shape of ``template`` (the
+        runs of a ``template_len``-token record), placed on its own length."""
         (sample,) = classifier_samples([example], highlighted=False)
         length = len(sample.data.str_tokens)
-        same_length = [t for t in templates if t[0] == length]
-        template_len, template = self.rng.choice(same_length or templates)
         chosen = {
             i
             for start, size in place_spans(template, template_len, length)

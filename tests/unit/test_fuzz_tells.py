@@ -20,6 +20,7 @@ import itertools
 import math
 import random
 import re
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -35,9 +36,11 @@ from autointerp_grpc.delphi_compat import (
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.methods.classifiers import (
     Fuzzing,
+    Span,
     _BatchSizedAnswers,
     correct_highlight,
     highlight_spans,
+    lend_templates,
     place_spans,
     run_classifier,
 )
@@ -318,13 +321,13 @@ def test_activating_records_keep_delphis_highlights(feature: str) -> None:
 
 @pytest.mark.parametrize("feature", list(FEATURES))
 def test_each_wrong_highlight_has_the_shape_of_a_correct_one(feature: str) -> None:
-    """Its runs copy those of an activating record of the same length where there is one;
-    otherwise their sizes copy an activating record's, at rescaled positions."""
+    """Its runs are an activating record's laid on its own length (``place_spans``): the same
+    runs where that record has its length, the same sizes at rescaled positions otherwise."""
     split = FEATURES[feature]()
     samples = _prepared(split)
-    spans = [highlight_spans(correct_highlight(e, 0.3)) for e in split.activating]
-    shapes = {(len(e.str_tokens), tuple(s)) for e, s in zip(split.activating, spans)}
-    sizes = {tuple(size for _, size in s) for s in spans}
+    templates = [
+        (len(e.str_tokens), highlight_spans(correct_highlight(e, 0.3))) for e in split.activating
+    ]
     negatives = [s for s in samples if not s.data.activating]
     assert len(negatives) == N_PER_CLASS
     for sample, example in zip(negatives, split.non_activating, strict=True):
@@ -332,11 +335,26 @@ def test_each_wrong_highlight_has_the_shape_of_a_correct_one(feature: str) -> No
         assert tokens == example.str_tokens  # its own text, never a filler
         assert sample.data.str_tokens == example.str_tokens
         assert sample.data.activations == example.activations.tolist()
-        shape = (len(tokens), tuple(highlight_spans(flags)))
-        if any(length == len(tokens) for length, _ in shapes):
-            assert shape in shapes
-        else:
-            assert tuple(size for _, size in shape[1]) in sizes
+        placed = {tuple(place_spans(spans, size, len(tokens))) for size, spans in templates}
+        assert tuple(highlight_spans(flags)) in placed
+
+
+SAME_LENGTHS = ["sparse", "dense", "dense_ctx16", "dense_mixed", "one_token"]
+
+
+@pytest.mark.parametrize("feature", SAME_LENGTHS)
+def test_each_correct_highlight_is_lent_to_exactly_one_wrong_one(feature: str) -> None:
+    """As many non-activating records as activating ones, with the same lengths: the wrong
+    highlights are the correct ones, each exactly once (issue 18 item 2: drawn with
+    replacement, some correct shapes had three copies and others none, so a shape with no
+    copy was an activating example's)."""
+    split = FEATURES[feature]()
+    samples = _prepared(split)
+    shapes: dict[bool, Counter[tuple[int, tuple[Span, ...]]]] = {True: Counter(), False: Counter()}
+    for sample in samples:
+        tokens, flags = highlighted_tokens(sample.text)
+        shapes[bool(sample.data.activating)][(len(tokens), tuple(highlight_spans(flags)))] += 1
+    assert shapes[False] == shapes[True]
 
 
 def test_negatives_are_highlighted_per_record_not_from_the_first() -> None:
@@ -393,3 +411,25 @@ def test_place_spans_stays_in_bounds_and_apart() -> None:
             assert b > a + s  # a gap of at least one token: the runs stay separate
         if template_len == length:
             assert placed == template
+
+
+def test_lend_templates_lends_every_correct_shape_equally_often() -> None:
+    """Each activating record lends its shape ``m // n`` or ``m // n + 1`` times, to records of
+    its own length as long as that length has records left to take it."""
+    rng = random.Random(0)
+    for _ in range(500):
+        n, m = rng.randint(1, 12), rng.randint(1, 30)
+        template_lengths = [rng.choice([3, 5, 8]) for _ in range(n)]
+        lengths = [rng.choice([3, 5, 8, 13]) for _ in range(m)]
+        lent = lend_templates(template_lengths, lengths, rng)
+        assert len(lent) == m
+        uses = Counter(lent)
+        assert all(m // n <= uses[i] <= m // n + 1 for i in range(n))
+        assert sum(uses.values()) == m
+        for length in set(lengths):
+            takers = [j for j in range(m) if lengths[j] == length]
+            slots = sum(uses[i] for i in range(n) if template_lengths[i] == length)
+            same = sum(template_lengths[lent[j]] == length for j in takers)
+            assert same == min(len(takers), slots)
+    with pytest.raises(ValueError, match="no activating record"):
+        lend_templates([], [4, 4], rng)

@@ -51,17 +51,22 @@ _EXAMPLE_RE = re.compile(r"^Example \d+: (.*)$", re.MULTILINE)
 _TEXT_RE = re.compile(r"^Text \d+: (.*)$", re.MULTILINE)
 
 
-def latent(seed: int, n_act: int, n_non: int, length: int = 12) -> list[pb.Activation]:
-    """``n_act`` activating records (one token at a value 1-5, anywhere) and ``n_non`` all-zero
-    ones, every token drawn from one vocabulary: the classes differ only in their values,
-    which no prompt shows (detection, recall) or only as highlights (fuzz)."""
+def latent(
+    seed: int, n_act: int, n_non: int, length: int = 12, longest_run: int = 1
+) -> list[pb.Activation]:
+    """``n_act`` activating records (one run of 1 to ``longest_run`` tokens at values 1-5,
+    anywhere) and ``n_non`` all-zero ones, every token drawn from one vocabulary: the classes
+    differ only in their values, which no prompt shows (detection, recall) or only as
+    highlights (fuzz)."""
     rng = random.Random(seed)
     records = []
     for i in range(n_act + n_non):
         tokens = [rng.choice(WORDS) for _ in range(length)]
         values = [0.0] * length
         if i < n_act:
-            values[rng.randrange(length)] = rng.uniform(1.0, 5.0)
+            start = rng.randrange(length)
+            for at in range(start, min(length, start + rng.randint(1, longest_run))):
+                values[at] = rng.uniform(1.0, 5.0)
         records.append(pb.Activation(tokens=tokens, values=values))
     return records
 
@@ -132,16 +137,21 @@ def _plain(text: str) -> str:
     return " ".join(text.replace("<<", "").replace(">>", "").split())
 
 
-async def layout_of(method: str, split: Split, **params: object) -> Layout:
+async def recorded(method: str, split: Split, **params: object) -> tuple[Layout, list[list[str]]]:
     """The classes a judge's answers land on, position by position, read off the prompts it
     was sent (texts matched to the records; fuzz's ``<< >>`` marks and recall's whitespace
-    rules aside)."""
+    rules aside), and the prompts' texts."""
     judge = PromptJudge(lambda texts: [0] * len(texts))
     await score(method, split, judge, **params)
     act = split.activating_indices
     classes = {_plain("".join(e.str_tokens)): i in act for i, e in enumerate(split.in_order)}
     assert len(classes) == len(split.in_order), "every record's text is its own"
-    return [[classes.get(_plain(text)) for text in prompt] for prompt in judge.prompts]
+    layout = [[classes.get(_plain(text)) for text in prompt] for prompt in judge.prompts]
+    return layout, judge.prompts
+
+
+async def layout_of(method: str, split: Split, **params: object) -> Layout:
+    return (await recorded(method, split, **params))[0]
 
 
 def pattern_score(layout: Layout, pattern: tuple[int, ...]) -> float:
@@ -302,3 +312,80 @@ def test_example_embedding_draws_its_queries_by_the_records_and_the_seed() -> No
             await backend.close()
 
     asyncio.run(run())
+
+
+# --- item 2: fuzz's wrong highlights repeat no shape more for one class ----------------------
+
+
+def _shape(text: str) -> tuple[tuple[int, int], ...]:
+    """A fuzz example's highlight shape: its runs of ``<< >>``-marked tokens, (start, size)."""
+    runs, start, at = [], None, 0
+    for part in re.split(r"(<<|>>)", text):
+        if part == "<<":
+            start = at
+        elif part == ">>":
+            assert start is not None
+            runs.append((start, at - start))
+        else:
+            at += len(part.split())
+    return tuple(runs)
+
+
+def _shared_in_prompt(layout_texts: list[list[str]]) -> list[list[int]]:
+    """0 where the example's shape also occurs elsewhere in its prompt, else 1."""
+    answers = []
+    for prompt in layout_texts:
+        counts = Counter(_shape(text) for text in prompt)
+        answers.append([int(counts[_shape(text)] == 1) for text in prompt])
+    return answers
+
+
+def _shared_in_request(layout_texts: list[list[str]], at_least: int = 2) -> list[list[int]]:
+    """0 where the example's shape occurs ``at_least`` times in the whole request, else 1 (a
+    judge that sees every prompt of the request)."""
+    counts = Counter(_shape(text) for prompt in layout_texts for text in prompt)
+    return [[int(counts[_shape(text)] < at_least) for text in prompt] for prompt in layout_texts]
+
+
+SHAPE_JUDGES: dict[str, Callable[[list[list[str]]], list[list[int]]]] = {
+    "shape repeated elsewhere in the prompt": _shared_in_prompt,
+    "shape repeated elsewhere in the request": _shared_in_request,
+    "shape occurs 3+ times in the request": lambda texts: _shared_in_request(texts, 3),
+}
+
+SHAPE_LATENTS = {
+    # (activating, non-activating, longest run, latents): the issue's content-free sparse
+    # latent at 10+10 and 24 tokens, with runs of 1-2 tokens, and at 5+20.
+    "sparse 10+10": (10, 10, 1, 100),
+    "sparse 10+10, runs of 1-2": (10, 10, 2, 60),
+    "sparse 5+20": (5, 20, 1, 60),
+}
+
+
+def _shape_scores(n_act: int, n_non: int, longest_run: int, latents: int) -> dict[str, float]:
+    """Each shape judge's mean balanced accuracy over the latents. The judges that compare
+    prompts need the whole request at once: each latent's fuzz prompts are recorded (the
+    layout and highlights do not depend on the answers) and every judge answers them."""
+
+    async def run() -> dict[str, float]:
+        totals: Counter[str] = Counter()
+        for seed in range(latents):
+            split = split_records(latent(3000 + seed, n_act, n_non, 24, longest_run))
+            layout, prompts = await recorded("fuzz", split)
+            for name, judge in SHAPE_JUDGES.items():
+                answers = judge(prompts)
+                hits: Counter[bool] = Counter()
+                for classes, prompt_answers in zip(layout, answers, strict=True):
+                    for activating, answer in zip(classes, prompt_answers, strict=True):
+                        hits[bool(activating)] += bool(answer) == activating
+                totals[name] += (hits[True] / n_act + hits[False] / n_non) / 2
+        return {name: total / latents for name, total in totals.items()}
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("config", list(SHAPE_LATENTS))
+def test_wrong_highlights_repeat_no_shape_more_for_one_class(config: str) -> None:
+    scores = _shape_scores(*SHAPE_LATENTS[config])
+    far = {name: round(s, 3) for name, s in scores.items() if abs(s - 0.5) > TOLERANCE}
+    assert not far, f"{config}: {far}"
