@@ -213,10 +213,10 @@ def _scripted(
             raise draft
         return draft
 
-    async def score(self, method, explanation, split, usage) -> pb.ScorerOutcome:
+    async def score(self, method, explanation, split, usage, control="") -> pb.ScorerOutcome:
         if method.name == "detection":
             return _outcome(method.name, validation[explanation])
-        return await original(self, method, explanation, split, usage)
+        return await original(self, method, explanation, split, usage, control)
 
     monkeypatch.setattr(bulk._Run, "_explain", explain)
     monkeypatch.setattr(bulk._Run, "_score", score)
