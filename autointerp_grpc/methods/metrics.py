@@ -12,6 +12,7 @@ which method and why, and tests/unit/test_interval_coverage.py measures their co
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Hashable, Sequence
 from statistics import NormalDist
@@ -116,6 +117,29 @@ def classifier_metrics(
 #   so they carry less information than independent ones. The design effect (the cluster-robust
 #   variance of the estimate over the binomial variance, at least 1, at most the mean cluster
 #   size) shrinks each class's n to an effective n before the interval is taken.
+# * Few prompts. That variance is an estimate on k - 1 degrees of freedom for k prompts, and it
+#   cannot see a prompt effect when every prompt went the same way. A judge whose prompts are
+#   each perfect or 40% right at even odds (mean 0.7), detection 10 + 10 in 4 prompts of 5:
+#   1 request in 16 has all four easy (20 of 20 right, which reads as a perfect independent
+#   judge) and 1 in 16 all four hard; the interval covered 0.88 (3 prompts, 7 + 8: 0.82). So
+#   the design effect is at least t_{k-1}/z, the factor by which Student's t on k - 1 degrees
+#   of freedom widens a normal interval (1.62 at 4 prompts, 1.42 at 5, 1.15 at 10, 1.07 at
+#   20: it fades as prompts accrue, and never exceeds the mean prompt size). Over 4000
+#   requests that judge is then covered 0.96 / 0.97 at 4 prompts (balanced / consecutive
+#   placement), 0.98 at 3, 0.99 at 5, 0.95 at 6, 0.96 at 10; mixtures of 1.0/0.5, 1.0/0.6,
+#   0.9/0.5, 1.0/0.7/0.4 and 1.0/0.4/0.4 at least 0.96 at 3 and 4 prompts (2000 each). The cost
+#   to an independent judge of accuracy 0.7 (mean width, prompts of 5): 0.50 -> 0.55 at
+#   5 + 20, 0.46 -> 0.53 at 10 + 10, 0.32 -> 0.34 at 20 + 20, 0.225 -> 0.23 at 40 + 40.
+#   Balanced accuracy takes t/z itself, not the full t correction (t/z)^2 as a variance
+#   ratio: its union of two intervals (below) already holds independent answers at 0.98 or
+#   more, and the square widened those to 0.61 / 0.62 / 0.36 / 0.24 for nothing. The mean
+#   interval has no second interval to lean on and takes the square: with t/z alone, 4
+#   clusters of 5 at 1.0/0.4 covered 0.90; with the square 0.98 (3 clusters: 1.00, 5 of 10:
+#   0.94), at a cost to independent outcomes of accuracy 0.7 in 4 clusters of 5 of width
+#   0.45 -> 0.62 (example_embedding's 20 batches over 10 activating queries: 0.39 -> 0.44).
+#   The limit: a judge whose prompts are perfect or 80% wrong (1.0/0.2) stays at 0.89 at 4
+#   prompts either way (0.94 at 5, 0.95 or more at 3 and 6): only the mean prompt size as the
+#   design effect would cover it, which no independent judge should pay.
 # * Balanced accuracy = (TPR + TNR) / 2 combines the two per-class intervals by Newcombe's
 #   square-and-add (MOVER) rule, the same construction as his interval for a difference of
 #   proportions; each class is judged on its own count (stratified). Square-and-add alone
@@ -125,7 +149,9 @@ def classifier_metrics(
 # * ROC AUC inverts the Hanley-McNeil variance as a score interval (after Newcombe 2006): the
 #   variance is taken at each candidate AUC, not at the estimate, so an AUC of 1.0 still gets a
 #   lower bound. Where the observed (DeLong) variance exceeds Hanley-McNeil's model, it is scaled up
-#   by that ratio.
+#   by that ratio. It has no clusters: its one caller (the embedding scorer) embeds each record
+#   on its own. Nor does the intruder's accuracy: one answer per prompt makes a prompt effect a
+#   plain Bernoulli answer at the mean accuracy (1.0/0.4 prompts: covered 0.98 to 0.99).
 # * A generic statistic (the simulation scorer's pooled correlation) gets a BCa bootstrap that
 #   resamples whole clusters, with Hesterberg's small-sample expansion of the tail levels
 #   (z -> sqrt(k / (k - 1)) t_{k-1} for k clusters); percentile intervals under-cover at small n.
@@ -178,16 +204,32 @@ def _cluster_ids(clusters: Sequence[Hashable] | None, n_items: int) -> tuple[np.
     return ids, len(index)
 
 
+@functools.lru_cache(maxsize=256)
+def _t_widening(k: int) -> float:
+    """t_{k-1} / z: how much wider Student's t on k - 1 degrees of freedom makes a 95%
+    normal interval (k >= 2 clusters; 1.62 at 4, 1.42 at 5, 1.15 at 10, 1.07 at 20).
+    Cached: scipy's t quantile costs more than the rest of an interval."""
+    return float(student_t.ppf(1 - (1 - CONFIDENCE_LEVEL) / 2, k - 1)) / _Z
+
+
 def _design_effect(
-    residuals: np.ndarray, clusters: Sequence[Hashable] | None, binomial_variance: float
+    residuals: np.ndarray,
+    clusters: Sequence[Hashable] | None,
+    binomial_variance: float,
+    few_clusters_power: int,
 ) -> float:
-    """How many times the cluster-robust variance of a mean-type estimate exceeds its binomial
-    variance: 1 with no clusters, at least 1, at most the mean cluster size (every item of a
-    cluster answered alike).
+    """How many times the variance of a mean-type estimate exceeds its binomial variance:
+    1 with no clusters; with k clusters the cluster-robust ratio, at least
+    ``(t_{k-1} / z) ** few_clusters_power`` and at most the mean cluster size (every item of
+    a cluster answered alike: the request then holds k independent answers).
 
     ``residuals`` are each item's contribution to the estimate's error (the estimate is their
     sum plus a constant); the cluster-robust variance is k/(k-1) times the sum over clusters of
-    their squared cluster sums.
+    their squared cluster sums. That is an estimate on k - 1 degrees of freedom, and with few
+    prompts it misses the prompt effect whenever every prompt went the same way: all easy
+    looks like a perfect independent judge (no error at all to measure the clustering from),
+    all hard like a poor one. Hence the floor, which fades as clusters accrue (the comment
+    above ``CONFIDENCE_LEVEL`` says which power each interval uses, and why).
     """
     n_items = len(residuals)
     if clusters is None:
@@ -195,11 +237,13 @@ def _design_effect(
     ids, k = _cluster_ids(clusters, n_items)
     if k < 2:
         return float(n_items)  # a single cluster: only its size is known
+    ceiling = n_items / k
+    floor = min(_t_widening(k) ** few_clusters_power, ceiling)
     if binomial_variance <= 0:
-        return 1.0  # no error at all to measure the clustering from
+        return floor
     sums = np.bincount(ids, weights=residuals, minlength=k)
     variance = k / (k - 1) * float(sums @ sums)
-    return min(max(1.0, variance / binomial_variance), n_items / k)
+    return min(max(floor, variance / binomial_variance), ceiling)
 
 
 def _wilson_cc(p: float, n: float) -> tuple[float, float]:
@@ -233,7 +277,8 @@ def balanced_accuracy_interval(
     first with both rates near 1, the second with a small class at a middling rate); together
     they cover at least 95.4% for every pair of rates from 0.5 to 0.99 at 5+5 to 40+40 items
     (exact binomial sums). When ``clusters`` (the prompt id of each item; None: every item its
-    own prompt) groups items, every size is divided by the design effect first. None only
+    own prompt) groups items, every size is divided by the design effect first, which with k
+    prompts is at least t_{k-1}/z (a prompt effect that few prompts cannot show). None only
     when a class is absent.
     """
     y_true = np.asarray(truth, dtype=bool)
@@ -246,7 +291,7 @@ def balanced_accuracy_interval(
     tnr = float(correct[~y_true].mean())
     residuals = np.where(y_true, (correct - tpr) / n_pos, (correct - tnr) / n_neg) / 2
     binomial = (tpr * (1 - tpr) / n_pos + tnr * (1 - tnr) / n_neg) / 4
-    deff = _design_effect(residuals, clusters, binomial)
+    deff = _design_effect(residuals, clusters, binomial, few_clusters_power=1)
     estimate = (tpr + tnr) / 2
     # Square-and-add of the two classes' intervals.
     pos_low, pos_high = _wilson_cc(tpr, n_pos / deff)
@@ -271,15 +316,18 @@ def mean_interval(
     """95% interval of the mean of per-item outcomes in [0, 1] (1 right, 0 wrong, or a fraction).
 
     A continuity-corrected Wilson interval at the effective size (the count over the design
-    effect when ``clusters`` groups items). Fractional outcomes are treated as if they were 0/1
-    with the same mean, which can only widen the interval. None when there are no values.
+    effect when ``clusters`` groups items; with k clusters that is at least (t_{k-1}/z)^2).
+    Fractional outcomes are treated as if they were 0/1 with the same mean, which can only
+    widen the interval. None when there are no values.
     """
     array = np.asarray(values, dtype=float)
     n_items = len(array)
     if n_items == 0:
         return None
     mean = float(np.clip(array.mean(), 0.0, 1.0))
-    deff = _design_effect((array - mean) / n_items, clusters, mean * (1 - mean) / n_items)
+    deff = _design_effect(
+        (array - mean) / n_items, clusters, mean * (1 - mean) / n_items, few_clusters_power=2
+    )
     low, high = _wilson_cc(mean, n_items / deff)
     return _make_interval(low, high, mean)
 
