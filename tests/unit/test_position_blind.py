@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import random
 import re
 from collections import Counter
@@ -39,6 +40,7 @@ from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.handlers import Deps
 from autointerp_grpc.handlers.methods import default_method
 from autointerp_grpc.handlers.score import score_split
+from autointerp_grpc.methods.classifiers import balanced_layout, prompt_sizes, proportional_counts
 from autointerp_grpc.methods.registry import SCORER_REGISTRY
 from autointerp_grpc.methods.spec import ScoreResult
 from autointerp_grpc.records import Split, split_records
@@ -389,3 +391,42 @@ def test_wrong_highlights_repeat_no_shape_more_for_one_class(config: str) -> Non
     scores = _shape_scores(*SHAPE_LATENTS[config])
     far = {name: round(s, 3) for name, s in scores.items() if abs(s - 0.5) > TOLERANCE}
     assert not far, f"{config}: {far}"
+
+
+# --- the layout's parts ----------------------------------------------------------------------
+
+
+def test_proportional_counts_give_each_prompt_its_exact_share_in_expectation() -> None:
+    """10 activating of 28 items in prompts of 5, 5, 5, 5, 5 and 3 (recall 10+10 with its 8
+    decoys): each prompt gets its share rounded down or up, 10 in all, and on average
+    exactly its share (largest-remainder rounding would give the short prompt 1 every time,
+    against a share of 1.07)."""
+    sizes = [5, 5, 5, 5, 5, 3]
+    rng = random.Random(0)
+    draws = 20000
+    totals = [0] * len(sizes)
+    for _ in range(draws):
+        counts = proportional_counts(10, sizes, rng)
+        assert sum(counts) == 10
+        for b, (size, count) in enumerate(zip(sizes, counts, strict=True)):
+            assert math.floor(10 * size / 28) <= count <= math.ceil(10 * size / 28)
+            totals[b] += count
+    for size, total in zip(sizes, totals, strict=True):
+        assert abs(total / draws - 10 * size / 28) < 0.01
+
+
+def test_balanced_layout_puts_every_item_anywhere_alike() -> None:
+    """Every item is shown once, in delphi's prompt sizes; over many draws each class is on
+    each position of the request as often as its share."""
+    labels = [True] * 5 + [False] * 20 + [True, False]
+    rng = random.Random(1)
+    draws = 4000
+    on_position: Counter[int] = Counter()
+    for _ in range(draws):
+        layout = balanced_layout(labels, 5, rng)
+        assert [len(batch) for batch in layout] == prompt_sizes(len(labels), 5) == [5] * 5 + [2]
+        assert sorted(i for batch in layout for i in batch) == list(range(len(labels)))
+        flat = [i for batch in layout for i in batch]
+        on_position.update(at for at, i in enumerate(flat) if labels[i])
+    share = draws * sum(labels) / len(labels)
+    assert all(abs(on_position[at] / share - 1) < 0.12 for at in range(len(labels)))
