@@ -10,13 +10,14 @@ records; see :mod:`autointerp_grpc.prompts.oai_attention` for the format and its
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from autointerp_grpc.delphi_compat import Explainer, Latent, LatentRecord
 from autointerp_grpc.errors import InvalidArgument
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.methods.spec import ExplainContext, MethodSpec, Needs
 from autointerp_grpc.prompts.oai_attention import (
+    ATTENTION_ANSWER_SHAPE,
     oai_attention_head_messages,
     parse_attention_head_answer,
 )
@@ -32,6 +33,7 @@ class OaiAttentionHeadExplainer(Explainer):
     ``record.train`` to :meth:`_build_prompt`; that list is empty here and not read.
     """
 
+    answer_shape: ClassVar[str] = ATTENTION_ANSWER_SHAPE
     messages: list[dict[str, str]] = field(default_factory=list)
 
     def _build_prompt(self, examples: list[Any]) -> list[dict]:

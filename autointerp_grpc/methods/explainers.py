@@ -27,11 +27,9 @@ from autointerp_grpc.delphi_compat import (
 )
 from autointerp_grpc.errors import InvalidArgument
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
-from autointerp_grpc.methods.attention import OaiAttentionHeadExplainer
 from autointerp_grpc.methods.spec import ExplainContext, MethodSpec, Needs
 from autointerp_grpc.prompts.neuronpedia import NP_ANSWER_SHAPE, NP_TEXTS, NP_WINDOW
 from autointerp_grpc.prompts.oai import OAI_ANSWER_SHAPE
-from autointerp_grpc.prompts.oai_attention import ATTENTION_ANSWER_SHAPE
 
 DELPHI_ANSWER_SHAPE = (
     "a last line '[EXPLANATION]: <explanation>' (delphi's format), not a copy of the "
@@ -47,9 +45,6 @@ def answer_shape(explainer: Explainer) -> str:
     shape = getattr(explainer, "answer_shape", None)
     if isinstance(shape, str) and shape:
         return shape
-    if isinstance(explainer, OaiAttentionHeadExplainer):
-        # Its class (methods/attention.py) does not carry the shape itself.
-        return ATTENTION_ANSWER_SHAPE
     return ANY_ANSWER_SHAPE
 
 

@@ -21,10 +21,11 @@ from hypothesis import strategies as st
 from autointerp_grpc import prompts
 from autointerp_grpc.delphi_compat import DefaultExplainer
 from autointerp_grpc.methods.classifiers import Detection, parse_predictions
+from autointerp_grpc.methods.explainers import DelphiDefaultExplainer
 from autointerp_grpc.methods.intruder import Intruder
 from autointerp_grpc.methods.simulation import parse_simulation
 from autointerp_grpc.prompts.common import clean_phrase, is_refusal, strip_reasoning
-from autointerp_grpc.prompts.np_general import parse_np_general_answer
+from autointerp_grpc.prompts.np_general import parse_np_general_answer, parse_python_code_answer
 from autointerp_grpc.prompts.oai_attention import parse_attention_head_answer
 
 CAP = 256 * 1024
@@ -113,6 +114,10 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "Detection._parse": _detection_parse,
     "parse_simulation": lambda text: parse_simulation(text, 3),
     "delphi parse_explanation (default, contrastive)": _delphi_explanation,
+    "DelphiDefaultExplainer.parse_explanation (data-shape check)": (
+        DelphiDefaultExplainer(None).parse_explanation  # type: ignore[arg-type]
+    ),
+    "parse_python_code_answer": parse_python_code_answer,
     "Intruder._parse (delphi)": _intruder_parse,
 }
 
