@@ -209,9 +209,9 @@ MIXTURE_REQUESTS = 1000
 
 
 def _layout(
-    n_act: int, n_non: int, placement: str, rng: np.random.Generator
+    n_act: int, n_non: int, placement: str, rng: np.random.Generator, requests: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(truth, prompt) of every item, MIXTURE_REQUESTS rows, PER_PROMPT items a prompt.
+    """(truth, prompt) of every item, ``requests`` rows, PER_PROMPT items a prompt.
 
     ``consecutive`` is the old layout (delphi's): everything shuffled together and cut into
     prompts of 5, so a prompt's activating count varies. ``balanced`` is the scorers' layout
@@ -222,24 +222,29 @@ def _layout(
     n = n_act + n_non
     prompts = np.arange(n) // PER_PROMPT
     if placement == "consecutive":
-        truth = np.zeros((MIXTURE_REQUESTS, n), dtype=bool)
+        truth = np.zeros((requests, n), dtype=bool)
         truth[:, :n_act] = True
         return rng.permuted(truth, axis=1), prompts
-    truth = np.zeros((MIXTURE_REQUESTS, n), dtype=bool)
+    truth = np.zeros((requests, n), dtype=bool)
     activating = [True] * n_act + [False] * n_non
-    for row in range(MIXTURE_REQUESTS):
+    for row in range(requests):
         layout = balanced_layout(activating, PER_PROMPT, random.Random(int(rng.integers(2**32))))
         truth[row] = [activating[i] for batch in layout for i in batch]
     return truth, prompts
 
 
 def _mixture_requests(
-    n_act: int, n_non: int, accuracies: list[float], placement: str, seed: int
+    n_act: int,
+    n_non: int,
+    accuracies: list[float],
+    placement: str,
+    seed: int,
+    requests: int = MIXTURE_REQUESTS,
 ) -> list[tuple[list[bool], list[bool], list[int]]]:
-    """MIXTURE_REQUESTS requests from the judge of easy and hard prompts."""
+    """``requests`` requests from the judge of easy and hard prompts."""
     rng = np.random.default_rng(seed)
-    truth, prompts = _layout(n_act, n_non, placement, rng)
-    accuracy = rng.choice(accuracies, size=(MIXTURE_REQUESTS, prompts.max() + 1))[:, prompts]
+    truth, prompts = _layout(n_act, n_non, placement, rng, requests)
+    accuracy = rng.choice(accuracies, size=(requests, prompts.max() + 1))[:, prompts]
     predicted = np.where(rng.random(truth.shape) < accuracy, truth, ~truth)
     return [(t.tolist(), p.tolist(), prompts.tolist()) for t, p in zip(truth, predicted)]
 
@@ -341,3 +346,22 @@ def test_intruder_easy_and_hard_prompts_need_no_clusters(n_prompts: int) -> None
     outcomes = (rng.random(accuracy.shape) < accuracy).astype(float)
     hits = [_covered(metrics.mean_interval(o.tolist()), 0.7) for o in outcomes]
     assert np.mean(hits) >= FLOOR
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("placement", ["balanced", "consecutive"])
+@pytest.mark.parametrize(
+    "accuracies",
+    [[1.0, 0.4], [1.0, 0.5], [1.0, 0.6], [0.9, 0.5], [0.95, 0.45], [1.0, 0.7, 0.4]],
+)
+def test_balanced_accuracy_interval_covers_mixtures_thoroughly(
+    accuracies: list[float], placement: str
+) -> None:
+    """The fast mixture tests over every size from 3 to 10 prompts (7 + 8, 5 + 10, 10 + 10,
+    5 + 20, 15 + 15, 25 + 25) and 3000 requests each (about 45 s in all). Not held: the
+    1.0-or-0.2 judge, 0.89 at 4 prompts (see the comment above metrics.CONFIDENCE_LEVEL)."""
+    for n_act, n_non in [(7, 8), (5, 10), (10, 10), (5, 20), (15, 15), (25, 25)]:
+        seed = n_act * 997 + n_non * 13 + int(sum(accuracies) * 100)
+        requests = _mixture_requests(n_act, n_non, accuracies, placement, seed, requests=3000)
+        coverage = _mixture_coverage(requests, float(np.mean(accuracies)))
+        assert coverage >= FLOOR, (n_act, n_non, coverage)
