@@ -118,7 +118,8 @@ async def test_intruder_chance_follows_the_prompt_size(app, clean_fake) -> None:
 
 async def test_an_intruder_index_past_the_last_example_is_no_answer() -> None:
     method = default_method(SCORER_REGISTRY, "intruder")  # 5 per prompt
-    # Two activating records: prompts show 3 examples; index 4 is past the last one.
+    # Two activating records: prompts show 2 examples (one record is left out of each, the
+    # intruder's highlight shape comes from it); index 4 is past the last one.
     split = split_records(_records(2, 10))
     judge = ScriptedJudge(lambda n, text: "[RESPONSE]: 4")
     with pytest.raises(UpstreamBadResponse):
