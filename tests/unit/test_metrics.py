@@ -141,11 +141,12 @@ def test_prompts_answered_alike_widen_the_interval() -> None:
     alike_ci = metrics.balanced_accuracy_interval(truth, alike, PROMPTS_OF_5[20])
     plain_ci = metrics.balanced_accuracy_interval(truth, alike)
     assert alike_ci.upper - alike_ci.lower > 1.5 * (plain_ci.upper - plain_ci.lower)
-    # Answers that do not cluster: the prompt ids cost (almost) nothing.
+    # Answers that do not cluster: the prompt ids cost no more than the few-prompt floor (a
+    # design effect of t_3/z = 1.62 at 4 prompts, about 1.27 times the width).
     spread_ci = metrics.balanced_accuracy_interval(truth, spread, PROMPTS_OF_5[20])
     spread_plain = metrics.balanced_accuracy_interval(truth, spread)
     width = spread_plain.upper - spread_plain.lower
-    assert spread_ci.upper - spread_ci.lower <= 1.15 * width
+    assert spread_ci.upper - spread_ci.lower <= 1.3 * width
     # The same for accuracy.
     outcomes = [1.0] * 5 + [0.0] * 5 + [1.0] * 5 + [0.0] * 5
     clustered = metrics.mean_interval(outcomes, PROMPTS_OF_5[20])
