@@ -3,18 +3,20 @@
 A blind judge picks the intruder from the prompt's layout alone: where an example's highlight
 starts, how many tokens it covers, whether its shape repeats another example's, delphi's filler
 sentence, or simply one fixed index. delphi's IntruderScorer gives such judges tells: the
-intruder's highlight sits at token ``len - len // 4`` (0.93 on sparse latents), its size is the
-real examples' mean count of *non-zero* activations rather than of highlighted tokens, so on
-dense latents it stands out by its count, a one-token intruder becomes a filler sentence, and
-a constant seed puts the intruder on the same positions for every latent of one size.
+intruder's highlight sits at token ``len - len // 4`` (issue 18: 0.93 on sparse latents); it
+covers as many tokens as the real examples have *non-zero* activations on average, or, if the
+intruder has a positive value, follows its own activations, so on dense latents its count gives
+it away (0.98); a one-token intruder becomes a filler sentence; and a constant seed puts the
+intruder on the same places for every latent of one size.
 
-Here, over 40 latents of each kind (sparse, varied record lengths from 1 to 40 tokens,
-dense GELU-like), 1,600 prompts, every blind judge must score chance (1/options: 0.2 at 5 per
-prompt) ± 0.05; a fair judge's standard error there is about 0.01 (clustered by latent, and
-checked), so the tolerance is about five of them. Against delphi's layout (this module's tests
-run on the scorer before issue 18) the same judges scored 0.84-0.88 (highlight start), 0.26
-and 0.02 (fewest and most highlighted on sparse), 0.61 (most highlighted on dense), and a
-fixed index 0.125-0.30, the same on every latent. A sighted judge (it knows the latent's keyword,
+Here, over 40 latents of each kind (sparse, varied record lengths from 1 to 40 tokens, dense
+GELU-like, dense firing broadly), 1,600 prompts, every blind judge must score chance
+(1/options: 0.2 at 5 per prompt) ± 0.05; a fair judge's standard error there is about 0.01
+(clustered by latent, and checked), so the tolerance is about five of them. Against delphi's
+layout (these tests run on the scorer before issue 18) the same judges scored 0.84-0.88
+(highlight start), 0.26 and 0.02 (fewest and most highlighted, sparse), 0.61 (most
+highlighted, dense), 0.60 (fewest highlighted, dense firing broadly), and a fixed index
+0.125-0.30, the same on every latent. A sighted judge (it knows the latent's keyword,
 which the examples' content shows) still finds every intruder. The latents are synthetic: both
 classes draw their tokens from one vocabulary; activating records also hold the keyword.
 
@@ -73,10 +75,12 @@ def _latent(
     seed: int,
     lengths: Callable[[random.Random], int],
     noise: Callable[[random.Random], float],
+    quiet: Callable[[random.Random], float] | None = None,
 ) -> Split:
     """``N_ACT`` activating records (the keyword on one token, or two: adjacent or apart, at
-    2-6) and ``N_NON`` non-activating ones, ``noise`` on every other token, lengths drawn
-    independently per record from one distribution."""
+    2-6) and ``N_NON`` non-activating ones, ``noise`` on every other token (``quiet``, if
+    given, on the non-activating records), lengths drawn independently per record from one
+    distribution."""
     rng = random.Random(seed)
     acts = []
     for _ in range(N_ACT):
@@ -94,7 +98,8 @@ def _latent(
     for _ in range(N_NON):
         n = lengths(rng)
         record = pb.Activation(
-            tokens=[rng.choice(WORDS) for _ in range(n)], values=[noise(rng) for _ in range(n)]
+            tokens=[rng.choice(WORDS) for _ in range(n)],
+            values=[(quiet or noise)(rng) for _ in range(n)],
         )
         nons.append(non_activating_example(record))
     return Split(acts, nons, [*acts, *nons])
@@ -112,6 +117,14 @@ KINDS: dict[str, Callable[[int], Split]] = {
     # GELU-like: every token a small value, some of them positive, a few large.
     "dense": lambda seed: _latent(
         seed, lambda r: r.randint(8, 32), lambda r: _gelu(r.gauss(-0.3, 0.8))
+    ),
+    # GELU-like, firing broadly on activating records (many tokens near their peak), against
+    # quieter non-activating ones.
+    "dense_broad": lambda seed: _latent(
+        seed,
+        lambda r: r.randint(8, 32),
+        lambda r: _gelu(r.gauss(1.0, 1.0)),
+        lambda r: _gelu(r.gauss(-0.3, 0.8)),
     ),
 }
 
@@ -416,6 +429,8 @@ def test_the_layout_follows_the_records_and_the_seed() -> None:
         # an intruder with positive values is highlighted by its own activations: many
         # tokens, against the real examples' one or two keyword tokens
         ("dense", "most_highlighted", 0.5),
+        # ... and, when the activating records fire broadly, by its few highlighted tokens
+        ("dense_broad", "fewest_highlighted", 0.5),
     ],
 )
 def test_stock_delphi_gives_blind_judges_a_tell(kind: str, judge: str, at_least: float) -> None:
