@@ -9,16 +9,17 @@ intruder has a positive value, follows its own activations, so on dense latents 
 it away (0.98); a one-token intruder becomes a filler sentence; and a constant seed puts the
 intruder on the same places for every latent of one size.
 
-Here, over 40 latents of each kind (sparse, varied record lengths from 1 to 40 tokens, dense
-GELU-like, dense firing broadly), 1,600 prompts, every blind judge must score chance
-(1/options: 0.2 at 5 per prompt) ± 0.05; a fair judge's standard error there is about 0.01
-(clustered by latent, and checked), so the tolerance is about five of them. Against delphi's
-layout (these tests run on the scorer before issue 18) the same judges scored 0.84-0.88
-(highlight start), 0.26 and 0.02 (fewest and most highlighted, sparse), 0.61 (most
-highlighted, dense), 0.60 (fewest highlighted, dense firing broadly), and a fixed index
-0.125-0.30, the same on every latent. A sighted judge (it knows the latent's keyword,
-which the examples' content shows) still finds every intruder. The latents are synthetic: both
-classes draw their tokens from one vocabulary; activating records also hold the keyword.
+Here, over 60 latents of each kind (sparse, varied record lengths from 1 to 40 tokens, dense
+GELU-like, dense firing broadly), 2,400 prompts, every blind judge must score chance
+(1/options: 0.2 at 5 per prompt) ± 0.05 (measured: 0.187-0.211); a fair judge's standard error
+there is 0.007-0.011 (clustered by latent, and checked to stay under 0.05 / 3.5), so the
+tolerance is more than four of them. Against delphi's layout (these tests run on the scorer
+before issue 18) the same judges scored 0.84-0.88 (highlight start), 0.26 and 0.02 (fewest and
+most highlighted, sparse), 0.61 (most highlighted, dense), 0.60 (fewest highlighted, dense
+firing broadly), and a fixed index 0.125-0.30, the same on every latent. A sighted judge (it
+knows the latent's keyword, which the examples' content shows) still finds every intruder. The
+latents are synthetic: both classes draw their tokens from one vocabulary; activating records
+also hold the keyword.
 
 The judges answer through a fake client's ``generate`` from the prompt text, as an LLM would.
 Every judge of the panel reads every prompt; one of them, in turn per latent, gives the answer
@@ -59,7 +60,7 @@ PER_PROMPT = 5
 CHANCE = 1 / PER_PROMPT
 TOLERANCE = 0.05
 N_ACT, N_NON = 20, 40  # one prompt per non-activating record: 40 prompts per latent
-LATENTS = 40  # 1,600 prompts per kind: a fair judge's standard error is about 0.01
+LATENTS = 60  # 2,400 prompts per kind: a fair judge's standard error is about 0.008-0.011
 KEYWORD = " cat"
 WORDS = [" the", " a", " of", " dog", " sat", " on", " mat", " and", " then", " ran", " to", " by"]
 FILLER_MARK = "NNsight"  # in delphi's filler sentence
