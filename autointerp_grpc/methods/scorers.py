@@ -50,9 +50,9 @@ SCORERS: tuple[MethodSpec, ...] = (
         metric=_CLASSIFIER_METRIC,
         controls=(
             _LAYOUT,
-            "Highlights: a non-activating example's wrong highlight is drawn from the "
-            "distribution of the correct highlights' count, run lengths and relative "
-            "positions, never copied from one example.",
+            "Highlights: each activating example lends its highlight shape (runs, sizes, "
+            "relative positions) to an equal share of the non-activating examples, so no "
+            "shape repeats more for one class than the other.",
             _CONTROL,
         ),
     ),
@@ -91,7 +91,8 @@ SCORERS: tuple[MethodSpec, ...] = (
         metric=Metric("accuracy", 0.0, 1.0, 0.2),
         controls=(
             "Explanation-free. The intruder is highlighted as the real examples are (its "
-            "highlight drawn from their distribution of count and shape) and sits at a "
+            "highlight shape copied from an activating record not shown in its prompt, one "
+            "being left out of each prompt) and sits at a "
             "position drawn uniformly with `seed` mixed with the records' content; chance is "
             "1/options per prompt.",
         ),
