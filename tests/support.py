@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import logging
 import os
 import re
@@ -22,18 +23,22 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import numpy as np
 import torch
+from google.protobuf import json_format
 
 from autointerp_grpc.app import Runtime, create_app
 from autointerp_grpc.backends.embedding import EmbeddingBackend
 from autointerp_grpc.config import Settings
+from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc
 from autointerp_grpc.redaction import RedactingFilter
 
 REPO = Path(__file__).resolve().parent.parent
@@ -351,3 +356,52 @@ async def wait_upstream_idle(fake_llm: Any, timeout_s: float = 3.0) -> int:
     while fake_llm.stats()["in_flight"] and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     return fake_llm.stats()["in_flight"]
+
+
+# --- one bulk feature through either door -------------------------------------------------
+
+
+async def bulk_result_grpc(app: InProcessApp, body: dict[str, Any]) -> dict[str, Any]:
+    """The one feature result of an ExplainAndScore request (its JSON ``body``) over gRPC, as
+    proto3 JSON (unset fields left out)."""
+    request = json_format.ParseDict(body, pb.ExplainAndScoreRequest())
+    async with grpc.aio.insecure_channel(app.grpc_target) as channel:
+        stream = pb_grpc.AutoInterpStub(channel).ExplainAndScore(
+            request, metadata=app.auth, timeout=60
+        )
+        results = [
+            json_format.MessageToDict(e.result) async for e in stream if e.HasField("result")
+        ]
+    [result] = results
+    return result
+
+
+async def bulk_result_rest(app: InProcessApp, body: dict[str, Any]) -> dict[str, Any]:
+    """The same over REST (newline-delimited JSON), its nulls left out like gRPC's unset
+    fields, so the two doors' results compare equal."""
+    async with app.rest.stream(
+        "POST",
+        "/v1/explain-and-score",
+        content=json.dumps(body),
+        headers={**app.headers, "Content-Type": "application/json"},
+        timeout=60,
+    ) as response:
+        assert response.status_code == 200
+        lines = [json.loads(line) async for line in response.aiter_lines() if line]
+    [result] = [line["result"] for line in lines if "result" in line]
+    return without_nulls(result)
+
+
+def without_nulls(value: Any) -> Any:
+    """The REST door writes unset fields as null; the gRPC door's dict leaves them out."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value
+
+
+BULK_DOORS: dict[str, Callable[[InProcessApp, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
+    "grpc": bulk_result_grpc,
+    "rest": bulk_result_rest,
+}

@@ -9,20 +9,17 @@ result's counts are checked against those sets, not against the split's own book
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import json_format
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import BULK_DOORS, bulk_result_grpc, bulk_result_rest
 
 from autointerp_grpc.errors import Unavailable
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
-from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc
 from autointerp_grpc.handlers import bulk
 from autointerp_grpc.handlers.holdout import split_feature
 
@@ -56,48 +53,6 @@ def _body(n_activating: int, n_non_activating: int, **options: Any) -> dict[str,
     }
 
 
-async def _grpc_result(app, body: dict[str, Any]) -> dict[str, Any]:
-    request = json_format.ParseDict(body, pb.ExplainAndScoreRequest())
-    async with grpc.aio.insecure_channel(app.grpc_target) as channel:
-        stream = pb_grpc.AutoInterpStub(channel).ExplainAndScore(
-            request, metadata=app.auth, timeout=60
-        )
-        results = [
-            json_format.MessageToDict(e.result) async for e in stream if e.HasField("result")
-        ]
-    [result] = results
-    return result
-
-
-async def _rest_result(app, body: dict[str, Any]) -> dict[str, Any]:
-    async with app.rest.stream(
-        "POST",
-        "/v1/explain-and-score",
-        content=json.dumps(body),
-        headers={**app.headers, "Content-Type": "application/json"},
-        timeout=60,
-    ) as response:
-        assert response.status_code == 200
-        lines = [json.loads(line) async for line in response.aiter_lines() if line]
-    [result] = [line["result"] for line in lines if "result" in line]
-    return _without_nulls(result)
-
-
-def _without_nulls(value: Any) -> Any:
-    """The REST door writes unset fields as null; the gRPC door's dict leaves them out."""
-    if isinstance(value, dict):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_without_nulls(v) for v in value]
-    return value
-
-
-DOORS: dict[str, Callable[[Any, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
-    "grpc": _grpc_result,
-    "rest": _rest_result,
-}
-
-
 def _seen_by(stats: dict[str, Any], kind: str) -> set[int]:
     """The record ids in the fake LLM's prompts of ``kind``."""
     prompts = [r["prompt"] for r in stats["records"] if r["kind"] == kind]
@@ -125,12 +80,12 @@ def _check_counts(result: dict[str, Any], stats: dict[str, Any], n: int) -> set[
 # --- the issue's configurations, over both doors --------------------------------------------
 
 
-@pytest.mark.parametrize("door", DOORS)
+@pytest.mark.parametrize("door", BULK_DOORS)
 async def test_few_non_activating_records_still_reach_validation(app, clean_fake, door) -> None:
     """Issue 18 item 4: 12 activating + 3 non-activating records, 3 candidates. Ranked on
     activating records alone, detection failed for every candidate: each score was null, the
     first draft kept silently, and validationRecords still said 3."""
-    result = await DOORS[door](app, _body(12, 3, candidates=3))
+    result = await BULK_DOORS[door](app, _body(12, 3, candidates=3))
     assert "error" not in result, result
     validation = _check_counts(result, clean_fake.stats(), 15)
     # Both classes reached validation, so every candidate was ranked.
@@ -145,11 +100,11 @@ async def test_few_non_activating_records_still_reach_validation(app, clean_fake
     assert any("could not tell its candidates apart" in note for note in result["notes"])
 
 
-@pytest.mark.parametrize("door", DOORS)
+@pytest.mark.parametrize("door", BULK_DOORS)
 async def test_validation_records_are_never_the_explainers(app, clean_fake, door) -> None:
     """Issue 18 item 5: 6 activating + 12 non-activating records, 3 candidates, reported
     validationRecords 9 of which the explainer had seen 3 (its training records ranked)."""
-    result = await DOORS[door](app, _body(6, 12, candidates=3))
+    result = await BULK_DOORS[door](app, _body(6, 12, candidates=3))
     assert "error" not in result and not result.get("inSample"), result
     validation = _check_counts(result, clean_fake.stats(), 18)
     assert not validation & _seen_by(clean_fake.stats(), "explain")
@@ -157,11 +112,11 @@ async def test_validation_records_are_never_the_explainers(app, clean_fake, door
     assert (result["validationRecords"], result.get("validationSeenRecords", 0)) == (7, 0)
 
 
-@pytest.mark.parametrize("door", DOORS)
+@pytest.mark.parametrize("door", BULK_DOORS)
 async def test_in_sample_selection_is_counted_and_said(app, clean_fake, door) -> None:
     """holdout 0 with 3 candidates ranks on the records it scores: the count says which the
     explainer saw, and a note says the selection was in-sample."""
-    result = await DOORS[door](app, _body(6, 12, candidates=3, holdout=0))
+    result = await BULK_DOORS[door](app, _body(6, 12, candidates=3, holdout=0))
     assert result["inSample"]
     _check_counts(result, clean_fake.stats(), 18)
     # The default explainer reads only the 6 activating records.
@@ -172,11 +127,11 @@ async def test_in_sample_selection_is_counted_and_said(app, clean_fake, door) ->
 # --- when no ranking happens ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("door", DOORS)
+@pytest.mark.parametrize("door", BULK_DOORS)
 async def test_no_ranking_without_records_for_it_is_a_note(app, clean_fake, door) -> None:
     """One non-activating record cannot be both validated and tested on: nothing is ranked,
     the test keeps every held-out record, and the note says why."""
-    result = await DOORS[door](app, _body(12, 1, candidates=3))
+    result = await BULK_DOORS[door](app, _body(12, 1, candidates=3))
     assert "error" not in result, result
     assert clean_fake.stats()["by_kind"].get("detection", 0) == 0
     assert result.get("validationRecords", 0) == 0
@@ -224,7 +179,7 @@ def _scripted(
 
 async def test_no_candidate_scored_keeps_the_first_and_says_why(app, monkeypatch) -> None:
     _scripted(monkeypatch, ["cat", "bank", "id"], {"cat": None, "bank": None, "id": None})
-    result = await _grpc_result(app, _body(12, 12, candidates=3))
+    result = await bulk_result_grpc(app, _body(12, 12, candidates=3))
     assert result["explanation"] == "cat"
     assert result.get("validationRecords", 0) == 0
     assert [("score" in c) for c in result["candidates"]] == [False] * 3
@@ -236,7 +191,7 @@ async def test_no_candidate_scored_keeps_the_first_and_says_why(app, monkeypatch
 
 async def test_some_candidates_scored_are_ranked_among_themselves(app, monkeypatch) -> None:
     _scripted(monkeypatch, ["cat", "bank", "id"], {"cat": 0.6, "bank": None, "id": 0.9})
-    result = await _rest_result(app, _body(12, 12, candidates=3))
+    result = await bulk_result_rest(app, _body(12, 12, candidates=3))
     assert result["explanation"] == "id"
     assert [c.get("score") for c in result["candidates"]] == [0.6, None, 0.9]
     assert result["validationRecords"] == 9  # half the held-out records of each class
@@ -249,7 +204,7 @@ async def test_some_candidates_scored_are_ranked_among_themselves(app, monkeypat
 async def test_failed_drafts_are_a_note(app, monkeypatch) -> None:
     down = Unavailable("the explainer's provider is down")
     _scripted(monkeypatch, ["cat", down, "bank"], {"cat": 0.5, "bank": 0.75})
-    result = await _grpc_result(app, _body(12, 12, candidates=3))
+    result = await bulk_result_grpc(app, _body(12, 12, candidates=3))
     assert result["explanation"] == "bank"
     assert [c["explanation"] for c in result["candidates"]] == ["cat", "bank"]
     assert result["notes"] == [
@@ -258,19 +213,19 @@ async def test_failed_drafts_are_a_note(app, monkeypatch) -> None:
     ]
     # One draft left: nothing to rank, nothing scored for it.
     _scripted(monkeypatch, [down, "cat", down], {})
-    alone = await _grpc_result(app, _body(12, 12, candidates=3))
+    alone = await bulk_result_grpc(app, _body(12, 12, candidates=3))
     assert alone["explanation"] == "cat" and alone.get("validationRecords", 0) == 0
     assert alone["notes"][0].startswith("best-of-k kept the only one of 3 drafts that was")
 
 
-@pytest.mark.parametrize("door", DOORS)
+@pytest.mark.parametrize("door", BULK_DOORS)
 async def test_a_ranker_that_reads_no_explanation_is_refused(app, door) -> None:
     """intruder scores every candidate alike (it never reads the explanation): its ranking
     would be noise reported as a selection."""
     body = _body(12, 12, candidates=3, candidateScorer="intruder")
     if door == "grpc":
         with pytest.raises(grpc.aio.AioRpcError) as info:
-            await _grpc_result(app, body)
+            await bulk_result_grpc(app, body)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         message = info.value.details() or ""
     else:

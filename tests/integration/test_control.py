@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import json_format
+from support import BULK_DOORS
 
 from autointerp_grpc.delphi_compat import Response
 from autointerp_grpc.errors import AutoInterpError
@@ -203,22 +204,7 @@ async def _bulk_result(app, door: str, feature: dict[str, Any], **extra: Any) ->
         "llm": {"model": MODEL, "apiKey": KEY},
         **extra,
     }
-    if door == "grpc":
-        request = json_format.ParseDict(body, pb.ExplainAndScoreRequest())
-        async with grpc.aio.insecure_channel(app.grpc_target) as channel:
-            stream = pb_grpc.AutoInterpStub(channel).ExplainAndScore(
-                request, metadata=app.auth, timeout=60
-            )
-            results = [
-                json_format.MessageToDict(e.result) async for e in stream if e.HasField("result")
-            ]
-    else:
-        response = await app.rest.post("/v1/explain-and-score", json=body, headers=app.headers)
-        assert response.status_code == 200, response.text
-        lines = [json.loads(line) for line in response.text.splitlines() if line]
-        results = [line["result"] for line in lines if "result" in line]
-    [result] = results
-    return result
+    return await BULK_DOORS[door](app, body)
 
 
 def _feature(**extra: Any) -> dict[str, Any]:
