@@ -38,20 +38,20 @@ from autointerp_grpc.errors import (
 )
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.handlers.deps import Deps
-from autointerp_grpc.handlers.explain import check_explain_records, explain_records
+from autointerp_grpc.handlers.explain import explain_records, prepare_explain
 from autointerp_grpc.handlers.holdout import FeatureSplit, split_feature
 from autointerp_grpc.handlers.methods import (
     Resolved,
-    check_llm_options,
     llm_client,
     resolve_explainer,
     resolve_scorer,
 )
 from autointerp_grpc.handlers.score import (
     check_control_text,
-    check_split,
-    control_proto,
-    score_split,
+    checked_llm,
+    prepare_score,
+    result_proto,
+    run_score,
 )
 from autointerp_grpc.methods import params as method_params
 from autointerp_grpc.observability import current_request
@@ -170,8 +170,8 @@ class _Run:
         self.deps = deps
         # Everything shared by the features is checked up front: one bad setting fails the
         # request at once rather than every feature in turn.
-        check_llm_options(request.llm)
-        llm_client(request.llm, deps)  # an unknown provider fails the run, not each feature
+        self.llm = checked_llm(request.llm)  # checked once; every job of the run takes these
+        llm_client(self.llm.options, deps)  # an unknown provider fails the run, not each one
         self.explainer = resolve_explainer(request.explainer)
         limits = deps.limits
         for name, items, limit in (
@@ -228,7 +228,7 @@ class _Run:
         return ranker
 
     def _client(self) -> LLMClient:
-        return llm_client(self.request.llm, self.deps)
+        return llm_client(self.llm.options, self.deps)
 
     async def _explain(
         self,
@@ -261,45 +261,27 @@ class _Run:
         control_explanation: str = "",
     ) -> pb.ScorerOutcome:
         """One scorer's outcome; with ``control_explanation`` (applied to scorers that read an
-        explanation, the others ignore it) its ``control`` too."""
+        explanation, the others ignore it) its ``control`` too. The job is prepared, run and
+        converted as a Score request's is, so an input the Score RPC refuses is this
+        outcome's error with the same message."""
         outcome = pb.ScorerOutcome(method=method.name)
         if not method.spec.needs.explanation:
             control_explanation = ""
-        needs_llm = method.spec.needs.llm
-        client = self._client() if needs_llm else None
-        control_client = self._client() if needs_llm and control_explanation else None
         try:
-            check_split(method, split)
-            result = await score_split(
+            job = await prepare_score(
                 method,
                 explanation,
                 split,
-                self.deps,
-                client,
+                self.deps.limits,
+                llm=self.llm,
                 min_answered=self.options.min_answered,
                 control_explanation=control_explanation,
-                control_client=control_client,
             )
+            result = await run_score(job, self.deps, usage)
         except AutoInterpError as exc:
             outcome.error.CopyFrom(pb.FeatureError(code=exc.code_name, message=exc.message))
             return outcome
-        finally:
-            for used in (client, control_client):
-                if used is not None:
-                    usage.add(used.usage)
-        outcome.score = result.score
-        assert method.spec.metric is not None
-        outcome.metric = method.spec.metric.name
-        if result.confidence_interval is not None:
-            outcome.confidence_interval.CopyFrom(result.confidence_interval)
-        outcome.chance = result.chance
-        if result.coverage is not None:
-            outcome.coverage.CopyFrom(result.coverage)
-        outcome.notes.extend(result.notes)
-        outcome.extra_metrics.update(result.extra_metrics)
-        if result.control is not None:
-            outcome.control.CopyFrom(control_proto(result.control))
-        return outcome
+        return result_proto(result, outcome, method)
 
     async def feature(self, feature: pb.Feature) -> pb.FeatureResult:
         began = time.perf_counter()
@@ -308,15 +290,13 @@ class _Run:
         try:
             check_required(feature)
             check_control_text(feature.control_explanation, self.deps.limits)
-            size = token_count(feature.activations, feature.non_activating, feature.attention)
-            await off_loop(
-                size,
-                check_explain_records,
+            await prepare_explain(
                 self.explainer,
-                feature.activations,
-                feature.non_activating,
-                feature.top_positive_logits,
+                self.llm,
                 self.deps,
+                feature.activations,
+                non_activating=feature.non_activating,
+                top_positive_logits=feature.top_positive_logits,
                 attention=feature.attention,
                 activations_required=True,
             )

@@ -1,5 +1,6 @@
-"""Explaining: :func:`explain_records`, the one way every explainer runs (the Explain RPC,
-the legacy ExplainDefault and bulk runs all call it), and the Explain RPC itself."""
+"""Explaining: :func:`prepare_explain`, the one place an explain job's inputs are checked,
+:func:`explain_records`, the one way every explainer runs (the Explain RPC, the legacy
+ExplainDefault and each bulk feature call both), and the Explain RPC itself."""
 
 from __future__ import annotations
 
@@ -12,12 +13,8 @@ from autointerp_grpc.delphi_compat import Explainer, LatentRecord
 from autointerp_grpc.errors import InvalidArgument, UpstreamBadResponse
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.handlers.deps import Deps
-from autointerp_grpc.handlers.methods import (
-    Resolved,
-    check_llm_options,
-    llm_client,
-    resolve_explainer,
-)
+from autointerp_grpc.handlers.methods import Resolved, llm_client, resolve_explainer
+from autointerp_grpc.handlers.score import CheckedLlm, checked_llm
 from autointerp_grpc.methods.explainers import answer_shape
 from autointerp_grpc.methods.spec import ExplainContext
 from autointerp_grpc.offload import off_loop
@@ -148,22 +145,50 @@ def check_explain_records(
         raise InvalidArgument(f"top_positive_logits is required by the {method.name} explainer")
 
 
-async def explain(request: pb.ExplainRequest, deps: Deps) -> pb.ExplainResponse:
-    """The Explain RPC."""
-    method = resolve_explainer(request)
-    size = token_count(request.activations, request.non_activating, request.attention)
+async def prepare_explain(
+    method: Resolved,
+    llm: pb.LlmOptions | CheckedLlm,
+    deps: Deps,
+    activations: Sequence[pb.Activation],
+    *,
+    non_activating: Sequence[pb.Activation] = (),
+    top_positive_logits: Sequence[str] = (),
+    attention: Sequence[pb.AttentionRecord] = (),
+    activations_required: bool = False,
+) -> CheckedLlm:
+    """Every check of an explain job, whatever door, RPC or bulk feature it comes from: the
+    records (:func:`check_explain_records`, off the event loop for big requests), then the
+    LLM options; returns the checked options the job's clients are made from. The legacy
+    ExplainDefault goes through here too, so an all-zero request is refused before any LLM
+    call, as Explain(default) refuses it."""
+    size = token_count(activations, non_activating, attention)
     await off_loop(
         size,
         check_explain_records,
         method,
-        request.activations,
-        request.non_activating,
-        request.top_positive_logits,
+        activations,
+        non_activating,
+        top_positive_logits,
         deps,
+        attention=attention,
+        activations_required=activations_required,
+    )
+    return checked_llm(llm)
+
+
+async def explain(request: pb.ExplainRequest, deps: Deps) -> pb.ExplainResponse:
+    """The Explain RPC."""
+    method = resolve_explainer(request)
+    llm = await prepare_explain(
+        method,
+        request.llm,
+        deps,
+        request.activations,
+        non_activating=request.non_activating,
+        top_positive_logits=request.top_positive_logits,
         attention=request.attention,
     )
-    check_llm_options(request.llm)
-    client = llm_client(request.llm, deps)
+    client = llm_client(llm.options, deps)
     explanation = await explain_records(
         method,
         client,

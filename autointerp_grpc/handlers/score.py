@@ -1,11 +1,16 @@
-"""Scoring: :func:`score_split`, the one way every scorer runs (the Score RPC, the legacy
-ScoreEmbedding / ScoreFuzzDetection and bulk runs all call it), and the Score RPC itself."""
+"""Scoring: :func:`prepare_score`, the one place a score job's inputs are checked,
+:func:`score_split`, the one way every scorer runs, and :func:`result_proto`, the one
+converter from a scorer's result to the wire. The Score RPC, the legacy ScoreEmbedding /
+ScoreFuzzDetection and each scorer of a bulk feature all go through the three, so a rule
+added to one holds on every door (the legacy handlers only rename fields)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
 
 from autointerp_grpc.backends.llm import LLMClient
 from autointerp_grpc.errors import AutoInterpError, InvalidArgument
@@ -18,7 +23,7 @@ from autointerp_grpc.handlers.methods import (
     resolve_scorer,
 )
 from autointerp_grpc.methods import params as method_params
-from autointerp_grpc.methods.spec import ScoreContext, ScoreResult
+from autointerp_grpc.methods.spec import DEFAULT_MIN_ANSWERED, ScoreContext, ScoreResult
 from autointerp_grpc.offload import off_loop
 from autointerp_grpc.records import Split, split_records
 from autointerp_grpc.usage import Usage
@@ -31,8 +36,25 @@ from autointerp_grpc.validation import (
 
 log = logging.getLogger(__name__)
 
-# The coverage floor when a request does not set one (ScoreRequest.min_answered's default).
-DEFAULT_MIN_ANSWERED = 0.8
+__all__ = ["DEFAULT_MIN_ANSWERED"]
+
+
+@dataclass(frozen=True)
+class CheckedLlm:
+    """LLM options that have passed their checks (:func:`checked_llm`, the only place they are
+    checked). A bulk run checks its options once and hands this to every job; a single
+    request hands its raw options to the job's preparation, which checks them in order."""
+
+    options: pb.LlmOptions
+
+
+def checked_llm(llm: pb.LlmOptions | CheckedLlm) -> CheckedLlm:
+    """``llm`` checked against its ranges (InvalidArgument naming the field); options
+    already checked pass as they are, so no path checks them twice."""
+    if isinstance(llm, CheckedLlm):
+        return llm
+    check_llm_options(llm)
+    return CheckedLlm(llm)
 
 
 def check_explanation(method: Resolved, explanation: str, limits: Limits) -> None:
@@ -73,13 +95,56 @@ def check_split(method: Resolved, split: Split) -> None:
         split.require_both()
 
 
-def check_llm(method: Resolved, llm: pb.LlmOptions | None) -> None:
+def _checked_split(records: Sequence[pb.Activation], limits: Limits) -> Split:
+    check_request_records(records, limits)
+    return split_records(records)
+
+
+@dataclass(frozen=True)
+class ScoreJob:
+    """One explanation to score with one scorer, every input checked
+    (:func:`prepare_score`): the only thing :func:`run_score` takes."""
+
+    method: Resolved
+    explanation: str
+    split: Split
+    llm: CheckedLlm | None
+    """Set exactly when the scorer needs an LLM."""
+    min_answered: float
+    control_explanation: str = ""
+
+
+async def prepare_score(
+    method: Resolved,
+    explanation: str,
+    records: Sequence[pb.Activation] | Split,
+    limits: Limits,
+    *,
+    llm: pb.LlmOptions | CheckedLlm | None,
+    min_answered: float = DEFAULT_MIN_ANSWERED,
+    control_explanation: str = "",
+) -> ScoreJob:
+    """Every check of a score job, whatever door, RPC or bulk feature it comes from: the
+    explanation (required by scorers that read one, within the size limit), the control
+    explanation, the records (unlabelled request records are validated and split the legacy
+    way here; a bulk feature hands its already-validated held-out ``Split``), both kinds
+    where the scorer contrasts them, and the LLM options where it needs an LLM. The order is
+    the order of the checks' messages on input that breaks several rules."""
+    check_explanation(method, explanation, limits)
+    check_control(method, control_explanation, limits)
+    if isinstance(records, Split):
+        split = records
+    else:
+        split = await off_loop(token_count(records), _checked_split, records, limits)
+    check_split(method, split)
+    checked = None
     if method.spec.needs.llm:
         if llm is None:
             raise InvalidArgument(
                 f"llm (model and api_key) is required by the {method.name} scorer"
             )
-        check_llm_options(llm)
+        checked = checked_llm(llm)
+    return ScoreJob(method, explanation, split, checked, min_answered, control_explanation)
 
 
 async def score_split(
@@ -113,10 +178,10 @@ async def score_split(
             params=method.params,
             split=split,
             limits=deps.limits,
+            min_answered=min_answered,
             request_concurrency=deps.request_concurrency,
             client=llm if spec.needs.llm else None,
             embedding=deps.embedding_model() if spec.needs.embedding_model else None,
-            min_answered=min_answered,
         )
         return spec.run(ctx)
 
@@ -140,97 +205,83 @@ async def score_split(
     return result
 
 
-def control_proto(control: ScoreResult) -> pb.ControlScore:
-    """A control's result as it goes on the wire (ScoreResponse and bulk outcomes alike)."""
-    message = pb.ControlScore(score=control.score, notes=control.notes)
-    if control.confidence_interval is not None:
-        message.confidence_interval.CopyFrom(control.confidence_interval)
-    if control.coverage is not None:
-        message.coverage.CopyFrom(control.coverage)
-    return message
-
-
-def score_response(method: Resolved, result: ScoreResult, usage: Usage) -> pb.ScoreResponse:
-    assert method.spec.metric is not None
-    response = pb.ScoreResponse(
-        score=result.score,
-        metric=method.spec.metric.name,
-        method=method.name,
-        breakdown=result.breakdown,
-        usage=usage.to_proto(),
-        notes=result.notes,
-    )
-    if result.classifier is not None:
-        response.classifier.CopyFrom(result.classifier)
-    if result.confidence_interval is not None:
-        response.confidence_interval.CopyFrom(result.confidence_interval)
-    response.chance = result.chance
-    if result.coverage is not None:
-        response.coverage.CopyFrom(result.coverage)
-    response.extra_metrics.update(result.extra_metrics)
-    if result.control is not None:
-        response.control.CopyFrom(control_proto(result.control))
-    return response
-
-
-def _checked_split(records: Sequence[pb.Activation], limits: Limits) -> Split:
-    check_request_records(records, limits)
-    return split_records(records)
-
-
-async def score_records(
-    method: Resolved,
-    explanation: str,
-    records: Sequence[pb.Activation],
-    llm: pb.LlmOptions | None,
-    deps: Deps,
-    *,
-    min_answered: float = DEFAULT_MIN_ANSWERED,
-    control_explanation: str = "",
-) -> tuple[ScoreResult, Usage]:
-    """Validate and split unlabelled records (the legacy sum > 0 rule), then score them (and
-    the control explanation, if any): what the Score RPC and the legacy scoring RPCs share."""
-    check_explanation(method, explanation, deps.limits)
-    check_control(method, control_explanation, deps.limits)
-    split = await off_loop(token_count(records), _checked_split, records, deps.limits)
-    check_split(method, split)
-    check_llm(method, llm)
+async def run_score(job: ScoreJob, deps: Deps, usage: Usage) -> ScoreResult:
+    """:func:`score_split` on a prepared job, with its own LLM clients (one for the
+    explanation, one for the control, so their errors stay apart); what they used is added
+    to ``usage`` whether or not scoring succeeds."""
     client = control_client = None
-    if method.spec.needs.llm and llm is not None:
-        client = llm_client(llm, deps)
-        control_client = llm_client(llm, deps) if control_explanation else None
-    usage = Usage()
+    if job.llm is not None:
+        client = llm_client(job.llm.options, deps)
+        if job.control_explanation:
+            control_client = llm_client(job.llm.options, deps)
     try:
-        result = await score_split(
-            method,
-            explanation,
-            split,
+        return await score_split(
+            job.method,
+            job.explanation,
+            job.split,
             deps,
             client,
-            min_answered=min_answered,
-            control_explanation=control_explanation,
+            min_answered=job.min_answered,
+            control_explanation=job.control_explanation,
             control_client=control_client,
         )
     finally:
         for used in (client, control_client):
             if used is not None:
                 usage.add(used.usage)
-    return result, usage
+
+
+Result = TypeVar("Result", pb.ScoreResponse, pb.ScorerOutcome, pb.ControlScore)
+
+
+def result_proto(result: ScoreResult, message: Result, method: Resolved | None = None) -> Result:
+    """The one converter from a scorer's result to the wire: fills ``message``, a
+    ScoreResponse, a bulk ScorerOutcome or a ControlScore, with the fields it has, so the
+    three cannot drift apart. ``method`` (required but for a control) names the scorer and
+    its metric; the control itself goes through this same function."""
+    message.score = result.score
+    if result.confidence_interval is not None:
+        message.confidence_interval.CopyFrom(result.confidence_interval)
+    if result.coverage is not None:
+        message.coverage.CopyFrom(result.coverage)
+    message.notes.extend(result.notes)
+    if isinstance(message, pb.ControlScore):
+        return message
+    if method is None or method.spec.metric is None:
+        raise ValueError("a score's message names its scorer and metric")
+    message.method = method.name
+    message.metric = method.spec.metric.name
+    message.chance = result.chance
+    message.extra_metrics.update(result.extra_metrics)
+    if result.control is not None:
+        message.control.CopyFrom(result_proto(result.control, pb.ControlScore()))
+    if isinstance(message, pb.ScoreResponse):
+        message.breakdown.extend(result.breakdown)
+        if result.classifier is not None:
+            message.classifier.CopyFrom(result.classifier)
+    return message
+
+
+def score_response(method: Resolved, result: ScoreResult, usage: Usage) -> pb.ScoreResponse:
+    """A single request's response: the result (:func:`result_proto`) and the usage."""
+    response = result_proto(result, pb.ScoreResponse(), method)
+    response.usage.CopyFrom(usage.to_proto())
+    return response
 
 
 async def score(request: pb.ScoreRequest, deps: Deps) -> pb.ScoreResponse:
     """The Score RPC."""
     method = resolve_scorer(request)
-    llm = request.llm if request.HasField("llm") else None
-    min_answered = method_params.field_value(request, "min_answered", "minAnswered")
-    result, usage = await score_records(
+    job = await prepare_score(
         method,
         request.explanation,
         request.activations,
-        llm,
-        deps,
-        min_answered=min_answered,
+        deps.limits,
+        llm=request.llm if request.HasField("llm") else None,
+        min_answered=method_params.field_value(request, "min_answered", "minAnswered"),
         control_explanation=request.control_explanation,
     )
+    usage = Usage()
+    result = await run_score(job, deps, usage)
     # The breakdown repeats every record's tokens: as big as the request.
     return await off_loop(token_count(request.activations), score_response, method, result, usage)

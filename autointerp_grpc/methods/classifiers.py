@@ -44,7 +44,7 @@ from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.methods.scoring import (
     LOGPROBS_MISSING_NOTE,
     classifier_result,
-    index_by_tokens,
+    record_index,
     set_answer,
 )
 from autointerp_grpc.methods.seeding import content_seed
@@ -460,9 +460,9 @@ async def judge_examples(
     salt = "fuzz" if fuzz else "detection"
     scorer.rng = random.Random(await off_loop(size, content_seed, seed, split, salt))
     scorer.request_concurrency = concurrency
-    index = index_by_tokens(split)
+    index_of = record_index(split)
     judged = [
-        (output, index.get(id(output.str_tokens), -1), prompt)
+        (output, index_of(output.str_tokens), prompt)
         for output, prompt in await scorer.judged(record)
     ]
     return sorted(judged, key=lambda entry: entry[1])

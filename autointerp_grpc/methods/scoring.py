@@ -114,10 +114,28 @@ def require_coverage(
     return []
 
 
-def index_by_tokens(split: Split) -> dict[int, int]:
-    # delphi's classifier samples carry the example's own str_tokens list object, which maps
-    # each output back to its record in the request.
-    return {id(example.str_tokens): i for i, example in enumerate(split.in_order)}
+def record_index(split: Split) -> Callable[[Sequence[str]], int]:
+    """The request index of the record a delphi classifier output stands for.
+
+    delphi's samples and outputs carry the example's own ``str_tokens`` list object and
+    nothing else of it, so that list's identity is what links an output back to its record.
+    An output whose list is not one of the split's (delphi copied it, or a filler replaced
+    it) has lost its record: that is a bug, raised here as one (INTERNAL) rather than an
+    index of -1 that a caller would read as the last record."""
+    by_tokens = {id(example.str_tokens): i for i, example in enumerate(split.in_order)}
+    if len(by_tokens) != len(split.in_order):
+        raise RuntimeError("two examples of a split share one token list")
+
+    def index_of(str_tokens: Sequence[str]) -> int:
+        index = by_tokens.get(id(str_tokens))
+        if index is None:
+            raise RuntimeError(
+                "a classifier output's tokens are not any record's of the request: its "
+                "record index is lost"
+            )
+        return index
+
+    return index_of
 
 
 def classifier_result(

@@ -13,6 +13,7 @@ from autointerp_grpc.backends.embedding import EmbeddingBackend
 from autointerp_grpc.backends.llm import LLMClient
 from autointerp_grpc.descriptors import descriptor_of, message_type_of
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+from autointerp_grpc.methods.params import field_value
 from autointerp_grpc.records import Split
 from autointerp_grpc.validation import Limits
 
@@ -41,6 +42,11 @@ class Metric:
     chance: float
 
 
+DEFAULT_MIN_ANSWERED: float = field_value(pb.ScoreRequest(), "min_answered", "minAnswered")
+"""The coverage floor when a request does not set one: ScoreRequest.min_answered's
+``(parameter).default_value``, read from the descriptor so the proto is its only source."""
+
+
 @dataclass
 class ExplainContext:
     """What an explainer gets: its resolved parameters, an LLM client and the records."""
@@ -66,7 +72,7 @@ class ScoreContext:
     request_concurrency: int = 1
     client: LLMClient | None = None
     embedding: EmbeddingBackend | None = None
-    min_answered: float = 0.8
+    min_answered: float = DEFAULT_MIN_ANSWERED
     """Least answered fraction of items, per class where they have one (the coverage floor)."""
 
 
