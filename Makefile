@@ -18,12 +18,14 @@ export PYRIGHT_PYTHON_IGNORE_WARNINGS := 1
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The service editable with its dev tools, and beside it the test doubles (testing/: the fake
+# LLM and its pytest fixtures), a distribution of their own that the wheel and images never carry.
+$(STAMP): pyproject.toml testing/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 ifneq ($(TORCH_INDEX),)
 	$(BIN)/pip install --extra-index-url $(TORCH_INDEX) torch==2.13.0
 endif
-	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip install -e '.[dev]' -e ./testing
 	$(BIN)/pip install --no-deps $(DELPHI)
 	touch $(STAMP)
 
@@ -65,7 +67,7 @@ soak: install
 	$(BIN)/python bench/soak.py
 
 fake-llm: install
-	$(BIN)/python -m autointerp_grpc.testing.fake_llm --port $(FAKE_LLM_PORT)
+	$(BIN)/python -m autointerp_testing.fake_llm --port $(FAKE_LLM_PORT)
 
 # Builds Dockerfile.cpu (and Dockerfile.cuda, disk permitting) with buildah on a debootstrapped
 # bookworm base and smoke-tests the CPU image; needs root, slow, not part of `make test`.

@@ -123,7 +123,7 @@ def wait_http(url: str, process: subprocess.Popen, timeout_s: float = 180) -> No
 def start_fake_llm() -> tuple[subprocess.Popen, str]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "autointerp_grpc.testing.fake_llm", "--port", str(port)],
+        [sys.executable, "-m", "autointerp_testing.fake_llm", "--port", str(port)],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -15,7 +15,7 @@ from support import (
     stop_server,
 )
 
-from autointerp_grpc.testing.fake_llm import FakeLLMServer
+from autointerp_testing.fake_llm import FakeLLMServer
 
 
 @pytest.fixture(scope="session")

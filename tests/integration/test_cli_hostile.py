@@ -20,8 +20,8 @@ from support import TEST_SECRET
 from autointerp_grpc.backends.llm import LLMClient
 from autointerp_grpc.errors import Unavailable
 from autointerp_grpc.handlers import bulk as bulk_handler
-from autointerp_grpc.testing.fake_llm.recognise import request_kind
 from autointerp_grpc.usage import Usage
+from autointerp_testing.fake_llm.recognise import request_kind
 
 # Each test runs the real `autointerp` command as a process (as test_cli.py does).
 pytestmark = pytest.mark.slow

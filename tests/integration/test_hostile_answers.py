@@ -27,7 +27,7 @@ from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc
 from autointerp_grpc.jsonmap import to_json_dict
 from autointerp_grpc.methods.classifiers import label_probability, probabilities_from_logprobs
-from autointerp_grpc.testing.fake_llm.answers import Answer
+from autointerp_testing.fake_llm.answers import Answer
 
 MODEL = "openai/gpt-4o-mini"
 KEY = "sk-hostile-answers-key-4815"

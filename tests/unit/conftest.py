@@ -1,23 +1,6 @@
-"""Fixtures of the fake LLM's own tests: a fresh server, and the real OpenAI SDK client on it."""
+"""Fixtures of the tests that check the service's prompts against the fake LLM directly: a
+fresh server, and the real OpenAI SDK client on it (shared with the fake's own tests)."""
 
-from __future__ import annotations
+from autointerp_testing.fixtures import client, fake
 
-from collections.abc import AsyncIterator, Iterator
-
-import openai
-import pytest
-
-from autointerp_grpc.testing.fake_llm import FakeLLMServer
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as srv:
-        yield srv
-
-
-@pytest.fixture
-async def client(fake: FakeLLMServer) -> AsyncIterator[openai.AsyncOpenAI]:
-    oai = openai.AsyncOpenAI(base_url=fake.base_url, api_key="k", max_retries=0, timeout=10)
-    yield oai
-    await oai.close()
+__all__ = ["client", "fake"]

@@ -26,10 +26,9 @@ from autointerp_grpc.errors import AutoInterpError, ResourceExhausted, Unavailab
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.observability import RequestStats, current_request
 from autointerp_grpc.redaction import RedactingFilter, Secrets
-from autointerp_grpc.testing.fake_llm import FakeLLMServer
-from autointerp_grpc.testing.fake_llm.app import _BOMB_TAIL, _gzip_bomb
-from autointerp_grpc.testing.fake_llm.faults import echo_key_message
 from autointerp_grpc.usage import Usage
+from autointerp_testing.fake_llm import FakeLLMServer, warm_gzip_bomb
+from autointerp_testing.fake_llm.faults import echo_key_message
 
 KEY = "sk-or-v1-Limits0123456789abcdefXYZ"
 PROMPT = "Say something."
@@ -104,7 +103,7 @@ class _PeakRss:
 async def test_a_body_over_the_limit_is_unavailable_and_memory_stays_bounded(
     backend, fault
 ) -> None:
-    _gzip_bomb(_BOMB_TAIL)  # the fake compresses its bomb once; not counted here
+    warm_gzip_bomb()  # the fake compresses its bomb once; not counted here
     before = _rss_bytes()
     with _PeakRss() as rss:
         began = time.monotonic()
@@ -121,7 +120,7 @@ async def test_a_body_over_the_limit_is_unavailable_and_memory_stays_bounded(
 
 
 async def test_a_redirect_is_followed_without_reading_its_body(backend) -> None:
-    _gzip_bomb(_BOMB_TAIL)
+    warm_gzip_bomb()
     before = _rss_bytes()
     with _PeakRss() as rss:
         # A 307 whose body is the 200 MB gzip bomb; the redirected request gets the answer.

@@ -44,7 +44,7 @@ from autointerp_grpc.records import (
     max_over_records,
     non_activating_example,
 )
-from autointerp_grpc.testing.fake_llm import TEST_ONLY_MARKERS, request_kind
+from autointerp_testing.fake_llm import TEST_ONLY_MARKERS, request_kind
 
 # isort: split
 from delphi.latents import ActivatingExample as DelphiActivatingExample

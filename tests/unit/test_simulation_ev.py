@@ -46,13 +46,13 @@ from autointerp_grpc.prompts import (
 )
 from autointerp_grpc.prompts.oai_simulation import simulation_ev_messages
 from autointerp_grpc.records import split_records
-from autointerp_grpc.testing.fake_llm import (
+from autointerp_testing.fake_llm import (
     TEST_ONLY_MARKERS,
     Answer,
     attention_answer,
     request_kind,
 )
-from autointerp_grpc.testing.fake_llm.recognise import last_user_message, system_prompt
+from autointerp_testing.fake_llm.recognise import last_user_message, system_prompt
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "anchors" / "simulation"
 
@@ -372,20 +372,6 @@ async def test_fake_logprob_faults(fake, client) -> None:
 # --- the explainer prompts the fake recognises by their anchors' sentences ------------------
 
 EXPLAINER_PROMPTS: dict[str, list[dict[str, str]]] = _fixture("explainer_prompts.json")
-
-
-@pytest.mark.parametrize("name", sorted(EXPLAINER_PROMPTS))
-def test_fake_recognises_the_anchor_explainer_prompts(name: str) -> None:
-    messages = EXPLAINER_PROMPTS[name]
-    kind = name.removesuffix("_webapp")
-    assert request_kind(messages) == kind
-    # Re-wrapped (every run of spaces a newline, paragraphs joined) it is the same prompt.
-    rewrapped = [{**m, "content": "\n".join(m["content"].split(" "))} for m in messages]
-    rewrapped[0]["content"] = rewrapped[0]["content"].replace("\n\n", " ")
-    assert request_kind(rewrapped) == kind
-    # Without its system prompt's sentences it is just another chat.
-    reworded = {"role": "system", "content": "You are a helpful assistant."}
-    assert request_kind([reworded, *messages[1:]]) == "other"
 
 
 def test_fake_explainer_answers() -> None:

@@ -31,8 +31,8 @@ from autointerp_grpc.handlers.score import score_split
 from autointerp_grpc.methods.registry import SCORER_REGISTRY
 from autointerp_grpc.methods.simulation import PROBE_TOKENS
 from autointerp_grpc.records import split_records
-from autointerp_grpc.testing.fake_llm import Answer, request_kind
-from autointerp_grpc.testing.fake_llm.recognise import last_user_message, system_prompt
+from autointerp_testing.fake_llm import Answer, request_kind
+from autointerp_testing.fake_llm.recognise import last_user_message, system_prompt
 
 N = 6
 """Records of each class: record 2i is activating (" cat"), record 2i + 1 is not (" bank")."""

@@ -15,8 +15,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from autointerp_grpc.testing.fake_llm.faults import GARBAGE_ANSWER, LONG_ANSWER
-from autointerp_grpc.testing.fake_llm.recognise import (
+from autointerp_testing.fake_llm.faults import GARBAGE_ANSWER, LONG_ANSWER
+from autointerp_testing.fake_llm.recognise import (
     is_fuzz_system_prompt,
     parse_classification_prompt,
     parse_recall_prompt,
@@ -24,7 +24,7 @@ from autointerp_grpc.testing.fake_llm.recognise import (
     simulation_request,
     split_examples,
 )
-from autointerp_grpc.testing.fake_llm.simulation_ev import EvAnswer, ev_answer
+from autointerp_testing.fake_llm.simulation_ev import EvAnswer, ev_answer
 
 __all__ = [
     "NO_PATTERN",

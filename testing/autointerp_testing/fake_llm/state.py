@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any
 
-from autointerp_grpc.testing.fake_llm.faults import Directives, normalise_fault
+from autointerp_testing.fake_llm.faults import Directives, normalise_fault
 
 __all__ = ["MAX_RECORDS", "Exchange", "FakeLLMState"]
 

@@ -49,12 +49,12 @@ provider without log probabilities. ``GET /_stats`` and :meth:`FakeLLMServer.sta
 request counts and the peak number of concurrent requests. API keys are never logged or
 echoed.
 
-Run standalone with ``python -m autointerp_grpc.testing.fake_llm --port 8900``.
+Run standalone with ``python -m autointerp_testing.fake_llm --port 8900``.
 """
 
 from __future__ import annotations
 
-from autointerp_grpc.testing.fake_llm.answers import (
+from autointerp_testing.fake_llm.answers import (
     NO_PATTERN,
     OTHER_ANSWER,
     Answer,
@@ -71,15 +71,15 @@ from autointerp_grpc.testing.fake_llm.answers import (
     simulation_answer,
     simulation_ev_answer,
 )
-from autointerp_grpc.testing.fake_llm.app import COST_PER_TOKEN, MAX_HANG_S, build_app
-from autointerp_grpc.testing.fake_llm.faults import (
+from autointerp_testing.fake_llm.app import COST_PER_TOKEN, MAX_HANG_S, build_app, warm_gzip_bomb
+from autointerp_testing.fake_llm.faults import (
     FAULT_MODES,
     GARBAGE_ANSWER,
     LOGPROBS_REJECTED,
     LONG_ANSWER,
     THINK_TRACE,
 )
-from autointerp_grpc.testing.fake_llm.recognise import (
+from autointerp_testing.fake_llm.recognise import (
     ANCHOR_SIGNATURES,
     REQUEST_KINDS,
     SIGNATURES,
@@ -89,9 +89,9 @@ from autointerp_grpc.testing.fake_llm.recognise import (
     parse_simulation_ev_prompt,
     request_kind,
 )
-from autointerp_grpc.testing.fake_llm.server import FakeLLMServer
-from autointerp_grpc.testing.fake_llm.simulation_ev import MATCH_DIGITS, OTHER_DIGITS, EvAnswer
-from autointerp_grpc.testing.fake_llm.state import FakeLLMState
+from autointerp_testing.fake_llm.server import FakeLLMServer
+from autointerp_testing.fake_llm.simulation_ev import MATCH_DIGITS, OTHER_DIGITS, EvAnswer
+from autointerp_testing.fake_llm.state import FakeLLMState
 
 __all__ = [
     "ANCHOR_SIGNATURES",
@@ -130,4 +130,5 @@ __all__ = [
     "request_kind",
     "simulation_answer",
     "simulation_ev_answer",
+    "warm_gzip_bomb",
 ]

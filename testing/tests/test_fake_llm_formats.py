@@ -18,10 +18,10 @@ from fake_llm_samples import (
     EXPLANATION,
     MODEL,
     TEXTS,
-    _chat,
-    _examples,
-    _explain_messages,
-    _scorer,
+    chat,
+    examples_block,
+    explain_messages,
+    scorer_for,
 )
 
 import autointerp_grpc.delphi_compat  # noqa: F401  (registers the vLLM shim before delphi)
@@ -44,7 +44,7 @@ from autointerp_grpc.prompts import (
     recall_messages,
     strip_reasoning,
 )
-from autointerp_grpc.testing.fake_llm import (
+from autointerp_testing.fake_llm import (
     LONG_ANSWER,
     SIGNATURES,
     THINK_TRACE,
@@ -174,14 +174,14 @@ def test_recall_simulation_and_intruder_answers():
 
 
 async def test_oai_format_end_to_end(fake, client):
-    response = await _chat(client, oai_token_act_pair_messages(CAT_RECORDS))
+    response = await chat(client, oai_token_act_pair_messages(CAT_RECORDS))
     assert parse_oai_answer(response.choices[0].message.content) == 'the tokens "cat", "cats"'
 
 
 async def test_np_formats_end_to_end(fake, client):
     for logits in (False, True):
         messages = np_max_act_messages(CAT_RECORDS, logits=logits, top_positive_logits=[" purr"])
-        response = await _chat(client, messages)
+        response = await chat(client, messages)
         label = parse_short_explanation(response.choices[0].message.content)
         assert "cat" in label.split()
         assert len(label.split()) <= 6
@@ -191,12 +191,12 @@ async def test_np_formats_end_to_end(fake, client):
 
 async def test_recall_end_to_end_with_response_format(fake, client):
     messages = recall_messages('Mentions of "cat"', RECALL_TEXTS)
-    response = await _chat(client, messages, response_format=RECALL_RESPONSE_FORMAT)
+    response = await chat(client, messages, response_format=RECALL_RESPONSE_FORMAT)
     content = response.choices[0].message.content
     assert parse_recall_answer(content, len(RECALL_TEXTS)) == RECALL_EXPECTED
     # Other or unknown response formats change nothing.
     for response_format in ({"type": "json_object"}, {"type": "no-such-format", "x": 1}):
-        again = await _chat(client, messages, response_format=response_format)
+        again = await chat(client, messages, response_format=response_format)
         assert again.choices[0].message.content == content
     assert [(r["kind"], r["n_examples"]) for r in fake.stats()["records"]] == [
         ("recall", len(RECALL_TEXTS))
@@ -208,7 +208,7 @@ async def test_simulation_end_to_end_through_delphi(fake, client):
     simulator.client = _DelphiClient(client)
     simulation = await simulator.simulate(SIM_TOKENS)  # delphi's own JSON round trip and parser
     assert simulation.expected_activations == SIM_EXPECTED
-    response = await _chat(client, simulator._make_json_prompt(SIM_TOKENS))
+    response = await chat(client, simulator._make_json_prompt(SIM_TOKENS))
     parsed = simulator._parse_json_response(
         Response(text=response.choices[0].message.content), SIM_TOKENS
     )
@@ -220,7 +220,7 @@ async def test_simulation_end_to_end_through_delphi(fake, client):
 
 async def test_intruder_end_to_end_through_delphi(fake, client):
     scorer, sample = _intruder()
-    response = await _chat(client, scorer._build_prompt(sample))
+    response = await chat(client, scorer._build_prompt(sample))
     assert scorer._parse(response.choices[0].message.content) == ("", 2)
     scorer.client = _DelphiClient(client)
     result = await scorer._generate(sample)
@@ -232,33 +232,33 @@ async def test_intruder_end_to_end_through_delphi(fake, client):
 
 async def test_answering_faults_on_the_other_prompts(fake, client):
     fake.set_fault("wrong_length")
-    oai = await _chat(client, oai_token_act_pair_messages(CAT_RECORDS))
+    oai = await chat(client, oai_token_act_pair_messages(CAT_RECORDS))
     with pytest.raises(ValueError):
         parse_oai_answer(oai.choices[0].message.content)
-    np = await _chat(client, np_max_act_messages(CAT_RECORDS))
+    np = await chat(client, np_max_act_messages(CAT_RECORDS))
     assert np.choices[0].message.content == LONG_ANSWER
     with pytest.raises(ValueError, match="words"):
         parse_short_explanation(np.choices[0].message.content)
-    recall = await _chat(client, recall_messages("cat", RECALL_TEXTS))
+    recall = await chat(client, recall_messages("cat", RECALL_TEXTS))
     with pytest.raises(ValueError, match="expected 5 answers, got 4"):
         parse_recall_answer(recall.choices[0].message.content, len(RECALL_TEXTS))
     simulator = _simulator()
-    sim = await _chat(client, simulator._make_json_prompt(SIM_TOKENS))
+    sim = await chat(client, simulator._make_json_prompt(SIM_TOKENS))
     assert len(json.loads(sim.choices[0].message.content)["activations"]) == len(SIM_TOKENS) - 1
     text = Response(text=sim.choices[0].message.content)
     assert simulator._parse_json_response(text, SIM_TOKENS) == [0.0] * len(SIM_TOKENS)
     scorer, sample = _intruder()
-    intruder = await _chat(client, scorer._build_prompt(sample))
+    intruder = await chat(client, scorer._build_prompt(sample))
     with pytest.raises(ValueError, match="out of range"):
         scorer._parse(intruder.choices[0].message.content)
     fake.set_fault("garbage")
-    recall = await _chat(client, recall_messages("cat", RECALL_TEXTS))
+    recall = await chat(client, recall_messages("cat", RECALL_TEXTS))
     with pytest.raises(ValueError, match="not JSON"):
         parse_recall_answer(recall.choices[0].message.content, len(RECALL_TEXTS))
 
 
 async def test_usage_reports_cost(fake, client):
-    response = await _chat(client, oai_token_act_pair_messages(CAT_RECORDS))
+    response = await chat(client, oai_token_act_pair_messages(CAT_RECORDS))
     usage = response.usage
     assert usage.cost == pytest.approx(1e-6 * usage.total_tokens)
     assert usage.model_dump()["cost"] > 0
@@ -266,7 +266,7 @@ async def test_usage_reports_cost(fake, client):
 
 async def test_think_fault_hides_a_wrong_answer_in_the_trace(fake, client):
     fake.set_fault("think")
-    explain = (await _chat(client, _explain_messages())).choices[0].message.content
+    explain = (await chat(client, explain_messages())).choices[0].message.content
     assert explain.startswith("<think>\n")
     # Parsed naively, delphi's parser picks up the trace; the final answer is the right one.
     assert Explainer.parse_explanation(SimpleNamespace(), explain).startswith(
@@ -275,37 +275,39 @@ async def test_think_fault_hides_a_wrong_answer_in_the_trace(fake, client):
     final = strip_reasoning(explain)
     assert Explainer.parse_explanation(SimpleNamespace(), final) == EXPLANATION
 
-    detection = await _chat(client, detection_prompt.prompt(_examples(TEXTS), EXPLANATION))
+    detection = await chat(client, detection_prompt.prompt(examples_block(TEXTS), EXPLANATION))
     content = detection.choices[0].message.content
     with pytest.raises(ValueError):  # delphi's first "[...]" is the trace's "[EXPLANATION]"
-        _scorer(len(TEXTS))._parse(content)
-    assert _scorer(len(TEXTS))._parse(strip_reasoning(content))[0] == [bool(x) for x in DETECTION]
+        scorer_for(len(TEXTS))._parse(content)
+    assert scorer_for(len(TEXTS))._parse(strip_reasoning(content))[0] == [
+        bool(x) for x in DETECTION
+    ]
 
-    recall = await _chat(client, recall_messages("cat", RECALL_TEXTS))
+    recall = await chat(client, recall_messages("cat", RECALL_TEXTS))
     assert parse_recall_answer(recall.choices[0].message.content, 5) == RECALL_EXPECTED
-    oai = await _chat(client, oai_token_act_pair_messages(CAT_RECORDS))
+    oai = await chat(client, oai_token_act_pair_messages(CAT_RECORDS))
     assert "wrong" not in parse_oai_answer(oai.choices[0].message.content)
     # The model directive does the same for one request.
     fake.set_fault(None)
-    np = await _chat(client, np_max_act_messages(CAT_RECORDS), model=f"{MODEL}@fault=think")
+    np = await chat(client, np_max_act_messages(CAT_RECORDS), model=f"{MODEL}@fault=think")
     assert THINK_TRACE in np.choices[0].message.content
     assert parse_short_explanation(np.choices[0].message.content) == "mentions of cat"
     assert [r["fault"] for r in fake.stats()["records"]] == ["think"] * 5
 
 
 async def test_reasoning_directive_returns_the_trace_beside_a_clean_answer(fake, client):
-    response = await _chat(client, _explain_messages(), model=f"{MODEL}@reasoning=1")
+    response = await chat(client, explain_messages(), model=f"{MODEL}@reasoning=1")
     message = response.choices[0].message
     assert message.content == f"[EXPLANATION]: {EXPLANATION}"
     assert message.reasoning == THINK_TRACE
     assert response.model == MODEL
     # It takes precedence over the think fault; @reasoning=0 leaves the field out.
-    both = await _chat(client, _explain_messages(), model="m@fault=think@reasoning=true")
+    both = await chat(client, explain_messages(), model="m@fault=think@reasoning=true")
     assert both.choices[0].message.content == f"[EXPLANATION]: {EXPLANATION}"
-    plain = await _chat(client, _explain_messages(), model="m@reasoning=0")
+    plain = await chat(client, explain_messages(), model="m@reasoning=0")
     assert getattr(plain.choices[0].message, "reasoning", None) is None
     assert "reasoning" not in plain.choices[0].message.model_dump(exclude_none=True)
     with pytest.raises(openai.BadRequestError):
-        await _chat(client, _explain_messages(), model="m@reasoning=maybe")
+        await chat(client, explain_messages(), model="m@reasoning=maybe")
     # Reasoning tokens are billed as completion tokens.
     assert response.usage.completion_tokens > plain.usage.completion_tokens

@@ -1,4 +1,4 @@
-"""``python -m autointerp_grpc.testing.fake_llm``: serve the fake LLM until SIGINT/SIGTERM."""
+"""``python -m autointerp_testing.fake_llm``: serve the fake LLM until SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import argparse
 import signal
 import threading
 
-from autointerp_grpc.testing.fake_llm.faults import FAULT_MODES
-from autointerp_grpc.testing.fake_llm.server import FakeLLMServer
+from autointerp_testing.fake_llm.faults import FAULT_MODES
+from autointerp_testing.fake_llm.server import FakeLLMServer
 
 __all__ = ["main"]
 

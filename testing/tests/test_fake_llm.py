@@ -1,4 +1,4 @@
-"""Tests for the fake OpenAI-compatible LLM server (autointerp_grpc.testing.fake_llm).
+"""Tests for the fake OpenAI-compatible LLM server (autointerp_testing.fake_llm).
 
 The server tests start a real server on a free port and talk to it with the real
 ``openai.AsyncOpenAI`` client, using delphi's own prompt builders and parsers and those of
@@ -25,10 +25,10 @@ from fake_llm_samples import (
     FUZZ,
     MODEL,
     TEXTS,
-    _chat,
-    _examples,
-    _explain_messages,
-    _scorer,
+    chat,
+    examples_block,
+    explain_messages,
+    scorer_for,
 )
 
 import autointerp_grpc.delphi_compat  # noqa: F401  (registers the vLLM shim before delphi)
@@ -38,7 +38,7 @@ from delphi.explainers.default.prompt_builder import build_prompt
 from delphi.explainers.explainer import Explainer
 from delphi.scorers.classifier.prompts import detection_prompt, fuzz_prompt
 
-from autointerp_grpc.testing.fake_llm import (
+from autointerp_testing.fake_llm import (
     FakeLLMServer,
     answer_logprobs,
     classify_answer,
@@ -47,8 +47,8 @@ from autointerp_grpc.testing.fake_llm import (
     parse_classification_prompt,
     request_kind,
 )
-from autointerp_grpc.testing.fake_llm import app as fake_llm_app
-from autointerp_grpc.testing.fake_llm import faults as fake_llm_faults
+from autointerp_testing.fake_llm import app as fake_llm_app
+from autointerp_testing.fake_llm import faults as fake_llm_faults
 
 # ------------------------------------------------------------------------------------------
 # Pure helpers
@@ -74,14 +74,14 @@ def test_explanation_keywords_drop_stopwords():
 
 
 def test_parse_classification_prompt_splits_on_markers_not_lines():
-    message = detection_prompt.prompt(_examples(TEXTS), EXPLANATION)[-1]["content"]
+    message = detection_prompt.prompt(examples_block(TEXTS), EXPLANATION)[-1]["content"]
     parsed = parse_classification_prompt(message)
     assert parsed is not None
     explanation, texts = parsed
     assert explanation == EXPLANATION
     assert [t.strip() for t in texts] == [t.strip() for t in TEXTS]
     # A marker-like line inside a text that is out of sequence does not split it.
-    tricky = _examples(["first\nExample 7: not a marker", "second"])
+    tricky = examples_block(["first\nExample 7: not a marker", "second"])
     parsed = parse_classification_prompt(f"Latent explanation: x\n\nText examples:\n\n{tricky}\n")
     assert parsed is not None
     assert parsed[1] == [" first\nExample 7: not a marker", " second"]
@@ -89,23 +89,23 @@ def test_parse_classification_prompt_splits_on_markers_not_lines():
 
 
 def test_classify_answer_detection_and_fuzz():
-    detection = detection_prompt.prompt(_examples(TEXTS), EXPLANATION)
-    fuzz = fuzz_prompt.prompt(_examples(TEXTS), EXPLANATION)
+    detection = detection_prompt.prompt(examples_block(TEXTS), EXPLANATION)
+    fuzz = fuzz_prompt.prompt(examples_block(TEXTS), EXPLANATION)
     assert classify_answer(detection[0]["content"], detection[-1]["content"]) == DETECTION
     assert classify_answer(fuzz[0]["content"], fuzz[-1]["content"]) == FUZZ
 
 
 def test_classify_answer_without_keywords_is_all_zero():
-    fuzz = fuzz_prompt.prompt(_examples(TEXTS), "The words of a text")
+    fuzz = fuzz_prompt.prompt(examples_block(TEXTS), "The words of a text")
     assert classify_answer(fuzz[0]["content"], fuzz[-1]["content"]) == [0] * len(TEXTS)
     assert classify_answer("system", "not a classifier prompt") == []
 
 
 def test_request_kind_recognises_delphi_prompts():
-    assert request_kind(_explain_messages()) == "explain"
+    assert request_kind(explain_messages()) == "explain"
     assert request_kind(build_prompt(examples="a<<b>>", activations=True, cot=True)) == "explain"
-    assert request_kind(detection_prompt.prompt(_examples(TEXTS), EXPLANATION)) == "detection"
-    assert request_kind(fuzz_prompt.prompt(_examples(TEXTS), EXPLANATION)) == "fuzz"
+    assert request_kind(detection_prompt.prompt(examples_block(TEXTS), EXPLANATION)) == "detection"
+    assert request_kind(fuzz_prompt.prompt(examples_block(TEXTS), EXPLANATION)) == "fuzz"
     assert request_kind([{"role": "user", "content": "Hello"}]) == "other"
 
 
@@ -127,7 +127,7 @@ def test_answer_logprobs_tokens():
 
 
 async def test_explanation_end_to_end(fake, client):
-    response = await _chat(client, _explain_messages(), model=MODEL, max_tokens=500)
+    response = await chat(client, explain_messages(), model=MODEL, max_tokens=500)
     content = response.choices[0].message.content
     assert content == f"[EXPLANATION]: {EXPLANATION}"
     assert Explainer.parse_explanation(SimpleNamespace(), content) == EXPLANATION
@@ -141,10 +141,10 @@ async def test_explanation_end_to_end(fake, client):
 
 
 async def test_detection_and_fuzz_end_to_end(fake, client):
-    examples = _examples(TEXTS)
-    detection = await _chat(client, detection_prompt.prompt(examples, EXPLANATION))
-    fuzz = await _chat(client, fuzz_prompt.prompt(examples, EXPLANATION))
-    scorer = _scorer(len(TEXTS))
+    examples = examples_block(TEXTS)
+    detection = await chat(client, detection_prompt.prompt(examples, EXPLANATION))
+    fuzz = await chat(client, fuzz_prompt.prompt(examples, EXPLANATION))
+    scorer = scorer_for(len(TEXTS))
     assert scorer._parse(detection.choices[0].message.content)[0] == [bool(x) for x in DETECTION]
     assert scorer._parse(fuzz.choices[0].message.content)[0] == [bool(x) for x in FUZZ]
     assert detection.choices[0].logprobs is None
@@ -157,12 +157,12 @@ async def test_detection_and_fuzz_end_to_end(fake, client):
 
 
 async def test_logprobs_feed_delphis_parser(fake, client):
-    messages = detection_prompt.prompt(_examples(TEXTS), EXPLANATION)
-    response = await _chat(client, messages, logprobs=True, top_logprobs=5)
+    messages = detection_prompt.prompt(examples_block(TEXTS), EXPLANATION)
+    response = await chat(client, messages, logprobs=True, top_logprobs=5)
     choice = response.choices[0]
     content = choice.logprobs.content
     assert "".join(entry.token for entry in content) == choice.message.content
-    predictions, probabilities = _scorer(len(TEXTS))._parse(choice.message.content, content)
+    predictions, probabilities = scorer_for(len(TEXTS))._parse(choice.message.content, content)
     assert predictions == [bool(x) for x in DETECTION]
     assert probabilities == pytest.approx([0.9 if x else 0.1 for x in DETECTION])
 
@@ -179,7 +179,7 @@ async def test_logprobs_feed_delphis_parser(fake, client):
 async def test_error_faults_map_to_sdk_errors(fake, client, mode, error, status):
     fake.set_fault(mode)
     with pytest.raises(error) as info:
-        await _chat(client, _explain_messages())
+        await chat(client, explain_messages())
     assert info.value.status_code == status
     assert isinstance(info.value.body, dict) and info.value.body.get("message")
     if mode == "429":
@@ -195,7 +195,7 @@ async def test_api_keys_are_checked_and_never_echoed(fake):
     ]:
         async with openai.AsyncOpenAI(base_url=fake.base_url, api_key=key, max_retries=0) as oai:
             with pytest.raises(error) as info:
-                await _chat(oai, _explain_messages())
+                await chat(oai, explain_messages())
         assert info.value.status_code == status
         assert key not in info.value.response.text
     assert info.value.body["code"] == "insufficient_credits"
@@ -231,21 +231,21 @@ async def test_api_keys_are_checked_and_never_echoed(fake):
 
 async def test_garbage_fault(fake, client):
     fake.set_fault("garbage")
-    explain = await _chat(client, _explain_messages())
+    explain = await chat(client, explain_messages())
     assert "[EXPLANATION]" not in explain.choices[0].message.content
-    detection = await _chat(client, detection_prompt.prompt(_examples(TEXTS), EXPLANATION))
+    detection = await chat(client, detection_prompt.prompt(examples_block(TEXTS), EXPLANATION))
     with pytest.raises(ValueError, match="No match"):
-        _scorer(len(TEXTS))._parse(detection.choices[0].message.content)
+        scorer_for(len(TEXTS))._parse(detection.choices[0].message.content)
 
 
 async def test_wrong_length_fault(fake, client):
     fake.set_fault("wrong_length")
-    detection = await _chat(client, detection_prompt.prompt(_examples(TEXTS), EXPLANATION))
+    detection = await chat(client, detection_prompt.prompt(examples_block(TEXTS), EXPLANATION))
     labels = json.loads(detection.choices[0].message.content)
     assert labels == DETECTION[:-1]
     with pytest.raises(AssertionError):
-        _scorer(len(TEXTS))._parse(detection.choices[0].message.content)
-    explain = await _chat(client, _explain_messages())
+        scorer_for(len(TEXTS))._parse(detection.choices[0].message.content)
+    explain = await chat(client, explain_messages())
     assert "[EXPLANATION]" not in explain.choices[0].message.content
 
 
@@ -256,7 +256,7 @@ async def test_hang_times_out_and_stop_returns_promptly(fake):
     ) as oai:
         started = time.monotonic()
         with pytest.raises(openai.APITimeoutError):
-            await _chat(oai, _explain_messages())
+            await chat(oai, explain_messages())
         assert time.monotonic() - started < 2
     # The handler notices the client left and stops counting the request as in flight.
     deadline = time.monotonic() + 2
@@ -268,7 +268,7 @@ async def test_hang_times_out_and_stop_returns_promptly(fake):
     async with openai.AsyncOpenAI(
         base_url=fake.base_url, api_key="k", max_retries=0, timeout=30
     ) as oai:
-        pending = asyncio.create_task(_chat(oai, _explain_messages()))
+        pending = asyncio.create_task(chat(oai, explain_messages()))
         deadline = time.monotonic() + 2
         while fake.stats()["in_flight"] == 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
@@ -283,17 +283,17 @@ async def test_hang_times_out_and_stop_returns_promptly(fake):
 
 async def test_model_directives(fake, client):
     with pytest.raises(openai.RateLimitError):
-        await _chat(client, _explain_messages(), model=f"{MODEL}@fault=429")
+        await chat(client, explain_messages(), model=f"{MODEL}@fault=429")
     started = time.monotonic()
-    response = await _chat(client, _explain_messages(), model="x@fault=garbage@latency=50")
+    response = await chat(client, explain_messages(), model="x@fault=garbage@latency=50")
     assert time.monotonic() - started >= 0.05
     assert response.model == "x"
     assert "[EXPLANATION]" not in response.choices[0].message.content
     fake.set_fault("500")
-    response = await _chat(client, _explain_messages(), model="x@fault=none")
+    response = await chat(client, explain_messages(), model="x@fault=none")
     assert response.choices[0].message.content.startswith("[EXPLANATION]:")
     with pytest.raises(openai.BadRequestError):
-        await _chat(client, _explain_messages(), model="x@fault=teapot")
+        await chat(client, explain_messages(), model="x@fault=teapot")
     assert [r["model"] for r in fake.stats()["records"]] == [MODEL, "x", "x", None]
 
 
@@ -301,14 +301,14 @@ async def test_fault_count_then_recovery_and_sdk_retry(fake, client):
     fake.set_fault("500", count=2)
     for _ in range(2):
         with pytest.raises(openai.InternalServerError):
-            await _chat(client, _explain_messages())
-    ok = await _chat(client, _explain_messages())
+            await chat(client, explain_messages())
+    ok = await chat(client, explain_messages())
     assert ok.choices[0].message.content.startswith("[EXPLANATION]:")
     # The SDK's own retry honours retry-after-ms (50 ms) and then succeeds.
     fake.set_fault("429", count=1)
     retrying = client.with_options(max_retries=2)
     started = time.monotonic()
-    ok = await _chat(retrying, _explain_messages())
+    ok = await chat(retrying, explain_messages())
     assert ok.choices[0].message.content.startswith("[EXPLANATION]:")
     assert time.monotonic() - started < 2
     assert fake.stats()["by_status"] == {500: 2, 200: 2, 429: 1}
@@ -321,15 +321,15 @@ async def test_control_and_stats_over_http(fake, client):
         config = (await raw.post("/_control", json={"fault": "429", "fault_count": 1})).json()
         assert config["fault"] == "429" and config["fault_count"] == 1
         with pytest.raises(openai.RateLimitError):
-            await _chat(client, _explain_messages())
-        await _chat(client, _explain_messages())  # the one fault is used up
+            await chat(client, explain_messages())
+        await chat(client, explain_messages())  # the one fault is used up
 
         await raw.post("/_control", json={"fault": "500"})
         with pytest.raises(openai.InternalServerError):
-            await _chat(client, _explain_messages())
+            await chat(client, explain_messages())
         await raw.post("/_control", json={"fault": None, "latency_ms": 100})
         started = time.monotonic()
-        await _chat(client, _explain_messages())
+        await chat(client, explain_messages())
         assert time.monotonic() - started >= 0.1
         assert (await raw.post("/_control", json={"fault": "nope"})).status_code == 400
 
@@ -358,7 +358,7 @@ async def test_unknown_routes_answer_openai_style_errors(fake):
 async def test_hang_gives_up_at_its_cap(fake, client, monkeypatch):
     monkeypatch.setattr(fake_llm_app, "MAX_HANG_S", 0.1)
     with pytest.raises(openai.APIStatusError) as info:
-        await _chat(client, _explain_messages(), model=f"{MODEL}@fault=hang")
+        await chat(client, explain_messages(), model=f"{MODEL}@fault=hang")
     assert info.value.status_code == 504
     assert fake.stats()["by_status"] == {504: 1}
 
@@ -366,7 +366,7 @@ async def test_hang_gives_up_at_its_cap(fake, client, monkeypatch):
 async def test_models_and_other_prompts(fake, client):
     models = await client.models.list()
     assert MODEL in [m.id for m in models.data]
-    other = await _chat(client, [{"role": "user", "content": "Hello?"}])
+    other = await chat(client, [{"role": "user", "content": "Hello?"}])
     assert other.choices[0].message.content == "I am a fake model."
     assert fake.stats()["by_kind"] == {"other": 1}
 
@@ -374,7 +374,7 @@ async def test_models_and_other_prompts(fake, client):
 async def test_peak_in_flight_with_concurrent_requests(fake, client):
     fake.set_latency(0.2)
     started = time.monotonic()
-    responses = await asyncio.gather(*(_chat(client, _explain_messages()) for _ in range(4)))
+    responses = await asyncio.gather(*(chat(client, explain_messages()) for _ in range(4)))
     elapsed = time.monotonic() - started
     assert len(responses) == 4
     assert elapsed < 0.6  # they overlapped
@@ -405,7 +405,7 @@ def test_cli_serves_until_sigterm():
         [
             sys.executable,
             "-m",
-            "autointerp_grpc.testing.fake_llm",
+            "autointerp_testing.fake_llm",
             "--port",
             "0",
             "--latency-ms",
@@ -437,7 +437,7 @@ async def _raw_chat(fake, model: str, **client_options) -> httpx.Response:
     async with httpx.AsyncClient(**client_options) as raw:
         return await raw.post(
             f"{fake.base_url}/chat/completions",
-            json={"model": model, "messages": _explain_messages()},
+            json={"model": model, "messages": explain_messages()},
             headers={"Authorization": "Bearer k"},
         )
 
@@ -492,7 +492,7 @@ async def test_bad_usage_fault_answers_right_with_implausible_counts(fake, clien
         assert {k: usage[k] for k in expected} == expected
         assert usage["cost"] > 0  # the cost stays plausible
     # The openai SDK hands the counts over without validating them.
-    response = await _chat(client, _explain_messages())
+    response = await chat(client, explain_messages())
     assert response.choices[0].message.content == f"[EXPLANATION]: {EXPLANATION}"
     assert response.usage.completion_tokens == bad[1]["completion_tokens"]
 
@@ -500,7 +500,7 @@ async def test_bad_usage_fault_answers_right_with_implausible_counts(fake, clien
 async def test_drip_fault_sends_the_right_answer_slowly(fake, client, monkeypatch):
     monkeypatch.setattr(fake_llm_app, "DRIP_INTERVAL_S", 0.001)
     monkeypatch.setattr(fake_llm_app, "DRIP_CHUNK_BYTES", 64)
-    response = await _chat(client, _explain_messages(), model=f"{MODEL}@fault=drip")
+    response = await chat(client, explain_messages(), model=f"{MODEL}@fault=drip")
     assert response.choices[0].message.content == f"[EXPLANATION]: {EXPLANATION}"
     assert response.usage.prompt_tokens > 1
     stats = fake.stats()
@@ -513,7 +513,7 @@ async def test_drip_fault_beats_a_per_read_timeout(fake):
     # fires, though the whole answer takes minutes.
     fake.set_fault("drip")
     url = f"{fake.base_url}/chat/completions"
-    body = {"model": MODEL, "messages": _explain_messages()}
+    body = {"model": MODEL, "messages": explain_messages()}
     async with httpx.AsyncClient(timeout=0.5) as raw:
         async with raw.stream("POST", url, json=body, headers={"Authorization": "k"}) as r:
             assert r.status_code == 401  # auth is checked before any fault
@@ -542,7 +542,7 @@ async def test_drip_fault_beats_a_per_read_timeout(fake):
     ) as oai:
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(1.2):
-                await _chat(oai, _explain_messages())
+                await chat(oai, explain_messages())
 
 
 # --- a hostile provider (issue 17) ----------------------------------------------------------
@@ -567,7 +567,7 @@ async def test_hostile_body_faults(fake):
     response = await _raw_chat(fake, f"{MODEL}@fault=nested_body")
     assert response.content == b"[" * 100_000 + b"]" * 100_000
     url = f"{fake.base_url}/chat/completions"
-    request = {"model": f"{MODEL}@fault=gzip_bomb", "messages": _explain_messages()}
+    request = {"model": f"{MODEL}@fault=gzip_bomb", "messages": explain_messages()}
     async with (
         httpx.AsyncClient(timeout=30) as raw,
         raw.stream("POST", url, json=request, headers={"Authorization": "Bearer k"}) as bomb,
@@ -581,7 +581,7 @@ async def test_hostile_body_faults(fake):
     async with httpx.AsyncClient(timeout=30) as raw:
         response = await raw.post(
             url,
-            json={"model": f"{MODEL}@fault=echo_key", "messages": _explain_messages()},
+            json={"model": f"{MODEL}@fault=echo_key", "messages": explain_messages()},
             headers={"Authorization": f"Bearer {key}"},
         )
     assert response.status_code == 400

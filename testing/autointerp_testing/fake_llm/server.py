@@ -13,8 +13,8 @@ import threading
 
 import uvicorn
 
-from autointerp_grpc.testing.fake_llm.app import build_app
-from autointerp_grpc.testing.fake_llm.state import FakeLLMState
+from autointerp_testing.fake_llm.app import build_app
+from autointerp_testing.fake_llm.state import FakeLLMState
 
 __all__ = ["FakeLLMServer"]
 
@@ -71,7 +71,7 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 class FakeLLMServer(FakeLLMState):
-    """A fake OpenAI chat-completions server (see :mod:`autointerp_grpc.testing.fake_llm`).
+    """A fake OpenAI chat-completions server (see :mod:`autointerp_testing.fake_llm`).
 
     Use it as a context manager; ``port=0`` picks a free port, :attr:`base_url` is what
     ``AsyncOpenAI(base_url=...)`` takes. Restartable after :meth:`stop`.

@@ -24,12 +24,12 @@ DETECTION = [1, 0, 1, 1, 1]
 FUZZ = [0, 0, 1, 0, 0]
 
 
-def _examples(texts: list[str]) -> str:
+def examples_block(texts: list[str]) -> str:
     """The examples block exactly as delphi's Classifier._build_prompt writes it."""
     return "\n".join(f"Example {i}: {text}" for i, text in enumerate(texts))
 
 
-def _explain_messages() -> list[dict]:
+def explain_messages() -> list[dict]:
     return build_prompt(
         examples="The<< cat>> sat\nI like<< felines>>", activations=False, cot=False
     )
@@ -45,9 +45,9 @@ class _Scorer(Classifier):
         return detection_prompt.prompt(examples, explanation)
 
 
-def _scorer(n: int) -> _Scorer:
+def scorer_for(n: int) -> _Scorer:
     return _Scorer(client=None, verbose=False, n_examples_shown=n)
 
 
-async def _chat(oai: openai.AsyncOpenAI, messages: list[dict], model: str = MODEL, **kwargs):
+async def chat(oai: openai.AsyncOpenAI, messages: list[dict], model: str = MODEL, **kwargs):
     return await oai.chat.completions.create(model=model, messages=messages, **kwargs)

@@ -26,8 +26,8 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from autointerp_grpc.testing.fake_llm.answers import Answer
-from autointerp_grpc.testing.fake_llm.faults import (
+from autointerp_testing.fake_llm.answers import Answer
+from autointerp_testing.fake_llm.faults import (
     BAD_USAGES,
     BOMB_BYTES,
     ERROR_FAULTS,
@@ -40,13 +40,13 @@ from autointerp_grpc.testing.fake_llm.faults import (
     echo_key_message,
     error_body,
 )
-from autointerp_grpc.testing.fake_llm.recognise import (
+from autointerp_testing.fake_llm.recognise import (
     last_user_message,
     message_text,
     request_kind,
     system_prompt,
 )
-from autointerp_grpc.testing.fake_llm.state import Exchange, FakeLLMState
+from autointerp_testing.fake_llm.state import Exchange, FakeLLMState
 
 __all__ = [
     "COST_PER_TOKEN",
@@ -169,6 +169,12 @@ def _logprobs_flood() -> str:
 
 
 _BOMB_TAIL = b'{"error": "the completion never comes"}'
+
+
+def warm_gzip_bomb() -> None:
+    """Compress the "gzip_bomb" body now (once per process; it is cached), so that a test that
+    measures its own memory while the fake serves the bomb does not count the compression."""
+    _gzip_bomb(_BOMB_TAIL)
 
 
 def _approx_tokens(text: str) -> int:
