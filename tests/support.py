@@ -405,3 +405,66 @@ BULK_DOORS: dict[str, Callable[[InProcessApp, dict[str, Any]], Awaitable[dict[st
     "grpc": bulk_result_grpc,
     "rest": bulk_result_rest,
 }
+
+
+# --- the `autointerp` command as a subprocess (test_cli, test_cli_neuronpedia) ---------------
+
+CLI_API_KEY = "sk-cli-test-key-161803"
+CLI_MODEL = "openai/gpt-4o-mini"
+CLI_EXAMPLE = REPO / "examples" / "features.jsonl"
+
+
+def cli_env(secret: str | None, **extra: str) -> dict[str, str]:
+    """This process's environment without any autointerp setting or provider key, plus the
+    CLI's API key, ``SECRET`` when given and ``extra``: the command sees what the test sets."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("SECRET", "OPENROUTER_API_KEY") and not k.startswith("AUTOINTERP_")
+    }
+    env["AUTOINTERP_API_KEY"] = CLI_API_KEY
+    if secret is not None:
+        env["SECRET"] = secret
+    env.update(extra)
+    return env
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -m autointerp_grpc.cli *args`` from the repo root; whatever it answers, neither
+    the API key nor the secret may appear in what it prints."""
+    result = subprocess.run(
+        [sys.executable, "-m", "autointerp_grpc.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    for value in (CLI_API_KEY, TEST_SECRET):
+        assert value not in result.stdout
+        assert value not in result.stderr
+    return result
+
+
+def jsonl_lines(path: Path) -> list[dict]:
+    """The objects of a JSON Lines file, blank lines skipped."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def cli_run_args(
+    server: str, tmp_path: Path, *extra: str, input_path: Path = CLI_EXAMPLE
+) -> list[str]:
+    """``autointerp run`` on ``input_path`` against ``server``, writing tmp_path/results.jsonl."""
+    return [
+        "run",
+        "--server",
+        server,
+        "--input",
+        str(input_path),
+        "--output",
+        str(tmp_path / "results.jsonl"),
+        "--model",
+        CLI_MODEL,
+        *extra,
+    ]

@@ -4,7 +4,6 @@ failing features, retries), and a run spread over two servers."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,69 +11,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support import TEST_SECRET, free_port, start_server, stop_server
+from support import (
+    CLI_API_KEY,
+    CLI_EXAMPLE,
+    CLI_MODEL,
+    TEST_SECRET,
+    cli_env,
+    cli_run_args,
+    free_port,
+    jsonl_lines,
+    run_cli,
+    start_server,
+    stop_server,
+)
 
 from autointerp_grpc.client import AutoInterpClient
-from autointerp_grpc.testing.fake_llm import FakeLLMServer
+from autointerp_testing.fake_llm import FakeLLMServer
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "examples" / "features.jsonl"
-API_KEY = "sk-cli-test-key-161803"
-MODEL = "openai/gpt-4o-mini"
-
-
-def _env(secret: str | None, **extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("SECRET", "OPENROUTER_API_KEY") and not k.startswith("AUTOINTERP_")
-    }
-    env["AUTOINTERP_API_KEY"] = API_KEY
-    if secret is not None:
-        env["SECRET"] = secret
-    env.update(extra)
-    return env
-
-
-def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "autointerp_grpc.cli", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    for value in (API_KEY, TEST_SECRET):
-        assert value not in result.stdout
-        assert value not in result.stderr
-    return result
-
-
-def _lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
 
 def _example_ids() -> list[str]:
-    return [json.loads(line)["id"] for line in EXAMPLE.read_text().splitlines() if line.strip()]
-
-
-def _run_args(server: str, tmp_path: Path, *extra: str, input_path: Path = EXAMPLE) -> list[str]:
-    return [
-        "run",
-        "--server",
-        server,
-        "--input",
-        str(input_path),
-        "--output",
-        str(tmp_path / "results.jsonl"),
-        "--model",
-        MODEL,
-        *extra,
-    ]
+    return [json.loads(line)["id"] for line in CLI_EXAMPLE.read_text().splitlines() if line.strip()]
 
 
 # ---- one server (the session fixture) ------------------------------------------------------
@@ -83,7 +41,7 @@ def _run_args(server: str, tmp_path: Path, *extra: str, input_path: Path = EXAMP
 def test_methods_lists_every_method(server) -> None:
     with AutoInterpClient(server.grpc_target, secret=server.secret, timeout=60) as client:
         names = [m.name for m in client.list_methods().methods]
-    result = _cli(["methods", "--server", server.grpc_target], _env(server.secret))
+    result = run_cli(["methods", "--server", server.grpc_target], cli_env(server.secret))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].split()[:2] == ["name", "kind"]
@@ -92,22 +50,22 @@ def test_methods_lists_every_method(server) -> None:
     assert "balanced_accuracy (0 to 1, chance 0.5)" in result.stdout
     assert "providers: " in result.stdout
 
-    as_json = _cli(["methods", "--server", server.grpc_target, "--json"], _env(server.secret))
+    as_json = run_cli(["methods", "--server", server.grpc_target, "--json"], cli_env(server.secret))
     assert [m["name"] for m in json.loads(as_json.stdout)["methods"]] == names
 
 
 def test_methods_with_the_wrong_secret(server) -> None:
-    result = _cli(["methods", "--server", server.grpc_target, "--secret", "nope"], _env(None))
+    result = run_cli(["methods", "--server", server.grpc_target, "--secret", "nope"], cli_env(None))
     assert result.returncode == 1
     assert "UNAUTHENTICATED" in result.stderr
 
 
 def test_run_then_resume(server, tmp_path: Path) -> None:
-    env = _env(server.secret)
-    args = _run_args(server.grpc_target, tmp_path, "--scorers", "detection,fuzz,embedding")
-    first = _cli(args, env)
+    env = cli_env(server.secret)
+    args = cli_run_args(server.grpc_target, tmp_path, "--scorers", "detection,fuzz,embedding")
+    first = run_cli(args, env)
     assert first.returncode == 0, first.stdout + first.stderr
-    results = _lines(tmp_path / "results.jsonl")
+    results = jsonl_lines(tmp_path / "results.jsonl")
     assert sorted(r["id"] for r in results) == sorted(_example_ids())
     for result in results:
         assert "error" not in result, result
@@ -131,17 +89,17 @@ def test_run_then_resume(server, tmp_path: Path) -> None:
     assert "embedding  roc_auc" in out
     assert "prompt tokens" in out and "features/min" in out
     output_text = (tmp_path / "results.jsonl").read_text()
-    assert API_KEY not in output_text and TEST_SECRET not in output_text
+    assert CLI_API_KEY not in output_text and TEST_SECRET not in output_text
 
-    again = _cli(args, env)
+    again = run_cli(args, env)
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"{len(results)} of {len(results)} features already done" in again.stderr
     assert "0 finished now" in again.stdout
-    assert len(_lines(tmp_path / "results.jsonl")) == len(results)
+    assert len(jsonl_lines(tmp_path / "results.jsonl")) == len(results)
 
 
 def test_failing_features_are_reported_and_the_run_goes_on(server, tmp_path: Path) -> None:
-    good = EXAMPLE.read_text().splitlines()[:3]
+    good = CLI_EXAMPLE.read_text().splitlines()[:3]
     bad = [
         # one value for two tokens: the server fails this feature alone
         {"id": "bad-lengths", "activations": [{"tokens": ["a", " cat"], "values": [0.9]}]},
@@ -152,11 +110,11 @@ def test_failing_features_are_reported_and_the_run_goes_on(server, tmp_path: Pat
     ]
     path = tmp_path / "features.jsonl"
     path.write_text("\n".join([*good, *(json.dumps(b) for b in bad)]) + "\n")
-    env = _env(server.secret)
-    args = _run_args(server.grpc_target, tmp_path, "--batch-size", "3", input_path=path)
-    result = _cli(args, env)
+    env = cli_env(server.secret)
+    args = cli_run_args(server.grpc_target, tmp_path, "--batch-size", "3", input_path=path)
+    result = run_cli(args, env)
     assert result.returncode == 1, result.stdout + result.stderr
-    by_id = {r["id"]: r for r in _lines(tmp_path / "results.jsonl")}
+    by_id = {r["id"]: r for r in jsonl_lines(tmp_path / "results.jsonl")}
     assert len(by_id) == 6
     assert by_id["bad-lengths"]["error"]["code"] == "INVALID_ARGUMENT"
     assert "one value per token" in by_id["bad-lengths"]["error"]["message"]
@@ -177,10 +135,10 @@ def test_failing_features_are_reported_and_the_run_goes_on(server, tmp_path: Pat
     assert "(0 re-submissions)" in result.stdout
 
     # Resuming runs the failed features again (and only those).
-    again = _cli(args, env)
+    again = run_cli(args, env)
     assert again.returncode == 1
     assert "3 of 6 features already done" in again.stderr
-    assert len(_lines(tmp_path / "results.jsonl")) == 9
+    assert len(jsonl_lines(tmp_path / "results.jsonl")) == 9
 
 
 @pytest.mark.parametrize(
@@ -202,8 +160,8 @@ def test_usage_errors_exit_2(
 ) -> None:
     path = tmp_path / "features.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    result = _cli(
-        _run_args(server.grpc_target, tmp_path, *extra, input_path=path), _env(server.secret)
+    result = run_cli(
+        cli_run_args(server.grpc_target, tmp_path, *extra, input_path=path), cli_env(server.secret)
     )
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr
@@ -211,9 +169,9 @@ def test_usage_errors_exit_2(
 
 
 def test_run_needs_an_api_key(server, tmp_path: Path) -> None:
-    env = _env(server.secret)
+    env = cli_env(server.secret)
     env.pop("AUTOINTERP_API_KEY")
-    result = _cli(_run_args(server.grpc_target, tmp_path), env)
+    result = run_cli(cli_run_args(server.grpc_target, tmp_path), env)
     assert result.returncode == 2
     assert "AUTOINTERP_API_KEY" in result.stderr
 
@@ -223,15 +181,15 @@ def test_explain_and_score_commands(server, tmp_path: Path) -> None:
 
     records = tmp_path / "records.json"
     records.write_text(json.dumps(cat_records()))
-    env = _env(server.secret)
-    explained = _cli(
-        ["explain", "--server", server.grpc_target, "--input", str(records), "--model", MODEL],
+    env = cli_env(server.secret)
+    explained = run_cli(
+        ["explain", "--server", server.grpc_target, "--input", str(records), "--model", CLI_MODEL],
         env,
     )
     assert explained.returncode == 0, explained.stderr
     assert explained.stdout.strip() == 'Mentions of "cat"'
     assert "LLM calls" in explained.stderr
-    scored = _cli(
+    scored = run_cli(
         [
             "score",
             "--server",
@@ -243,7 +201,7 @@ def test_explain_and_score_commands(server, tmp_path: Path) -> None:
             "--input",
             str(records),
             "--model",
-            MODEL,
+            CLI_MODEL,
         ],
         env,
     )
@@ -267,20 +225,22 @@ def test_issue_13_methods_from_the_command_line(server, tmp_path: Path) -> None:
         )
     path = tmp_path / "head.json"
     path.write_text(json.dumps({"attention": attention}))
-    env = _env(server.secret)
-    common = ["--server", server.grpc_target, "--model", MODEL]
-    head = _cli(["explain", *common, "--method", "oai_attention_head", "--input", str(path)], env)
+    env = cli_env(server.secret)
+    common = ["--server", server.grpc_target, "--model", CLI_MODEL]
+    head = run_cli(
+        ["explain", *common, "--method", "oai_attention_head", "--input", str(path)], env
+    )
     assert head.returncode == 0, head.stderr
     assert "cat" in head.stdout
     path.write_text(json.dumps({"activations": activating, "topPositiveLogits": [" cats"]}))
-    general = _cli(
+    general = run_cli(
         ["explain", *common, "--method", "np_acts_logits_general", "--input", str(path)], env
     )
     assert general.returncode == 0, general.stderr
     assert general.stdout.strip()
     path.write_text(json.dumps(cat_records()))
     args = ["score", *common, "--method", "simulation", "--explanation", "the word cat"]
-    simulated = _cli(
+    simulated = run_cli(
         [*args, "--input", str(path), "--params", '{"mode": "logprob_ev"}', "--json"], env
     )
     assert simulated.returncode == 0, simulated.stderr
@@ -330,10 +290,10 @@ def test_run_spreads_batches_over_two_servers(replicas: list[Replica], tmp_path:
     for replica in replicas:
         replica.fake.reset_stats()
     servers = ",".join(r.grpc_target for r in replicas)
-    args = _run_args(servers, tmp_path, "--batch-size", "2", "--no-progress")
-    result = _cli(args, _env(TEST_SECRET))
+    args = cli_run_args(servers, tmp_path, "--batch-size", "2", "--no-progress")
+    result = run_cli(args, cli_env(TEST_SECRET))
     assert result.returncode == 0, result.stdout + result.stderr
-    results = _lines(tmp_path / "results.jsonl")
+    results = jsonl_lines(tmp_path / "results.jsonl")
     assert sorted(r["id"] for r in results) == sorted(_example_ids())
     assert not any("error" in r for r in results)
     for replica in replicas:
@@ -346,7 +306,7 @@ def test_client_round_robins_over_two_servers(replicas: list[Replica]) -> None:
     for replica in replicas:
         replica.fake.reset_stats()
     servers = [r.grpc_target for r in replicas]
-    body = {"activations": cat_records(), "openrouterKey": API_KEY, "model": MODEL}
+    body = {"activations": cat_records(), "openrouterKey": CLI_API_KEY, "model": CLI_MODEL}
     with AutoInterpClient(servers, secret=TEST_SECRET, timeout=60) as client:
         assert client.target.startswith("ipv4:")
         for _ in range(6):
@@ -360,12 +320,12 @@ def test_transient_feature_errors_are_retried(replicas: list[Replica], tmp_path:
     replica = replicas[0]
     replica.fake.set_fault("500", 3)  # the first three LLM calls (explanations) fail
     try:
-        args = _run_args(replica.grpc_target, tmp_path, "--batch-size", "8", "--no-progress")
-        result = _cli(args, _env(TEST_SECRET))
+        args = cli_run_args(replica.grpc_target, tmp_path, "--batch-size", "8", "--no-progress")
+        result = run_cli(args, cli_env(TEST_SECRET))
     finally:
         replica.fake.set_fault(None)
     assert result.returncode == 0, result.stdout + result.stderr
-    results = _lines(tmp_path / "results.jsonl")
+    results = jsonl_lines(tmp_path / "results.jsonl")
     assert len(results) == len(_example_ids())
     assert not any("error" in r for r in results)
     assert "(3 re-submissions)" in result.stdout
@@ -373,7 +333,7 @@ def test_transient_feature_errors_are_retried(replicas: list[Replica], tmp_path:
 
 def test_unreachable_server_is_left_out(replicas: list[Replica], tmp_path: Path) -> None:
     servers = f"{replicas[1].grpc_target},127.0.0.1:{free_port()}"
-    result = _cli(_run_args(servers, tmp_path, "--no-progress"), _env(TEST_SECRET))
+    result = run_cli(cli_run_args(servers, tmp_path, "--no-progress"), cli_env(TEST_SECRET))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "not using this server" in result.stderr
-    assert len(_lines(tmp_path / "results.jsonl")) == len(_example_ids())
+    assert len(jsonl_lines(tmp_path / "results.jsonl")) == len(_example_ids())

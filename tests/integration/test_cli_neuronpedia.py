@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_cli import REPO, _cli, _env, _lines, _run_args
+from support import REPO, cli_env, cli_run_args, jsonl_lines, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -27,18 +27,18 @@ def _check_results(results: list[dict], ids: list[str], keyword: str) -> None:
 
 
 def test_run_on_a_neuronpedia_feature_object(server, tmp_path: Path) -> None:
-    args = _run_args(server.grpc_target, tmp_path, input_path=SAMPLES / "feature.json")
-    result = _cli(args, _env(server.secret))
+    args = cli_run_args(server.grpc_target, tmp_path, input_path=SAMPLES / "feature.json")
+    result = run_cli(args, cli_env(server.secret))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "read as neuronpedia-feature, 1 features" in result.stderr
     assert "1 existing Neuronpedia explanation(s) ignored" in result.stderr
-    _check_results(_lines(tmp_path / "results.jsonl"), ["gpt2-small/6-res-jb/1234"], "dog")
+    _check_results(jsonl_lines(tmp_path / "results.jsonl"), ["gpt2-small/6-res-jb/1234"], "dog")
     assert "1 ok, 0 failed" in result.stdout
 
 
 def test_run_on_a_neuronpedia_export_with_top_logits(server, tmp_path: Path) -> None:
-    env = _env(server.secret)
-    args = _run_args(
+    env = cli_env(server.secret)
+    args = cli_run_args(
         server.grpc_target,
         tmp_path,
         "--explainer",
@@ -47,17 +47,17 @@ def test_run_on_a_neuronpedia_export_with_top_logits(server, tmp_path: Path) -> 
         "neuronpedia-export",
         input_path=EXPORT,
     )
-    result = _cli(args, env)
+    result = run_cli(args, env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "read as neuronpedia-export, 2 features" in result.stderr
     assert "explanations/ file(s) not read" in result.stderr
     ids = ["gpt2-small/6-res-jb/0", "gpt2-small/6-res-jb/1"]
     # np_max_act_logits fails a feature without top positive logits: these came from pos_str.
-    _check_results(_lines(tmp_path / "results.jsonl"), ids, "dog")
+    _check_results(jsonl_lines(tmp_path / "results.jsonl"), ids, "dog")
 
     # One gzipped activations batch (its features/ batch joined in): resumes, nothing to do.
-    again = _cli(
-        _run_args(
+    again = run_cli(
+        cli_run_args(
             server.grpc_target,
             tmp_path,
             "--explainer",
@@ -74,7 +74,9 @@ def test_run_on_a_neuronpedia_export_with_top_logits(server, tmp_path: Path) -> 
 def test_a_bad_neuronpedia_file_is_a_usage_error(server, tmp_path: Path) -> None:
     bad = tmp_path / "feature.json"
     bad.write_text((SAMPLES / "feature.json").read_text().replace('"values": [', '"values": [[', 1))
-    result = _cli(_run_args(server.grpc_target, tmp_path, input_path=bad), _env(server.secret))
+    result = run_cli(
+        cli_run_args(server.grpc_target, tmp_path, input_path=bad), cli_env(server.secret)
+    )
     assert result.returncode == 2
     assert f"{bad}:" in result.stderr and "not valid JSON" in result.stderr
     assert not (tmp_path / "results.jsonl").exists()

@@ -16,7 +16,7 @@ from autointerp_grpc.delphi_compat import Response
 from autointerp_grpc.errors import InvalidArgument, UpstreamBadResponse
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.handlers.explain import DELPHI_PARSE_FAILURE, run_explainer
-from autointerp_grpc.methods.attention import ATTENTION_EXPLAINERS, build_oai_attention_head
+from autointerp_grpc.methods.attention import build_oai_attention_head
 from autointerp_grpc.methods.params import spec_of
 from autointerp_grpc.methods.spec import ExplainContext
 from autointerp_grpc.prompts.oai_attention import (
@@ -308,16 +308,6 @@ def _context(client: ScriptedClient, records, max_records: int = 10) -> ExplainC
         non_activating=[],
         attention=list(records),
     )
-
-
-def test_the_method_spec():
-    (spec,) = ATTENTION_EXPLAINERS
-    assert spec.name == "oai_attention_head"
-    assert spec.kind == pb.METHOD_KIND_EXPLAINER
-    assert spec.needs.llm and spec.needs.attention
-    assert not spec.needs.non_activating and not spec.needs.logits
-    assert spec.params_descriptor.full_name == "autointerp.v1.OaiAttentionHeadParams"
-    assert spec.run is build_oai_attention_head
 
 
 async def test_the_explainer_sends_the_prompt_and_parses_the_answer():
