@@ -22,9 +22,9 @@ and ``error.details()`` the server's message (which never contains the secret or
 A stream raises it from the iteration.
 
 Rooms: :mod:`.targets` (one or several servers → a channel target), :mod:`._base` (what both
-clients share, and their per-RPC methods generated from the service descriptor),
-:mod:`.sync` and :mod:`.aio` (the two clients), :mod:`.bulk` (many features over several
-servers, with retries).
+clients share), :mod:`._rpcs` (their per-RPC methods, typed per RPC, generated from the service
+descriptor by ``make protos``), :mod:`.sync` and :mod:`.aio` (the two clients), :mod:`.bulk`
+(many features over several servers, with retries).
 """
 
 from autointerp_grpc.client._base import (

@@ -1,20 +1,19 @@
-"""What the sync and async clients share, including their per-RPC methods, written once.
+"""What the sync and async clients share: target, metadata, deadlines, and starting a call.
 
-Every RPC of the proto's ``AutoInterp`` service becomes a method of both clients, named in
-snake_case (``ExplainDefault`` → ``explain_default``). The methods are generated from the
-service descriptor when a client class is defined, as the server's handlers are, so an RPC
-added to the proto appears in both clients with no edit here. A method takes the request
-(no request when its message has no fields: ``list_methods()``) and keyword-only ``timeout``
-and ``request_id``, and starts the call; what it returns is the client's concern: the sync
-client gives the response or an ``EventStream``, the async one the awaitable grpc.aio call or
-an ``AsyncEventStream``.
+Every RPC of the proto's ``AutoInterp`` service is a method of both clients, named in
+snake_case (``ExplainDefault`` → ``explain_default``). ``make protos`` generates those methods
+from the service descriptor into :mod:`._rpcs` (a mixin per client, typed per RPC: the request
+message, the response), and each calls :meth:`ClientBase._start` with its RPC's name; the RPC
+table here is read from the runtime descriptor. A method takes the request (no request when its
+message has no fields: ``list_methods()``) and keyword-only ``timeout`` and ``request_id``;
+what it returns is the client's concern: the sync client gives the response or an
+``EventStream``, the async one the awaitable grpc.aio call or an ``AsyncEventStream``.
 """
 
 from __future__ import annotations
 
-import re
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar, cast
 
@@ -31,7 +30,9 @@ REQUEST_ID_METADATA = "x-request-id"
 SERVICE: ServiceDescriptor = pb.DESCRIPTOR.services_by_name["AutoInterp"]
 
 M = TypeVar("M", bound=Message)
-RequestLike = Message | Mapping[str, Any]
+JsonRequest = Mapping[str, Any]
+"""A request as a dict in proto3 JSON form (camelCase or snake_case field names)."""
+RequestLike = Message | JsonRequest
 """A request: the proto message itself, or a dict in proto3 JSON form."""
 
 
@@ -83,18 +84,8 @@ class Rpc:
         return self.descriptor.name
 
     @property
-    def attribute(self) -> str:
-        """The client method's name: the RPC's name in snake_case."""
-        return re.sub(r"(?<!^)(?=[A-Z])", "_", self.name).lower()
-
-    @property
     def streaming(self) -> bool:
         return self.descriptor.server_streaming
-
-    @property
-    def takes_request(self) -> bool:
-        """False for a request message without fields: the method then takes no request."""
-        return bool(self.request_cls.DESCRIPTOR.fields)
 
 
 def _rpc(descriptor: MethodDescriptor) -> Rpc:
@@ -105,29 +96,23 @@ def _rpc(descriptor: MethodDescriptor) -> Rpc:
     )
 
 
-RPCS: tuple[Rpc, ...] = tuple(_rpc(m) for m in SERVICE.methods)
-"""Every RPC of the service, in the proto's order."""
+RPCS: dict[str, Rpc] = {m.name: _rpc(m) for m in SERVICE.methods}
+"""Every RPC of the service by name, in the proto's order."""
 
 
 # ---- the shared base -----------------------------------------------------------------------
 
 
 class ClientBase:
-    """Target, metadata and deadlines; and one method per RPC, installed on each subclass.
+    """Target, metadata and deadlines, and starting a call; the per-RPC methods come from the
+    generated mixins of :mod:`._rpcs`.
 
-    A subclass sets ``_stub`` (the sync or grpc.aio stub), ``_stream_cls`` (wraps a streaming
-    call and its request id) and ``_awaitable`` (whether its unary calls are awaited).
+    A subclass sets ``_stub`` (the sync or grpc.aio stub) and ``_stream_cls`` (wraps a streaming
+    call and its request id).
     """
 
     _stub: Any
     _stream_cls: ClassVar[type]
-    _awaitable: ClassVar[bool]
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        for rpc in RPCS:
-            if getattr(cls, rpc.attribute, None) is None:  # a subclass may write its own
-                setattr(cls, rpc.attribute, _rpc_method(cls, rpc))
 
     def __init__(
         self,
@@ -155,10 +140,11 @@ class ClientBase:
         return None if stream else self.timeout
 
     def _start(
-        self, rpc: Rpc, request: RequestLike, timeout: float | None, request_id: str | None
+        self, name: str, request: RequestLike, timeout: float | None, request_id: str | None
     ) -> Any:
-        """Start ``rpc`` on the stub: a unary call's result (sync: the response; async: the
-        awaitable call), or a streaming call wrapped in ``_stream_cls``."""
+        """Start the RPC ``name`` on the stub: a unary call's result (sync: the response; async:
+        the awaitable call), or a streaming call wrapped in ``_stream_cls``."""
+        rpc = RPCS[name]
         message = to_message(request, rpc.request_cls)
         request_id = request_id or uuid.uuid4().hex
         call = getattr(self._stub, rpc.name)(
@@ -167,57 +153,3 @@ class ClientBase:
             metadata=self._metadata(request_id),
         )
         return self._stream_cls(call, request_id) if rpc.streaming else call
-
-
-def _rpc_method(owner: type[ClientBase], rpc: Rpc) -> Callable[..., Any]:
-    """``owner``'s method for ``rpc``, with its signature, annotations and docstring."""
-
-    def with_request(
-        self: ClientBase,
-        request: RequestLike,
-        *,
-        timeout: float | None = None,
-        request_id: str | None = None,
-    ) -> Any:
-        return self._start(rpc, request, timeout, request_id)
-
-    def without_request(
-        self: ClientBase, *, timeout: float | None = None, request_id: str | None = None
-    ) -> Any:
-        return self._start(rpc, {}, timeout, request_id)
-
-    method = with_request if rpc.takes_request else without_request
-    annotations: dict[str, Any] = {"request": RequestLike} if rpc.takes_request else {}
-    out = rpc.response_cls.__name__
-    if rpc.streaming:
-        returns: Any = owner._stream_cls
-        result = (
-            f"Returns an {owner._stream_cls.__name__} of {out} at once (not a coroutine). "
-            "No deadline unless ``timeout`` is given."
-        )
-    elif owner._awaitable:
-        returns = Awaitable[rpc.response_cls]
-        result = f"Returns the grpc.aio call; awaiting it gives the {out}."
-    else:
-        returns = rpc.response_cls
-        result = f"Returns the {out}."
-    request = (
-        f"``request``: the {rpc.request_cls.__name__} message, or a dict in its proto3 JSON form. "
-        if rpc.takes_request
-        else ""
-    )
-    method.__name__ = rpc.attribute
-    method.__qualname__ = f"{owner.__qualname__}.{rpc.attribute}"
-    method.__module__ = owner.__module__
-    method.__doc__ = (
-        f"Call {rpc.name}. {request}{result}\n\n"
-        "``timeout``: deadline in seconds (default: the client's); ``request_id``: sent as "
-        "x-request-id (default: a fresh uuid4 hex)."
-    )
-    method.__annotations__ = {
-        **annotations,
-        "timeout": float | None,
-        "request_id": str | None,
-        "return": returns,
-    }
-    return method

@@ -1,14 +1,13 @@
-"""The asyncio client: a grpc.aio channel, and the per-RPC methods of :class:`ClientBase`."""
+"""The asyncio client: a grpc.aio channel, and the generated per-RPC methods."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 import grpc.aio
 
-from autointerp_grpc.client._base import ClientBase, RequestLike
+from autointerp_grpc.client._rpcs import AsyncRpcs
 from autointerp_grpc.client.targets import channel_options
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc
@@ -49,7 +48,7 @@ class AsyncEventStream(AsyncIterator[pb.ExplainAndScoreEvent]):
         self.cancel()
 
 
-class AsyncAutoInterpClient(ClientBase):
+class AsyncAutoInterpClient(AsyncRpcs[AsyncEventStream]):
     """asyncio client (grpc.aio); create it inside the event loop that uses it.
 
     The same methods as :class:`~autointerp_grpc.client.AutoInterpClient`. The unary ones
@@ -63,57 +62,6 @@ class AsyncAutoInterpClient(ClientBase):
     """
 
     _stream_cls = AsyncEventStream
-    _awaitable = True
-
-    if TYPE_CHECKING:  # installed per RPC by ClientBase.__init_subclass__; typed here for checkers
-
-        def list_methods(
-            self, *, timeout: float | None = None, request_id: str | None = None
-        ) -> grpc.aio.UnaryUnaryCall[pb.ListMethodsRequest, pb.ListMethodsResponse]: ...
-        def explain(
-            self,
-            request: RequestLike,
-            *,
-            timeout: float | None = None,
-            request_id: str | None = None,
-        ) -> grpc.aio.UnaryUnaryCall[pb.ExplainRequest, pb.ExplainResponse]: ...
-        def score(
-            self,
-            request: RequestLike,
-            *,
-            timeout: float | None = None,
-            request_id: str | None = None,
-        ) -> grpc.aio.UnaryUnaryCall[pb.ScoreRequest, pb.ScoreResponse]: ...
-        def explain_default(
-            self,
-            request: RequestLike,
-            *,
-            timeout: float | None = None,
-            request_id: str | None = None,
-        ) -> grpc.aio.UnaryUnaryCall[pb.ExplainDefaultRequest, pb.ExplainDefaultResponse]: ...
-        def score_embedding(
-            self,
-            request: RequestLike,
-            *,
-            timeout: float | None = None,
-            request_id: str | None = None,
-        ) -> grpc.aio.UnaryUnaryCall[pb.ScoreEmbeddingRequest, pb.ScoreEmbeddingResponse]: ...
-        def score_fuzz_detection(
-            self,
-            request: RequestLike,
-            *,
-            timeout: float | None = None,
-            request_id: str | None = None,
-        ) -> grpc.aio.UnaryUnaryCall[
-            pb.ScoreFuzzDetectionRequest, pb.ScoreFuzzDetectionResponse
-        ]: ...
-        def explain_and_score(
-            self,
-            request: RequestLike,
-            *,
-            timeout: float | None = None,
-            request_id: str | None = None,
-        ) -> AsyncEventStream: ...
 
     def __init__(
         self,

@@ -1,14 +1,14 @@
-"""The blocking client: a grpc channel, and the per-RPC methods of :class:`ClientBase`."""
+"""The blocking client: a grpc channel, and the generated per-RPC methods."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 
-from autointerp_grpc.client._base import ClientBase, RequestLike
+from autointerp_grpc.client._rpcs import SyncRpcs
 from autointerp_grpc.client.targets import channel_options
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc
@@ -45,7 +45,7 @@ class EventStream(Iterator[pb.ExplainAndScoreEvent]):
         self.cancel()
 
 
-class AutoInterpClient(ClientBase):
+class AutoInterpClient(SyncRpcs[EventStream]):
     """Blocking client. ``timeout`` is the default deadline (seconds) of the unary calls.
 
     One method per RPC: ``list_methods()``, ``explain(request)``, ``score(request)``,
@@ -60,55 +60,6 @@ class AutoInterpClient(ClientBase):
     """
 
     _stream_cls = EventStream
-    _awaitable = False
-
-    if TYPE_CHECKING:  # installed per RPC by ClientBase.__init_subclass__; typed here for checkers
-
-        def list_methods(
-            self, *, timeout: float | None = None, request_id: str | None = None
-        ) -> pb.ListMethodsResponse: ...
-        def explain(
-            self,
-            request: RequestLike,
-            *,
-            timeout: float | None = None,
-            request_id: str | None = None,
-        ) -> pb.ExplainResponse: ...
-        def score(
-            self,
-            request: RequestLike,
-            *,
-            timeout: float | None = None,
-            request_id: str | None = None,
-        ) -> pb.ScoreResponse: ...
-        def explain_default(
-            self,
-            request: RequestLike,
-            *,
-            timeout: float | None = None,
-            request_id: str | None = None,
-        ) -> pb.ExplainDefaultResponse: ...
-        def score_embedding(
-            self,
-            request: RequestLike,
-            *,
-            timeout: float | None = None,
-            request_id: str | None = None,
-        ) -> pb.ScoreEmbeddingResponse: ...
-        def score_fuzz_detection(
-            self,
-            request: RequestLike,
-            *,
-            timeout: float | None = None,
-            request_id: str | None = None,
-        ) -> pb.ScoreFuzzDetectionResponse: ...
-        def explain_and_score(
-            self,
-            request: RequestLike,
-            *,
-            timeout: float | None = None,
-            request_id: str | None = None,
-        ) -> EventStream: ...
 
     def __init__(
         self,

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import inspect
 import socket
+import typing
+from collections.abc import Mapping
 
+import grpc.aio
 import pytest
 from google.protobuf import json_format
 
@@ -12,6 +15,7 @@ from autointerp_grpc.client import (
     REQUEST_ID_METADATA,
     SECRET_METADATA,
     AsyncAutoInterpClient,
+    AsyncEventStream,
     AutoInterpClient,
     EventStream,
     channel_options,
@@ -142,6 +146,27 @@ def test_every_rpc_is_a_method_of_both_clients(cls: type) -> None:
             expected.insert(1, "request")
         assert list(parameters) == expected, attribute
         assert parameters["timeout"].kind is inspect.Parameter.KEYWORD_ONLY
+
+
+@pytest.mark.parametrize("cls", [AutoInterpClient, AsyncAutoInterpClient])
+def test_each_method_is_typed_with_its_rpcs_messages(cls: type) -> None:
+    """What a type checker reads of each method: its RPC's own request message (or a JSON dict),
+    and its response (sync), the grpc.aio call of both (async) or the client's event stream."""
+    stream = {AutoInterpClient: EventStream, AsyncAutoInterpClient: AsyncEventStream}[cls]
+    (base,) = cls.__orig_bases__
+    assert typing.get_args(base) == (stream,)  # StreamT, as the streaming method returns it
+    for method in pb.DESCRIPTOR.services_by_name["AutoInterp"].methods:
+        request = getattr(pb, method.input_type.name)
+        response = getattr(pb, method.output_type.name)
+        hints = typing.get_type_hints(getattr(cls, RPC_METHODS[method.name]))
+        if method.input_type.fields:
+            assert hints["request"] == request | Mapping[str, typing.Any], method.name
+        if method.server_streaming:
+            assert isinstance(hints["return"], typing.TypeVar), method.name
+        elif cls is AsyncAutoInterpClient:
+            assert hints["return"] == grpc.aio.UnaryUnaryCall[request, response], method.name
+        else:
+            assert hints["return"] is response, method.name
 
 
 class RecordingStub:

@@ -1,18 +1,29 @@
-"""The committed generated code matches the protos, and delphi loads without vLLM."""
+"""The committed generated code (gen/ and the clients' per-RPC methods) matches the protos, and
+delphi loads without vLLM."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from google.protobuf import descriptor_pb2
 
 from autointerp_grpc import protogen
+from autointerp_grpc.proto_comments import DESCRIPTOR_SET
 
 
-def test_generated_code_is_fresh(tmp_path: Path) -> None:
-    written = protogen.generate(tmp_path)
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+    """protoc's output for today's protos (one run for the module), and the files it wrote."""
+    out = tmp_path_factory.mktemp("gen")
+    return out, protogen.generate(out)
+
+
+def test_generated_code_is_fresh(fresh: tuple[Path, list[Path]]) -> None:
+    tmp_path, written = fresh
     assert written, "protoc generated nothing"
     committed = sorted(
         p.relative_to(protogen.GEN_ROOT)
@@ -26,6 +37,76 @@ def test_generated_code_is_fresh(tmp_path: Path) -> None:
         if (tmp_path / rel).read_bytes() != (protogen.GEN_ROOT / rel).read_bytes()
     ]
     assert not stale, f"stale generated code {stale}; run `make protos` and commit the result"
+
+
+def test_client_methods_are_fresh(fresh: tuple[Path, list[Path]]) -> None:
+    """The clients' per-RPC methods are what `make protos` writes from today's protos."""
+    regenerated = protogen.generate_client_rpcs(fresh[0])
+    committed = protogen.CLIENT_RPCS.read_text()
+    assert committed == regenerated, (
+        f"stale {protogen.CLIENT_RPCS.name}; run `make protos` and commit the result"
+    )
+
+
+def _committed_descriptors() -> descriptor_pb2.FileDescriptorSet:
+    data = (protogen.GEN_ROOT / DESCRIPTOR_SET).read_bytes()
+    return descriptor_pb2.FileDescriptorSet.FromString(data)
+
+
+def _service(files: descriptor_pb2.FileDescriptorSet) -> descriptor_pb2.ServiceDescriptorProto:
+    (file,) = (f for f in files.file if f.name == protogen.CLIENT_PROTO)
+    (service,) = (s for s in file.service if s.name == protogen.CLIENT_SERVICE)
+    return service
+
+
+def test_a_proto_change_without_regenerating_fails_the_freshness_check() -> None:
+    """The comparison above has teeth: an RPC added, or an RPC's request type changed, in the
+    proto renders a different module (so the committed one no longer matches), with the new
+    method typed by its own messages."""
+    committed = protogen.CLIENT_RPCS.read_text()
+    assert protogen.render_client_rpcs(_committed_descriptors()) == committed
+
+    added = _committed_descriptors()
+    rpc = _service(added).method.add()
+    rpc.CopyFrom(next(m for m in _service(added).method if m.name == "Score"))
+    rpc.name = "ScoreTwice"
+    text = protogen.render_client_rpcs(added)
+    assert text != committed
+    assert text.count("    def score_twice(\n") == 2  # the sync and the async client
+    assert "request: pb.ScoreRequest | JsonRequest" in text.partition("def score_twice(")[2]
+
+    retyped = _committed_descriptors()
+    explain = next(m for m in _service(retyped).method if m.name == "Explain")
+    explain.input_type = explain.input_type.replace("ExplainRequest", "ScoreRequest")
+    text = protogen.render_client_rpcs(retyped)
+    assert text != committed
+    assert "request: pb.ScoreRequest | JsonRequest" in text.partition("def explain(")[2][:200]
+
+
+def test_client_methods_take_only_their_files_messages() -> None:
+    """A message the generator cannot name is an error at `make protos`, never a wrong stub."""
+    files = _committed_descriptors()
+    _service(files).method[0].input_type = ".google.protobuf.Empty"
+    with pytest.raises(ValueError, match=r"google\.protobuf\.Empty"):
+        protogen.render_client_rpcs(files)
+
+
+def test_proto_comments_cannot_break_the_docstrings() -> None:
+    files = _committed_descriptors()
+    (file,) = (f for f in files.file if f.name == protogen.CLIENT_PROTO)
+    for location in file.source_code_info.location:
+        if tuple(location.path[:2]) == (6, 0) and location.leading_comments:
+            location.leading_comments = ' Ends """ early, and \\n escapes.\n'
+    text = protogen.render_client_rpcs(files)
+    tree = ast.parse(text)  # a docstring ended early is a SyntaxError here
+    method = next(
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef) and node.name == "explain_default"
+    )
+    assert (ast.get_docstring(method) or "").startswith(
+        'Calls ExplainDefault. Ends """ early, and \\n escapes.'
+    )
 
 
 @pytest.mark.slow  # a fresh interpreter importing the whole stack (torch): ~14 s
