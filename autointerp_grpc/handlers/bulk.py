@@ -2,9 +2,13 @@
 
 The explainer, the scorers and the LLM options are resolved and checked once per run; each
 feature's records are validated once, split once (its ``nonActivating`` records stay
-non-activating whatever their values), and go through the same typed calls as single
-requests (:func:`~autointerp_grpc.handlers.explain.explain_records`,
-:func:`~autointerp_grpc.handlers.score.score_split`). By default each class of records is
+non-activating whatever their values), and go through the same preparations, runs and
+converter as single requests (:func:`~autointerp_grpc.handlers.explain.prepare_explain` and
+:func:`~autointerp_grpc.handlers.explain.explain_records`;
+:func:`~autointerp_grpc.handlers.score.prepare_score`,
+:func:`~autointerp_grpc.handlers.score.run_score` and
+:func:`~autointerp_grpc.handlers.score.result_proto` per scorer), so a rule of a single
+request holds for each feature and scorer with the same message. By default each class of records is
 held out in part and scored on records the explainer never saw; best-of-k candidates are
 ranked on a validation split and the chosen one scored on the test split
 (:mod:`~autointerp_grpc.handlers.holdout`); where they cannot be ranked (too few records for

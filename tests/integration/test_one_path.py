@@ -19,6 +19,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.api import annotations_pb2
 from google.protobuf import json_format
 from support import BULK_DOORS
 
@@ -39,14 +40,14 @@ KEY = "sk-one-path-test-key-2718"
 LLM = {"model": MODEL, "apiKey": KEY}
 LONG = "cat " * 600  # 2,400 characters, past the default limit of 2,000
 
-# RPC name → (REST path, request class).
-ROUTES: dict[str, tuple[str, type]] = {
-    "ExplainDefault": ("/v1/explain/default", pb.ExplainDefaultRequest),
-    "Explain": ("/v1/explain", pb.ExplainRequest),
-    "ScoreFuzzDetection": ("/v1/score/fuzz-detection", pb.ScoreFuzzDetectionRequest),
-    "ScoreEmbedding": ("/v1/score/embedding", pb.ScoreEmbeddingRequest),
-    "Score": ("/v1/score", pb.ScoreRequest),
-}
+SERVICE = pb.DESCRIPTOR.services_by_name["AutoInterp"]
+
+
+def _route(rpc: str) -> tuple[str, type]:
+    """The RPC's REST path (its ``google.api.http`` rule) and request class, from the proto."""
+    method = SERVICE.methods_by_name[rpc]
+    rule = method.GetOptions().Extensions[annotations_pb2.http]  # pyright: ignore[reportArgumentType]
+    return getattr(rule, rule.WhichOneof("pattern")), getattr(pb, method.input_type.name)
 
 
 def _records(activating: int, non_activating: int) -> list[dict[str, Any]]:
@@ -62,7 +63,7 @@ def _records(activating: int, non_activating: int) -> list[dict[str, Any]]:
 
 async def _refusal(app, rpc: str, body: dict[str, Any]) -> tuple[str, str]:
     """The (code, message) with which both doors refuse ``body``, once they agree on it."""
-    path, request_cls = ROUTES[rpc]
+    path, request_cls = _route(rpc)
     request = json_format.ParseDict(body, request_cls())
     async with grpc.aio.insecure_channel(app.grpc_target) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as raised:
