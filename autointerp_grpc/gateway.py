@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -22,13 +21,13 @@ from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from autointerp_grpc.config import Settings
 from autointerp_grpc.errors import AutoInterpError, RequestTimeout, RequestTooLarge, as_wire_error
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
-from autointerp_grpc.jsonmap import parse_json_body, parse_query, to_json_dict
+from autointerp_grpc.jsonmap import parse_json_body, parse_query, to_json_bytes
 from autointerp_grpc.offload import bytes_as_items, off_loop
 from autointerp_grpc.service import (
     REQUEST_ID_HEADER,
@@ -73,10 +72,13 @@ def http_bindings() -> list[HttpBinding]:
     return [b for m in SERVICE.methods if (b := http_binding(m)) is not None]
 
 
-def error_response(error: AutoInterpError, request_id: str) -> JSONResponse:
+def error_response(error: AutoInterpError, request_id: str) -> Response:
     body = pb.ErrorResponse(detail=error.message, code=error.code_name)
-    return JSONResponse(
-        to_json_dict(body), status_code=error.http_status, headers={REQUEST_ID_HEADER: request_id}
+    return Response(
+        to_json_bytes(body),
+        status_code=error.http_status,
+        media_type="application/json",
+        headers={REQUEST_ID_HEADER: request_id},
     )
 
 
@@ -102,11 +104,6 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
     return b"".join(chunks)
 
 
-# Bodies larger than this are parsed on a worker thread, so the event loop (health checks,
-# other requests) keeps running while a big request is converted.
-OFF_LOOP_BODY_BYTES = 256 * 1024
-
-
 def _reader(
     request: Request, binding: HttpBinding, settings: Settings, done: asyncio.Event
 ) -> Reader:
@@ -123,9 +120,9 @@ def _reader(
             )
         finally:
             done.set()
-        if len(body) > OFF_LOOP_BODY_BYTES:
-            return await asyncio.to_thread(parse_json_body, body, request_cls)
-        return parse_json_body(body, request_cls)
+        # A big body is parsed on the service's worker pool, so the event loop (health checks,
+        # other requests) keeps running while it is converted.
+        return await off_loop(bytes_as_items(len(body)), parse_json_body, body, request_cls)
 
     return read
 
@@ -161,15 +158,8 @@ async def _unless_disconnected(
     return None
 
 
-def _json_body(message: Message) -> bytes:
-    """``message`` as the bytes Starlette's JSONResponse would send."""
-    return json.dumps(
-        to_json_dict(message), ensure_ascii=False, allow_nan=False, separators=(",", ":")
-    ).encode()
-
-
 def _json_line(message: Message) -> bytes:
-    return _json_body(message) + b"\n"
+    return to_json_bytes(message) + b"\n"
 
 
 def _error_line(error: AutoInterpError) -> bytes:
@@ -234,7 +224,7 @@ def _endpoint(
             # reads this. 499 is the conventional "client closed request" in access logs.
             return Response(status_code=499)
         # A scorer's breakdown repeats the request's records: print big ones off the loop.
-        body = await off_loop(bytes_as_items(response.ByteSize()), _json_body, response)
+        body = await off_loop(bytes_as_items(response.ByteSize()), to_json_bytes, response)
         return Response(
             body, media_type="application/json", headers={REQUEST_ID_HEADER: request_id}
         )

@@ -1,9 +1,14 @@
 """proto3 JSON mapping, the way the REST door speaks it.
 
-``google.protobuf.json_format`` does the conversion. On top of it: every field is printed,
+``google.protobuf.json_format`` defines the conversion. On top of it: every field is printed,
 including defaults (``always_print_fields_with_no_presence``), and an unset ``optional``
 field is printed as ``null`` — the legacy JSON API sent ``null`` for such values, and
 proto3's JSON mapping would otherwise leave the key out.
+
+The conversions run on :mod:`autointerp_grpc.fastjson`'s fast paths (orjson, messages built
+and printed straight from their fields), which give exactly what the json_format functions
+here give (:func:`json_format_parse`, :func:`json_format_dict`); a body or a message they do
+not cover, and every body json_format would reject, goes the json_format way.
 """
 
 from __future__ import annotations
@@ -12,20 +17,31 @@ import json
 import re
 from typing import Any, TypeVar
 
+import orjson
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
+from autointerp_grpc import fastjson
 from autointerp_grpc.descriptors import descriptor_of, message_type_of
 from autointerp_grpc.errors import InvalidArgument
+from autointerp_grpc.fastjson import field_for_key as _field
+from autointerp_grpc.fastjson import is_proto3_optional, nullable_unset
+
+__all__ = [
+    "check_secret_fields",
+    "drop_unknown_keys",
+    "is_proto3_optional",
+    "json_format_dict",
+    "json_format_parse",
+    "parse_error_message",
+    "parse_json_body",
+    "parse_query",
+    "to_json_bytes",
+    "to_json_dict",
+]
 
 M = TypeVar("M", bound=Message)
-
-
-def is_proto3_optional(field: FieldDescriptor) -> bool:
-    """An ``optional`` scalar in proto3: it sits alone in protoc's synthetic ``_<name>`` oneof."""
-    oneof = field.containing_oneof
-    return oneof is not None and oneof.name == f"_{field.name}" and len(oneof.fields) == 1
 
 
 _INT64_TYPES = frozenset(
@@ -39,14 +55,6 @@ _INT64_TYPES = frozenset(
 )
 
 
-def _nullable_unset(field: FieldDescriptor) -> bool:
-    if field.is_repeated:
-        return False
-    return is_proto3_optional(field) or (
-        field.type == FieldDescriptor.TYPE_MESSAGE and field.containing_oneof is None
-    )
-
-
 def _normalize(message: Message, printed: dict[str, Any], nulls: bool = True) -> dict[str, Any]:
     """``printed`` (json_format's output for ``message``) with keys in proto field order,
     unset optional fields as null and 64-bit integers as numbers, recursively.
@@ -58,7 +66,7 @@ def _normalize(message: Message, printed: dict[str, Any], nulls: bool = True) ->
     for field in descriptor_of(message).fields:
         key = field.json_name
         if key not in printed:
-            if nulls and _nullable_unset(field) and not message.HasField(field.name):
+            if nulls and nullable_unset(field) and not message.HasField(field.name):
                 out[key] = None
             continue
         value: Any = printed[key]  # JSON: any shape, by the field's type
@@ -85,6 +93,25 @@ def to_json_dict(message: Message, *, nulls: bool = True) -> dict[str, Any]:
     """``message`` as its JSON object (camelCase keys in field order, 64-bit integers as
     numbers, every field present: unset optional and message fields as null, unless
     ``nulls`` is false, then left out)."""
+    printer = fastjson.dict_printer(descriptor_of(message), nulls)
+    return json_format_dict(message, nulls=nulls) if printer is None else printer(message)
+
+
+def to_json_bytes(message: Message) -> bytes:
+    """``message`` as the bytes the REST door sends: :func:`to_json_dict` as compact JSON,
+    non-ASCII characters as they are (what Starlette's ``JSONResponse`` sends)."""
+    data = fastjson.to_json_bytes(message)
+    if data is not None:
+        return data
+    text = json.dumps(
+        json_format_dict(message), ensure_ascii=False, allow_nan=False, separators=(",", ":")
+    )
+    return text.encode()
+
+
+def json_format_dict(message: Message, *, nulls: bool = True) -> dict[str, Any]:
+    """:func:`to_json_dict` by json_format: the definition the fast printer is held to, and
+    the printer of the message types it does not cover."""
     printed = json_format.MessageToDict(
         message,
         always_print_fields_with_no_presence=True,
@@ -110,14 +137,6 @@ def _parse_int(literal: str) -> int | float:
     if len(literal) <= _MAX_EXACT_INT_CHARS:
         return int(literal)
     return float(literal)
-
-
-def _field(descriptor: Descriptor, key: str) -> FieldDescriptor | None:
-    """The field a JSON key names (camelCase or snake_case), or None. Field names are ASCII:
-    any other key is unknown (and upb's name maps raise SystemError on a lone surrogate)."""
-    if not key.isascii():
-        return None
-    return descriptor.fields_by_camelcase_name.get(key) or descriptor.fields_by_name.get(key)
 
 
 def drop_unknown_keys(data: dict[str, Any], descriptor: Descriptor) -> dict[str, Any]:
@@ -213,6 +232,36 @@ def parse_query(query: dict[str, str], message_cls: type[M]) -> M:
 def parse_json_body(body: bytes, message_cls: type[M]) -> M:
     """Parse a request body into ``message_cls``; camelCase and snake_case keys both work,
     unknown keys are ignored (as the legacy server did)."""
+    message = _parse_plain(body, message_cls)
+    return json_format_parse(body, message_cls) if message is None else message
+
+
+def _parse_plain(body: bytes, message_cls: type[M]) -> M | None:
+    """:func:`json_format_parse`'s message by the fast path (orjson; records built directly),
+    or None for a body outside its plain shape. It never fails: any failure at all means
+    json_format parses the whole body again, so every rejection, and its message, is
+    json_format_parse's."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if type(data) is not dict:
+        return None
+    descriptor = descriptor_of(message_cls)
+    try:
+        rest, attach = fastjson.split_records(data, descriptor)
+        known = drop_unknown_keys(rest, descriptor)
+        check_secret_fields(known, descriptor)
+        message = json_format.ParseDict(known, message_cls())
+        attach(message)
+    except Exception:  # json_format_parse reports every failure, as it did before
+        return None
+    return message
+
+
+def json_format_parse(body: bytes, message_cls: type[M]) -> M:
+    """:func:`parse_json_body` by ``json.loads`` and json_format: the definition the fast path
+    is held to, and the parser of every body outside its plain shape."""
     try:
         data = json.loads(body, parse_constant=_reject_constant, parse_int=_parse_int)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
