@@ -252,6 +252,7 @@ class _Run:
                 attention=feature.attention,
                 temperature=temperature,
                 latent_max=parts.latent_max,
+                max_chars=self.deps.limits.max_explanation_chars,
             )
         finally:
             usage.add(client.usage)

@@ -45,20 +45,38 @@ def _has_words(explanation: str) -> bool:
     return any(char.isalnum() for char in explanation)
 
 
-async def run_explainer(explainer: Explainer, record: LatentRecord) -> str:
+async def run_explainer(
+    explainer: Explainer, record: LatentRecord, max_chars: int | None = None
+) -> str:
     """Run a delphi explainer; retry an unparsable answer once, then fail.
 
     delphi's placeholder "Explanation could not be parsed." is never returned as an
-    explanation, nor an answer without a letter or digit. The failure names the answer this
-    explainer's format asks for (:func:`~autointerp_grpc.methods.explainers.answer_shape`):
-    each format has its own, and naming another's misleads the caller.
+    explanation, nor an answer without a letter or digit, nor one longer than ``max_chars``
+    (the server's explanation limit, which every scorer applies to what it is sent: an
+    explanation this service wrote must be one it would accept back). The failure names the
+    answer this explainer's format asks for
+    (:func:`~autointerp_grpc.methods.explainers.answer_shape`): each format has its own, and
+    naming another's misleads the caller.
     """
+    too_long = 0
     for attempt in range(1, ATTEMPTS + 1):
         result = await explainer(record)
         explanation = result.explanation.strip()
+        if max_chars is not None and len(explanation) > max_chars:
+            too_long = len(explanation)
+            log.warning(
+                "explanation of %d characters over the limit (attempt %d)", too_long, attempt
+            )
+            continue
         if explanation != DELPHI_PARSE_FAILURE and _has_words(explanation):
             return explanation
         log.warning("explainer answer had no parsable explanation (attempt %d)", attempt)
+    if too_long:
+        raise UpstreamBadResponse(
+            f"The model's explanation was longer than the server's limit of {max_chars} "
+            f"characters ({too_long}) in {ATTEMPTS} attempts (expected "
+            f"{answer_shape(explainer)}); try again or use another model"
+        )
     raise UpstreamBadResponse(
         f"The model gave no parsable explanation in {ATTEMPTS} attempts (expected "
         f"{answer_shape(explainer)}); try again or use another model"
@@ -75,6 +93,7 @@ async def explain_records(
     attention: Sequence[pb.AttentionRecord] = (),
     temperature: float | None = None,
     latent_max: float | None = None,
+    max_chars: int | None = None,
 ) -> str:
     """An explanation of already-validated records by an already-resolved explainer.
 
@@ -83,7 +102,8 @@ async def explain_records(
     records; ``attention`` the attention records of explainers that read them. Activations
     are normalised on the latent's scale, ``latent_max`` (the maximum
     over all the latent's records; by default over ``train``). ``temperature`` overrides the
-    explainer's (bulk best-of-k sampling).
+    explainer's (bulk best-of-k sampling); ``max_chars`` is the longest explanation
+    accepted (:func:`run_explainer`).
     """
 
     def build() -> tuple[Explainer, LatentRecord]:
@@ -102,7 +122,7 @@ async def explain_records(
     explainer, record = await off_loop(token_count(train, non_activating, attention), build)
     if temperature is not None:
         explainer.temperature = temperature
-    return await run_explainer(explainer, record)
+    return await run_explainer(explainer, record, max_chars)
 
 
 def check_explain_records(
@@ -196,6 +216,7 @@ async def explain(request: pb.ExplainRequest, deps: Deps) -> pb.ExplainResponse:
         request.non_activating,
         request.top_positive_logits,
         attention=request.attention,
+        max_chars=deps.limits.max_explanation_chars,
     )
     return pb.ExplainResponse(
         explanation=explanation,

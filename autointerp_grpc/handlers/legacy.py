@@ -55,7 +55,9 @@ async def explain_default(
     legacy_llm = pb.LlmOptions(model=request.model, api_key=request.openrouter_key)
     llm = await prepare_explain(method, legacy_llm, deps, request.activations)
     client = llm_client(llm.options, deps)
-    explanation = await explain_records(method, client, request.activations)
+    explanation = await explain_records(
+        method, client, request.activations, max_chars=deps.limits.max_explanation_chars
+    )
     return pb.ExplainDefaultResponse(explanation=explanation)
 
 

@@ -24,10 +24,13 @@ from google.protobuf import json_format
 from support import BULK_DOORS
 
 from autointerp_grpc.delphi_compat import Response
+from autointerp_grpc.errors import UpstreamBadResponse
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc
 from autointerp_grpc.handlers import Deps
 from autointerp_grpc.handlers.bulk import explain_and_score
+from autointerp_grpc.handlers.explain import explain
+from autointerp_grpc.handlers.legacy import explain_default
 from autointerp_grpc.handlers.methods import default_method
 from autointerp_grpc.handlers.score import result_proto
 from autointerp_grpc.methods.classifiers import Detection
@@ -215,10 +218,12 @@ class _ScriptedBackend:
         return self.clients[-1]
 
 
-async def test_a_generated_explanation_past_the_limit_is_refused_as_on_score() -> None:
+async def test_a_generated_explanation_past_the_limit_is_never_scored() -> None:
     """Bulk skipped the Score RPC's explanation checks: a 2,400-character explanation from
-    the model was scored there and refused on Score. Each bulk scorer now reports the Score
-    RPC's refusal, before any scorer call."""
+    the model was scored there and refused on Score. An explanation this service writes must
+    be one it would accept back: one over the limit is an unusable answer, retried once, then
+    the feature's UNAVAILABLE naming the limit (the model wrote it, not the caller: never
+    INVALID_ARGUMENT), and no scorer asks the model anything."""
     backend = _ScriptedBackend(f"[EXPLANATION]: {LONG.strip()}")
     deps = Deps(llm=backend)  # type: ignore[arg-type]
     records = [json_format.ParseDict(r, pb.Activation()) for r in _records(4, 4)]
@@ -230,15 +235,11 @@ async def test_a_generated_explanation_past_the_limit_is_refused_as_on_score() -
     )
     events = [event async for event in explain_and_score(request, deps)]
     [result] = [event.result for event in events if event.HasField("result")]
-    assert len(result.explanation) > 2000
-    refusals = [(s.method, s.error.code, s.error.message) for s in result.scores]
-    message = f"explanation holds {len(result.explanation)} characters; the limit is 2000"
-    assert refusals == [
-        ("detection", "INVALID_ARGUMENT", message),
-        ("fuzz", "INVALID_ARGUMENT", message),
-    ]
-    # The explainer's one call; no scorer asked the model anything.
-    assert sum(client.calls for client in backend.clients) == 1
+    assert result.explanation == "" and not result.scores
+    assert result.error.code == "UNAVAILABLE"
+    assert "longer than the server's limit of 2000 characters" in result.error.message
+    # The explainer's two attempts; no scorer call.
+    assert sum(client.calls for client in backend.clients) == 2
 
 
 def test_one_converter_builds_the_response_and_the_bulk_outcome() -> None:
@@ -313,3 +314,27 @@ async def test_a_lost_record_index_is_an_internal_error_not_the_last_record(
     response = await app.rest.post("/v1/score", json=standard, headers=app.headers)
     assert response.status_code == 500, response.text
     assert "record index is lost" in app.log_text()
+
+
+@pytest.mark.parametrize("rpc", ["explain", "explain_default"])
+async def test_an_explanation_past_the_limit_is_unavailable_on_explain_too(rpc: str) -> None:
+    """The same rule on the single-request RPCs: the model's over-long explanation is never
+    returned."""
+    backend = _ScriptedBackend(f"[EXPLANATION]: {LONG.strip()}")
+    deps = Deps(llm=backend)  # type: ignore[arg-type]
+    records = [json_format.ParseDict(r, pb.Activation()) for r in _records(4, 0)]
+    with pytest.raises(UpstreamBadResponse, match="longer than the server's limit of 2000"):
+        if rpc == "explain":
+            await explain(
+                pb.ExplainRequest(
+                    method="default",
+                    activations=records,
+                    llm=pb.LlmOptions(model=MODEL, api_key=KEY),
+                ),
+                deps,
+            )
+        else:
+            await explain_default(
+                pb.ExplainDefaultRequest(activations=records, model=MODEL, openrouter_key=KEY),
+                deps,
+            )
