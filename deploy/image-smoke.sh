@@ -218,7 +218,7 @@ fi
 # --- 4. run it -----------------------------------------------------------------------------------
 log "run $CPU_IMAGE: its CMD, SECRET set, the fake LLM on the host"
 LLM_PORT=$(free_port)
-"$VENV_PY" -m autointerp_grpc.testing.fake_llm --port "$LLM_PORT" >"$WORK/fake-llm.log" 2>&1 &
+"$VENV_PY" -m autointerp_testing.fake_llm --port "$LLM_PORT" >"$WORK/fake-llm.log" 2>&1 &
 PIDS+=($!)
 HTTP_PORT=$(free_port)
 GRPC_PORT=$(free_port)
