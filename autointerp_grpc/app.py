@@ -98,16 +98,7 @@ class Runtime:
             self.secrets.add(secret)
         self.deps = Deps(
             llm=self.llm,
-            limits=Limits(
-                max_records=settings.max_records,
-                max_tokens_per_record=settings.max_tokens_per_record,
-                max_record_chars=settings.max_record_chars,
-                max_request_chars=settings.max_request_chars,
-                max_request_tokens=settings.max_request_tokens,
-                max_explanation_chars=settings.max_explanation_chars,
-                max_bulk_scorers=settings.max_bulk_scorers,
-                max_bulk_features=settings.max_bulk_features,
-            ),
+            limits=Limits.from_settings(settings),
             request_concurrency=settings.llm_request_concurrency,
             feature_timeout_s=settings.request_timeout_s,
         )

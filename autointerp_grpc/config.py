@@ -216,6 +216,9 @@ class Settings(BaseSettings):
     max_explanation_chars: int = Field(
         default=2_000, ge=1, description="Longest explanation a scorer accepts (characters)."
     )
+    max_top_logits: int = Field(
+        default=100, ge=1, description="Most top positive logits per request or bulk feature."
+    )
     max_bulk_scorers: int = Field(
         default=16, ge=1, le=1000, description="Most scorers in one ExplainAndScore request."
     )

@@ -45,6 +45,7 @@ BAD_VALUES: dict[str, str] = {
     "max_request_chars": "0",
     "max_request_tokens": "0",
     "max_explanation_chars": "0",
+    "max_top_logits": "0",
     "max_bulk_scorers": "0",
     "max_bulk_features": "0",
     "shutdown_grace_s": "-1",

@@ -86,3 +86,19 @@ def test_key_must_be_header_safe_and_is_never_echoed(key: str) -> None:
     with pytest.raises(InvalidArgument, match="openrouter_key must be printable ASCII") as info:
         check_required(_explain(openrouter_key=key))
     assert key not in info.value.message
+
+
+def test_every_limit_is_a_setting_of_its_name() -> None:
+    """Limits are declared once, as settings: each field's default is the setting's, and
+    ``from_settings`` reads every one (max_top_logits was not configurable when the limits
+    were copied field by field)."""
+    from dataclasses import fields
+
+    from autointerp_grpc.config import Settings
+
+    names = [f.name for f in fields(Limits)]
+    assert "max_top_logits" in names
+    for name in names:
+        assert getattr(Limits(), name) == Settings.model_fields[name].default, name
+    configured = {name: getattr(Limits(), name) + 1 for name in names}
+    assert Limits.from_settings(Settings(**configured)) == Limits(**configured)
