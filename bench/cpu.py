@@ -1,5 +1,6 @@
 """Server CPU per request: the server process's own CPU time (user + system, from /proc) spent
-per request, for ExplainDefault and Score(detection) on both doors, with a 0 ms fake LLM.
+per request, for ExplainDefault and Score(detection) on both doors, with a 0 ms fake LLM; and
+ExplainDefault of 20 records of 64 tokens, where converting the records costs most.
 
     .venv/bin/python bench/cpu.py [--requests N] [--baseline-repo PATH]
 
@@ -41,6 +42,15 @@ SCORE_RECORDS = [
     else {"tokens": ["The", " bank", " rose", f" {i}"], "values": [0, 0, 0, 0]}
     for i in range(10)
 ]
+# ExplainDefault with 20 records of 64 tokens (about 30 KB of JSON): one LLM call, so the
+# request's own conversion (JSON or protobuf) is most of what the server does.
+WIDE_RECORDS = [
+    {
+        "tokens": [f" word{i}_{j}" for j in range(64)],
+        "values": [round(((i * 7 + j) % 11) / 10, 1) for j in range(64)],
+    }
+    for i in range(20)
+]
 CONCURRENCY = 4
 
 
@@ -78,8 +88,12 @@ def calls(grpc_target: str, http_base: str) -> dict[str, Callable[[], Awaitable[
         "activations": SCORE_RECORDS,
         "llm": {"model": MODEL, "apiKey": API_KEY},
     }
+    wide = {"activations": WIDE_RECORDS, "openrouterKey": API_KEY, "model": MODEL}
     explain_pb = pb.ExplainDefaultRequest(
         activations=[pb.Activation(**r) for r in RECORDS], openrouter_key=API_KEY, model=MODEL
+    )
+    wide_pb = pb.ExplainDefaultRequest(
+        activations=[pb.Activation(**r) for r in WIDE_RECORDS], openrouter_key=API_KEY, model=MODEL
     )
     score_pb = pb.ScoreRequest(
         method="detection",
@@ -99,6 +113,12 @@ def calls(grpc_target: str, http_base: str) -> dict[str, Callable[[], Awaitable[
     async def explain_rest() -> None:
         await rest("/v1/explain/default", explain)
 
+    async def wide_grpc() -> None:
+        await stub.ExplainDefault(wide_pb, timeout=60)
+
+    async def wide_rest() -> None:
+        await rest("/v1/explain/default", wide)
+
     async def score_grpc() -> None:
         await stub.Score(score_pb, timeout=60)
 
@@ -110,6 +130,8 @@ def calls(grpc_target: str, http_base: str) -> dict[str, Callable[[], Awaitable[
         "ExplainDefault REST": explain_rest,
         "Score(detection) gRPC": score_grpc,
         "Score(detection) REST": score_rest,
+        "ExplainDefault 20x64 gRPC": wide_grpc,
+        "ExplainDefault 20x64 REST": wide_rest,
     }
 
 
