@@ -360,6 +360,17 @@ def test_every_message_type_has_a_fast_printer() -> None:
     assert fastjson.ORJSON_PRINTS_LIKE_JSON
 
 
+def test_an_orjson_that_prints_otherwise_costs_only_speed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Should an orjson release print numbers or text unlike json.dumps (checked once at
+    import), the fast printer's object goes through json.dumps instead: same bytes."""
+    monkeypatch.setattr(fastjson, "ORJSON_PRINTS_LIKE_JSON", False)
+    response = pb.ScoreFuzzDetectionResponse(score=1e-05)
+    response.breakdown.add(str_tokens=["caf\u00e9", "\x00"], activations=[1e-05, 1e16, -0.0])
+    assert to_json_bytes(response) == _reference_bytes(response)
+
+
 def test_orjson_prints_doubles_from_1e_4_up_as_repr() -> None:
     """The rule the raw printer rests on: orjson's text of a double is ``repr``'s for zero
     and every magnitude from 1e-4 up (and only numbers below it differ)."""
