@@ -6,7 +6,9 @@ ExplainDefault of 20 records of 64 tokens, where converting the records costs mo
 
 ``make bench`` prints these rows too. With ``--baseline-repo`` (a checkout of another commit,
 e.g. ``git worktree add /tmp/before <commit>``) the same requests also go to that checkout's
-``server.py``, measured in the same run, so a change's effect shows side by side. The fake LLM
+``server.py``, running beside this one, each row measured in rounds that alternate between
+the two servers, so a change's effect shows side by side and drift on a shared machine falls
+on both columns. The fake LLM
 runs in its own process, so its CPU is not counted; the clients run in this process.
 """
 
@@ -142,24 +144,46 @@ async def measure(pid: int, grpc_target: str, http_base: str, total: int) -> dic
     }
 
 
+ROUNDS = 4
+"""With a baseline, each row is measured in this many alternating rounds per server."""
+
+
 async def main(total: int, baseline_repo: Path | None) -> None:
     from run import start_fake_llm, start_server, table  # the benchmark's process helpers
 
     fake, llm_base_url = start_fake_llm()
     results: dict[str, dict[str, float]] = {}
+    checkouts = {"this checkout": REPO}
+    if baseline_repo is not None:
+        checkouts["baseline checkout"] = baseline_repo
+    servers = {}
     try:
-        checkouts = {"this checkout": REPO}
-        if baseline_repo is not None:
-            checkouts["baseline checkout"] = baseline_repo
         for label, repo in checkouts.items():
-            server = start_server(llm_base_url, coalesce=True, repo=repo)
-            try:
-                results[label] = await measure(
-                    server.process.pid, server.grpc_target, server.http_base, total
-                )
-            finally:
-                server.stop()
+            servers[label] = start_server(llm_base_url, coalesce=True, repo=repo)
+        if len(servers) == 1:
+            [server] = servers.values()
+            results["this checkout"] = await measure(
+                server.process.pid, server.grpc_target, server.http_base, total
+            )
+        else:
+            # Both servers run side by side and each row alternates between them, round by
+            # round: whatever else the machine does in the meantime (other processes, clock
+            # changes) falls on both columns alike.
+            by_server = {label: calls(s.grpc_target, s.http_base) for label, s in servers.items()}
+            names = list(next(iter(by_server.values())))
+            rounds = max(1, min(ROUNDS, total // 50))
+            for label in servers:
+                results[label] = dict.fromkeys(names, 0.0)
+            for name in names:
+                for _ in range(rounds):
+                    for label, server in servers.items():
+                        ms = await per_request_ms(
+                            server.process.pid, by_server[label][name], total // rounds
+                        )
+                        results[label][name] += ms / rounds
     finally:
+        for server in servers.values():
+            server.stop()
         fake.terminate()
     labels = list(results)
     rows = [
