@@ -59,19 +59,23 @@ async def run_explainer(
     naming another's misleads the caller.
     """
     too_long = 0
+    unparsable = 0
     for attempt in range(1, ATTEMPTS + 1):
         result = await explainer(record)
         explanation = result.explanation.strip()
+        if explanation == DELPHI_PARSE_FAILURE or not _has_words(explanation):
+            # Checked before the length: 60,000 brackets are no explanation, not a long one.
+            unparsable += 1
+            log.warning("explainer answer had no parsable explanation (attempt %d)", attempt)
+            continue
         if max_chars is not None and len(explanation) > max_chars:
             too_long = len(explanation)
             log.warning(
                 "explanation of %d characters over the limit (attempt %d)", too_long, attempt
             )
             continue
-        if explanation != DELPHI_PARSE_FAILURE and _has_words(explanation):
-            return explanation
-        log.warning("explainer answer had no parsable explanation (attempt %d)", attempt)
-    if too_long:
+        return explanation
+    if too_long and not unparsable:
         raise UpstreamBadResponse(
             f"The model's explanation was longer than the server's limit of {max_chars} "
             f"characters ({too_long}) in {ATTEMPTS} attempts (expected "
