@@ -103,16 +103,16 @@ def _lines(path: Path) -> list[dict[str, Any]]:
 def _failing_scorer(monkeypatch: pytest.MonkeyPatch, failures: int | None) -> list[int]:
     """Make the bulk handler's scoring fail as a provider's 503 does (``failures`` times, or
     always); returns the count of scoring attempts."""
-    original = bulk_handler.score_split
+    original = bulk_handler.run_score
     attempts = [0]
 
-    async def score_split(*args: Any, **kwargs: Any) -> Any:
+    async def run_score(*args: Any, **kwargs: Any) -> Any:
         attempts[0] += 1
         if failures is None or attempts[0] <= failures:
             raise Unavailable("The LLM provider is unavailable (HTTP 503)")
         return await original(*args, **kwargs)
 
-    monkeypatch.setattr(bulk_handler, "score_split", score_split)
+    monkeypatch.setattr(bulk_handler, "run_score", run_score)
     return attempts
 
 
