@@ -403,7 +403,7 @@ def _python_value(value: object, py_type: str, where: str) -> str:
         return repr(value)
     if py_type == "str" and isinstance(value, str):
         return json.dumps(value)
-    raise ValueError(f"{where}: default_value {value!r} is not a {py_type}")
+    raise ValueError(f"{where}: default_value {value!r} is not of type {py_type}")
 
 
 def _short_docstring(text: str, indent: str) -> str:
