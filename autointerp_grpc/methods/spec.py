@@ -3,9 +3,10 @@
 An explainer is an :class:`ExplainerSpec` (``build(ctx) -> (delphi Explainer,
 LatentRecord)``, which the Explain handler runs, retrying an unparsable answer once), a
 scorer a :class:`ScorerSpec` (``async run(ctx) -> ScoreResult``). Both are generic over their
-parameters class (generated from the proto's parameters message, :mod:`autointerp_grpc.gen.
-params`), so a method's context carries its own typed parameters and pyright checks every
-read of them against the proto's fields.
+parameters class (generated from the proto's parameters message into
+:mod:`autointerp_grpc.gen.params`), so a method's context carries its own typed parameters
+and pyright checks every read of them against the proto's fields. ``kind`` (ListMethods')
+follows from the spec's type.
 """
 
 from __future__ import annotations
