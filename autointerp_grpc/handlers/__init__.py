@@ -17,7 +17,7 @@ from autointerp_grpc.handlers.bulk import explain_and_score
 from autointerp_grpc.handlers.deps import Deps
 from autointerp_grpc.handlers.explain import explain
 from autointerp_grpc.handlers.legacy import explain_default, score_embedding, score_fuzz_detection
-from autointerp_grpc.handlers.methods import list_methods
+from autointerp_grpc.handlers.list_methods import list_methods
 from autointerp_grpc.handlers.score import score
 
 # Unary handlers return a response; server-streaming ones are async generators of them.

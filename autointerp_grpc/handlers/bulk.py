@@ -30,7 +30,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from types import SimpleNamespace
+from typing import Any
 
 from autointerp_grpc.backends.llm import LLMClient
 from autointerp_grpc.descriptors import descriptor_of
@@ -41,18 +41,14 @@ from autointerp_grpc.errors import (
     as_wire_error,
 )
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+from autointerp_grpc.gen.params import BulkOptions
 from autointerp_grpc.handlers.deps import Deps
 from autointerp_grpc.handlers.explain import explain_records, prepare_explain
 from autointerp_grpc.handlers.holdout import FeatureSplit, split_feature
-from autointerp_grpc.handlers.methods import (
-    Resolved,
-    llm_client,
-    resolve_explainer,
-    resolve_scorer,
-)
+from autointerp_grpc.handlers.llm_options import checked_llm, llm_client
+from autointerp_grpc.handlers.lookup import ResolvedScorer, resolve_explainer, resolve_scorer
 from autointerp_grpc.handlers.score import (
     check_control_text,
-    checked_llm,
     prepare_score,
     result_proto,
     run_score,
@@ -184,15 +180,15 @@ class _Run:
         ):
             if len(items) > limit:
                 raise InvalidArgument(f"{name} holds {len(items)} entries; the limit is {limit}")
-        self.scorers: list[Resolved] = []
+        self.scorers: list[ResolvedScorer[Any]] = []
         for i, choice in enumerate(request.scorers):
             try:
                 self.scorers.append(resolve_scorer(choice))
             except InvalidArgument as exc:
                 raise InvalidArgument(f"scorers[{i}]: {exc.message}") from None
         options = request.options if request.HasField("options") else None
-        self.options: SimpleNamespace = method_params.resolve(
-            options, descriptor_of(pb.BulkOptions), "options"
+        self.options = method_params.resolve(
+            options, descriptor_of(pb.BulkOptions), BulkOptions, "options"
         )
         self.candidate_scorer = self._candidate_scorer()
         ids = [f.id for f in request.features]
@@ -201,7 +197,7 @@ class _Run:
         if len(set(ids)) != len(ids):
             raise InvalidArgument("features must have distinct ids")
 
-    def _candidate_scorer(self) -> Resolved | None:
+    def _candidate_scorer(self) -> ResolvedScorer[Any] | None:
         """The scorer that ranks best-of-k candidates. One that reads no explanation
         (intruder, example_embedding) gives every candidate the same expected score: its
         ranking would be noise presented as a selection, so it is refused up front."""
@@ -259,7 +255,7 @@ class _Run:
 
     async def _score(
         self,
-        method: Resolved,
+        method: ResolvedScorer[Any],
         explanation: str,
         split: Split,
         usage: Usage,
@@ -371,7 +367,7 @@ class _Run:
         self,
         parts: FeatureSplit,
         drafts: list[str | BaseException],
-        ranker: Resolved,
+        ranker: ResolvedScorer[Any],
         result: pb.FeatureResult,
         usage: Usage,
     ) -> None:

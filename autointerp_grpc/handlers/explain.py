@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import cast
+from typing import Any
 
 from autointerp_grpc.backends.llm import LLMClient
 from autointerp_grpc.delphi_compat import Explainer, LatentRecord
 from autointerp_grpc.errors import InvalidArgument, UpstreamBadResponse
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.handlers.deps import Deps
-from autointerp_grpc.handlers.methods import Resolved, llm_client, resolve_explainer
-from autointerp_grpc.handlers.score import CheckedLlm, checked_llm
+from autointerp_grpc.handlers.llm_options import CheckedLlm, checked_llm, llm_client
+from autointerp_grpc.handlers.lookup import ResolvedExplainer, resolve_explainer
 from autointerp_grpc.methods.explainers import answer_shape
 from autointerp_grpc.methods.spec import ExplainContext
 from autointerp_grpc.offload import off_loop
@@ -88,7 +88,7 @@ async def run_explainer(
 
 
 async def explain_records(
-    method: Resolved,
+    method: ResolvedExplainer[Any],
     client: LLMClient,
     train: Sequence[pb.Activation],
     non_activating: Sequence[pb.Activation] = (),
@@ -120,8 +120,8 @@ async def explain_records(
             top_positive_logits=list(top_positive_logits),
             attention=list(attention),
         )
-        # An explainer's run builds its delphi explainer and record (synchronously).
-        return cast(tuple[Explainer, LatentRecord], method.spec.run(ctx))
+        # An explainer's build makes its delphi explainer and record (synchronously).
+        return method.spec.build(ctx)
 
     explainer, record = await off_loop(token_count(train, non_activating, attention), build)
     if temperature is not None:
@@ -130,7 +130,7 @@ async def explain_records(
 
 
 def check_explain_records(
-    method: Resolved,
+    method: ResolvedExplainer[Any],
     activations: Sequence[pb.Activation],
     non_activating: Sequence[pb.Activation],
     top_positive_logits: Sequence[str],
@@ -170,7 +170,7 @@ def check_explain_records(
 
 
 async def prepare_explain(
-    method: Resolved,
+    method: ResolvedExplainer[Any],
     llm: pb.LlmOptions | CheckedLlm,
     deps: Deps,
     activations: Sequence[pb.Activation],

@@ -18,12 +18,14 @@ JSON is the legacy server's, byte for byte (golden tests pin it).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from autointerp_grpc.errors import InvalidArgument
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.handlers.deps import Deps
 from autointerp_grpc.handlers.explain import explain_records, prepare_explain
-from autointerp_grpc.handlers.methods import Resolved, default_method, llm_client
+from autointerp_grpc.handlers.llm_options import llm_client
+from autointerp_grpc.handlers.lookup import ResolvedScorer, default_method
 from autointerp_grpc.handlers.score import prepare_score, run_score
 from autointerp_grpc.methods.registry import EXPLAINER_REGISTRY, SCORER_REGISTRY
 from autointerp_grpc.methods.spec import ScoreResult
@@ -62,7 +64,7 @@ async def explain_default(
 
 
 async def _scored(
-    method: Resolved,
+    method: ResolvedScorer[Any],
     explanation: str,
     records: Sequence[pb.Activation],
     llm: pb.LlmOptions | None,

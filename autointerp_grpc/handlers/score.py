@@ -10,18 +10,14 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from autointerp_grpc.backends.llm import LLMClient
 from autointerp_grpc.errors import AutoInterpError, InvalidArgument
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.handlers.deps import Deps
-from autointerp_grpc.handlers.methods import (
-    Resolved,
-    check_llm_options,
-    llm_client,
-    resolve_scorer,
-)
+from autointerp_grpc.handlers.llm_options import CheckedLlm, checked_llm, llm_client
+from autointerp_grpc.handlers.lookup import ResolvedScorer, resolve_scorer
 from autointerp_grpc.methods import params as method_params
 from autointerp_grpc.methods.spec import DEFAULT_MIN_ANSWERED, ScoreContext, ScoreResult
 from autointerp_grpc.offload import off_loop
@@ -39,25 +35,7 @@ log = logging.getLogger(__name__)
 __all__ = ["DEFAULT_MIN_ANSWERED"]
 
 
-@dataclass(frozen=True)
-class CheckedLlm:
-    """LLM options that have passed their checks (:func:`checked_llm`, the only place they are
-    checked). A bulk run checks its options once and hands this to every job; a single
-    request hands its raw options to the job's preparation, which checks them in order."""
-
-    options: pb.LlmOptions
-
-
-def checked_llm(llm: pb.LlmOptions | CheckedLlm) -> CheckedLlm:
-    """``llm`` checked against its ranges (InvalidArgument naming the field); options
-    already checked pass as they are, so no path checks them twice."""
-    if isinstance(llm, CheckedLlm):
-        return llm
-    check_llm_options(llm)
-    return CheckedLlm(llm)
-
-
-def check_explanation(method: Resolved, explanation: str, limits: Limits) -> None:
+def check_explanation(method: ResolvedScorer[Any], explanation: str, limits: Limits) -> None:
     if method.spec.needs.explanation and not explanation.strip():
         raise InvalidArgument(f"explanation is required by the {method.name} scorer")
     check_explanation_size(explanation, limits)
@@ -72,7 +50,7 @@ def check_control_text(control_explanation: str, limits: Limits) -> None:
     check_explanation_size(control_explanation, limits)
 
 
-def check_control(method: Resolved, control_explanation: str, limits: Limits) -> None:
+def check_control(method: ResolvedScorer[Any], control_explanation: str, limits: Limits) -> None:
     """A control explanation is scored like the explanation: only by scorers that read one."""
     if control_explanation and not method.spec.needs.explanation:
         raise InvalidArgument(
@@ -89,7 +67,7 @@ def control_failed_note(exc: AutoInterpError) -> str:
     )
 
 
-def check_split(method: Resolved, split: Split) -> None:
+def check_split(method: ResolvedScorer[Any], split: Split) -> None:
     """A scorer that contrasts the two kinds needs records of both."""
     if method.spec.needs.non_activating:
         split.require_both()
@@ -105,7 +83,7 @@ class ScoreJob:
     """One explanation to score with one scorer, every input checked
     (:func:`prepare_score`): the only thing :func:`run_score` takes."""
 
-    method: Resolved
+    method: ResolvedScorer[Any]
     explanation: str
     split: Split
     llm: CheckedLlm | None
@@ -115,7 +93,7 @@ class ScoreJob:
 
 
 async def prepare_score(
-    method: Resolved,
+    method: ResolvedScorer[Any],
     explanation: str,
     records: Sequence[pb.Activation] | Split,
     limits: Limits,
@@ -148,7 +126,7 @@ async def prepare_score(
 
 
 async def score_split(
-    method: Resolved,
+    method: ResolvedScorer[Any],
     explanation: str,
     split: Split,
     deps: Deps,
@@ -234,7 +212,9 @@ async def run_score(job: ScoreJob, deps: Deps, usage: Usage) -> ScoreResult:
 Result = TypeVar("Result", pb.ScoreResponse, pb.ScorerOutcome, pb.ControlScore)
 
 
-def result_proto(result: ScoreResult, message: Result, method: Resolved | None = None) -> Result:
+def result_proto(
+    result: ScoreResult, message: Result, method: ResolvedScorer[Any] | None = None
+) -> Result:
     """The one converter from a scorer's result to the wire: fills ``message``, a
     ScoreResponse, a bulk ScorerOutcome or a ControlScore, with the fields it has, so the
     three cannot drift apart. ``method`` (required but for a control) names the scorer and
@@ -247,7 +227,7 @@ def result_proto(result: ScoreResult, message: Result, method: Resolved | None =
     message.notes.extend(result.notes)
     if isinstance(message, pb.ControlScore):
         return message
-    if method is None or method.spec.metric is None:
+    if method is None:
         raise ValueError("a score's message names its scorer and metric")
     message.method = method.name
     message.metric = method.spec.metric.name
@@ -262,7 +242,9 @@ def result_proto(result: ScoreResult, message: Result, method: Resolved | None =
     return message
 
 
-def score_response(method: Resolved, result: ScoreResult, usage: Usage) -> pb.ScoreResponse:
+def score_response(
+    method: ResolvedScorer[Any], result: ScoreResult, usage: Usage
+) -> pb.ScoreResponse:
     """A single request's response: the result (:func:`result_proto`) and the usage."""
     response = result_proto(result, pb.ScoreResponse(), method)
     response.usage.CopyFrom(usage.to_proto())

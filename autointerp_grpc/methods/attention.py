@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 from autointerp_grpc.delphi_compat import Explainer, Latent, LatentRecord
 from autointerp_grpc.errors import InvalidArgument
-from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
-from autointerp_grpc.methods.spec import ExplainContext, MethodSpec, Needs
+from autointerp_grpc.gen.params import OaiAttentionHeadParams
+from autointerp_grpc.methods.spec import ExplainContext, ExplainerSpec, Needs
 from autointerp_grpc.prompts.oai_attention import (
     ATTENTION_ANSWER_SHAPE,
     oai_attention_head_messages,
@@ -45,7 +45,9 @@ class OaiAttentionHeadExplainer(Explainer):
         return parse_attention_head_answer(text)
 
 
-def build_oai_attention_head(ctx: ExplainContext) -> tuple[Explainer, LatentRecord]:
+def build_oai_attention_head(
+    ctx: ExplainContext[OaiAttentionHeadParams],
+) -> tuple[Explainer, LatentRecord]:
     """The explainer for ``ctx.attention`` (already validated by ``check_attention``) and an
     empty latent record (the explainer never reads its examples)."""
     if not ctx.attention:
@@ -61,14 +63,14 @@ def build_oai_attention_head(ctx: ExplainContext) -> tuple[Explainer, LatentReco
     )
 
 
-ATTENTION_EXPLAINERS: tuple[MethodSpec, ...] = (
-    MethodSpec(
+ATTENTION_EXPLAINERS = (  # inferred, so the entry's build is checked against its params
+    ExplainerSpec(
         name="oai_attention_head",
-        kind=pb.METHOD_KIND_EXPLAINER,
+        params_type=OaiAttentionHeadParams,
         description="OpenAI attention-head format as Neuronpedia sends it (oai_attention-head): "
         'each record\'s "to" token as **tok**, its "from" token as [[tok]]; completes "this '
         'attention head".',
         needs=Needs(llm=True, attention=True),
-        run=build_oai_attention_head,
+        build=build_oai_attention_head,
     ),
 )

@@ -41,7 +41,8 @@ from autointerp_grpc.delphi_compat import (
     highlight_tokens,
 )
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
-from autointerp_grpc.methods.scoring import (
+from autointerp_grpc.gen.params import ClassifierScorerParams
+from autointerp_grpc.methods.scorer_common import (
     LOGPROBS_MISSING_NOTE,
     classifier_result,
     record_index,
@@ -521,8 +522,10 @@ def probabilities_note(items: Sequence[pb.ScoreBreakdownItem]) -> list[str]:
     ]
 
 
-def classifier_scorer(fuzz: bool) -> Callable[[ScoreContext], Awaitable[ScoreResult]]:
-    async def run(ctx: ScoreContext) -> ScoreResult:
+def classifier_scorer(
+    fuzz: bool,
+) -> Callable[[ScoreContext[ClassifierScorerParams]], Awaitable[ScoreResult]]:
+    async def run(ctx: ScoreContext[ClassifierScorerParams]) -> ScoreResult:
         assert ctx.client is not None
         p = ctx.params
         judged = await judge_examples(

@@ -18,6 +18,7 @@ from autointerp_grpc.delphi_compat import (
 )
 from autointerp_grpc.errors import InvalidArgument, UpstreamBadResponse
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+from autointerp_grpc.gen.params import EmbeddingScorerParams, ExampleEmbeddingScorerParams
 from autointerp_grpc.methods import metrics
 from autointerp_grpc.methods.seeding import content_seed
 from autointerp_grpc.methods.spec import ScoreContext, ScoreResult
@@ -66,7 +67,7 @@ def embedding_auc(outputs: Sequence[EmbeddingOutput]) -> float:
     return metrics.finite(metrics.roc_auc(truth, similarities), "The ROC AUC")
 
 
-async def run_embedding(ctx: ScoreContext) -> ScoreResult:
+async def run_embedding(ctx: ScoreContext[EmbeddingScorerParams]) -> ScoreResult:
     assert ctx.embedding is not None
     outputs = await embedding_similarities(ctx.split, ctx.explanation, ctx.embedding)
     # The breakdown repeats every record's tokens: build it off the loop when big.
@@ -74,7 +75,7 @@ async def run_embedding(ctx: ScoreContext) -> ScoreResult:
     return await off_loop(size, _embedding_result, ctx, outputs)
 
 
-def _embedding_result(ctx: ScoreContext, outputs: list[EmbeddingOutput]) -> ScoreResult:
+def _embedding_result(ctx: ScoreContext[Any], outputs: list[EmbeddingOutput]) -> ScoreResult:
     truth = [o.distance > 0 for o in outputs]
     similarities = [float(o.similarity) for o in outputs]
     items = [
@@ -173,7 +174,7 @@ def _decision(delta: float) -> float:
     return 1.0 if delta > DELTA_TIE else 0.0 if delta < -DELTA_TIE else 0.5
 
 
-async def run_example_embedding(ctx: ScoreContext) -> ScoreResult:
+async def run_example_embedding(ctx: ScoreContext[ExampleEmbeddingScorerParams]) -> ScoreResult:
     assert ctx.embedding is not None
     n_act, n_non = len(ctx.split.activating), len(ctx.split.non_activating)
     if n_act < EXAMPLE_EMBEDDING_MIN_ACTIVATING or n_non < EXAMPLE_EMBEDDING_MIN_NON_ACTIVATING:

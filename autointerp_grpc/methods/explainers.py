@@ -1,7 +1,7 @@
 """The explainers: delphi's default and contrastive explainers, and the OpenAI token/activation
 and Neuronpedia max-activation formats as delphi ``Explainer`` subclasses.
 
-Each entry's ``run`` builds the explainer and the latent record for one request; the Explain
+Each entry's ``build`` makes the explainer and the latent record for one request; the Explain
 handler runs it (retrying an unparsable answer once).
 
 Each explainer class names the answer its format asks for in ``answer_shape`` (read by
@@ -26,8 +26,13 @@ from autointerp_grpc.delphi_compat import (
     LatentRecord,
 )
 from autointerp_grpc.errors import InvalidArgument
-from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
-from autointerp_grpc.methods.spec import ExplainContext, MethodSpec, Needs
+from autointerp_grpc.gen.params import (
+    ContrastiveExplainerParams,
+    DefaultExplainerParams,
+    NpMaxActParams,
+    OaiTokenActPairParams,
+)
+from autointerp_grpc.methods.spec import ExplainContext, ExplainerSpec, Needs
 from autointerp_grpc.prompts.neuronpedia import NP_ANSWER_SHAPE, NP_TEXTS, NP_WINDOW
 from autointerp_grpc.prompts.oai import OAI_ANSWER_SHAPE
 
@@ -89,7 +94,7 @@ class DelphiContrastiveExplainer(ContrastiveExplainer):
         return _not_examples(super().parse_explanation(text))
 
 
-def latent_record(ctx: ExplainContext) -> LatentRecord:
+def latent_record(ctx: ExplainContext[Any]) -> LatentRecord:
     """The delphi latent record an explainer reads: ``train`` the activating examples,
     ``not_active`` the non-activating ones."""
     record = LatentRecord(Latent("latent", 0))
@@ -103,7 +108,7 @@ def token_value_pairs(examples: list[Any]) -> list[tuple[list[str], list[float]]
     return [(list(e.str_tokens), e.activations.tolist()) for e in examples]
 
 
-def _build_default(ctx: ExplainContext) -> tuple[Explainer, LatentRecord]:
+def _build_default(ctx: ExplainContext[DefaultExplainerParams]) -> tuple[Explainer, LatentRecord]:
     p = ctx.params
     explainer = DelphiDefaultExplainer(
         ctx.client, threshold=p.threshold, activations=p.show_activations, cot=p.chain_of_thought
@@ -115,7 +120,9 @@ def _fires(example: Any) -> bool:
     return example.activations.numel() > 0 and float(example.activations.max()) > 0
 
 
-def _build_contrastive(ctx: ExplainContext) -> tuple[Explainer, LatentRecord]:
+def _build_contrastive(
+    ctx: ExplainContext[ContrastiveExplainerParams],
+) -> tuple[Explainer, LatentRecord]:
     """delphi's ContrastiveExplainer lists ``record.train`` under "ACTIVATING EXAMPLES" and
     ``record.not_active`` under "NON-ACTIVATING EXAMPLES".
 
@@ -190,12 +197,14 @@ class NpMaxActExplainer(Explainer):
         return prompts.parse_short_explanation(text)
 
 
-def _build_oai(ctx: ExplainContext) -> tuple[Explainer, LatentRecord]:
+def _build_oai(ctx: ExplainContext[OaiTokenActPairParams]) -> tuple[Explainer, LatentRecord]:
     explainer = OaiTokenActPairExplainer(ctx.client, max_records=ctx.params.max_records)
     return explainer, latent_record(ctx)
 
 
-def _np_max_act(ctx: ExplainContext, logits: bool) -> tuple[Explainer, LatentRecord]:
+def _np_max_act(
+    ctx: ExplainContext[NpMaxActParams], logits: bool
+) -> tuple[Explainer, LatentRecord]:
     # check_explain_records has made sure a method that needs logits (needs.logits) has them.
     top_logits = list(ctx.top_positive_logits)
     p = ctx.params
@@ -211,52 +220,54 @@ def _np_max_act(ctx: ExplainContext, logits: bool) -> tuple[Explainer, LatentRec
     return explainer, latent_record(ctx)
 
 
-def _build_np_max_act(ctx: ExplainContext) -> tuple[Explainer, LatentRecord]:
+def _build_np_max_act(ctx: ExplainContext[NpMaxActParams]) -> tuple[Explainer, LatentRecord]:
     return _np_max_act(ctx, logits=False)
 
 
-def _build_np_max_act_logits(ctx: ExplainContext) -> tuple[Explainer, LatentRecord]:
+def _build_np_max_act_logits(ctx: ExplainContext[NpMaxActParams]) -> tuple[Explainer, LatentRecord]:
     return _np_max_act(ctx, logits=True)
 
 
-EXPLAINERS: tuple[MethodSpec, ...] = (
-    MethodSpec(
+# Not annotated as ExplainerSpec[Any]: that expected type would let pyright accept an entry
+# whose build takes another method's parameters; inferred, each entry is checked.
+EXPLAINERS = (
+    ExplainerSpec(
         name="default",
-        kind=pb.METHOD_KIND_EXPLAINER,
+        params_type=DefaultExplainerParams,
         description="delphi's default explainer: highlighted activating tokens in context.",
         needs=Needs(llm=True),
-        run=_build_default,
+        build=_build_default,
     ),
-    MethodSpec(
+    ExplainerSpec(
         name="contrastive",
-        kind=pb.METHOD_KIND_EXPLAINER,
+        params_type=ContrastiveExplainerParams,
         description="delphi's contrastive explainer: activating records set against "
         "non-activating ones.",
         needs=Needs(llm=True, non_activating=True),
-        run=_build_contrastive,
+        build=_build_contrastive,
     ),
-    MethodSpec(
+    ExplainerSpec(
         name="oai_token_act_pair",
-        kind=pb.METHOD_KIND_EXPLAINER,
+        params_type=OaiTokenActPairParams,
         description="OpenAI neuron-explainer format: token<TAB>activation (0-10) lines; "
         'completes "the main thing this neuron does is find".',
         needs=Needs(llm=True),
-        run=_build_oai,
+        build=_build_oai,
     ),
-    MethodSpec(
+    ExplainerSpec(
         name="np_max_act",
-        kind=pb.METHOD_KIND_EXPLAINER,
+        params_type=NpMaxActParams,
         description="Neuronpedia max-activation format (np_max-act): each top text's max "
         "token and the text around it; a 1-6 word explanation.",
         needs=Needs(llm=True),
-        run=_build_np_max_act,
+        build=_build_np_max_act,
     ),
-    MethodSpec(
+    ExplainerSpec(
         name="np_max_act_logits",
-        kind=pb.METHOD_KIND_EXPLAINER,
+        params_type=NpMaxActParams,
         description="Neuronpedia np_max-act-logits: np_max_act plus the token right after "
         "each max token and the top positive logits.",
         needs=Needs(llm=True, logits=True),
-        run=_build_np_max_act_logits,
+        build=_build_np_max_act_logits,
     ),
 )

@@ -26,9 +26,10 @@ from autointerp_grpc.delphi_compat import (
     highlight_tokens,
 )
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+from autointerp_grpc.gen.params import IntruderScorerParams
 from autointerp_grpc.methods import metrics
 from autointerp_grpc.methods.classifiers import correct_highlight, highlight_spans, place_spans
-from autointerp_grpc.methods.scoring import (
+from autointerp_grpc.methods.scorer_common import (
     bounded_gather,
     coverage_of,
     require_coverage,
@@ -192,7 +193,7 @@ class Intruder(IntruderScorer):
         return result
 
 
-async def run_intruder(ctx: ScoreContext) -> ScoreResult:
+async def run_intruder(ctx: ScoreContext[IntruderScorerParams]) -> ScoreResult:
     assert ctx.client is not None
     p = ctx.params
     record = LatentRecord(Latent("latent", 0))

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from autointerp_grpc.delphi_compat import Explainer, LatentRecord
-from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+from autointerp_grpc.gen.params import NpActsLogitsGeneralParams, PythonCodeParams
 from autointerp_grpc.methods.explainers import latent_record, token_value_pairs
-from autointerp_grpc.methods.spec import ExplainContext, MethodSpec, Needs
+from autointerp_grpc.methods.spec import ExplainContext, ExplainerSpec, Needs
 from autointerp_grpc.prompts.np_general import (
     NP_GENERAL_ANSWER_SHAPE,
     NP_GENERAL_TEXTS,
@@ -85,7 +85,9 @@ class PythonCodeExplainer(_WholeAnswerExplainer):
         )
 
 
-def _build_np_acts_logits_general(ctx: ExplainContext) -> tuple[Explainer, LatentRecord]:
+def _build_np_acts_logits_general(
+    ctx: ExplainContext[NpActsLogitsGeneralParams],
+) -> tuple[Explainer, LatentRecord]:
     # check_explain_records has made sure the logits this method needs (needs.logits) are there.
     p = ctx.params
     explainer = NpActsLogitsGeneralExplainer(
@@ -97,27 +99,27 @@ def _build_np_acts_logits_general(ctx: ExplainContext) -> tuple[Explainer, Laten
     return explainer, latent_record(ctx)
 
 
-def _build_python_code(ctx: ExplainContext) -> tuple[Explainer, LatentRecord]:
+def _build_python_code(ctx: ExplainContext[PythonCodeParams]) -> tuple[Explainer, LatentRecord]:
     p = ctx.params
     explainer = PythonCodeExplainer(ctx.client, top_texts=p.top_texts, window=p.window)
     return explainer, latent_record(ctx)
 
 
-NP_GENERAL_EXPLAINERS: tuple[MethodSpec, ...] = (
-    MethodSpec(
+NP_GENERAL_EXPLAINERS = (  # inferred, so each entry's build is checked against its params
+    ExplainerSpec(
         name="np_acts_logits_general",
-        kind=pb.METHOD_KIND_EXPLAINER,
+        params_type=NpActsLogitsGeneralParams,
         description="Neuronpedia np_acts-logits-general: max tokens, the tokens after them, "
         "top positive logits and top texts, no examples; a 3-20 word phrase.",
         needs=Needs(llm=True, logits=True),
-        run=_build_np_acts_logits_general,
+        build=_build_np_acts_logits_general,
     ),
-    MethodSpec(
+    ExplainerSpec(
         name="python_code",
-        kind=pb.METHOD_KIND_EXPLAINER,
+        params_type=PythonCodeParams,
         description="Neuronpedia python-code: for models of Python code, snippets with the "
         "max token between \u2605 marks (shown, never run); a 3-20 word phrase.",
         needs=Needs(llm=True),
-        run=_build_python_code,
+        build=_build_python_code,
     ),
 )

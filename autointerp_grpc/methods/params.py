@@ -2,17 +2,19 @@
 
 A parameters message (e.g. ``ClassifierScorerParams``) declares each parameter as an
 ``optional`` field with ``[(autointerp.v1.parameter) = {default_value, minimum, maximum,
-allowed}]``. :func:`resolve` turns a (possibly unset) message into plain values with the
-defaults filled in, rejecting out-of-range values with a message that names the parameter;
-:func:`describe` lists the parameters for ListMethods. Both read only the descriptors.
+allowed}]``. ``make protos`` generates a frozen dataclass of the same name per parameters
+message (:mod:`autointerp_grpc.gen.params`), its fields typed and defaulted from the
+descriptor. :func:`resolve` turns a (possibly unset) message into that class: the sent values,
+checked, rejecting out-of-range values with a message that names the parameter, and the
+defaults for the rest. :func:`describe` lists the parameters for ListMethods from the
+descriptors.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
@@ -20,6 +22,12 @@ from google.protobuf.message import Message
 from autointerp_grpc.descriptors import descriptor_of
 from autointerp_grpc.errors import InvalidArgument
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+P = TypeVar("P", bound="DataclassInstance")
+"""A generated parameters class (:mod:`autointerp_grpc.gen.params`)."""
 
 _TYPE_NAMES = {
     FieldDescriptor.TYPE_DOUBLE: "number",
@@ -61,21 +69,21 @@ def check_value(field: FieldDescriptor, value: Any, where: str) -> None:
         raise InvalidArgument(f"{where} must be one of {', '.join(spec.allowed)}")
 
 
-def resolve(message: Message | None, descriptor: Descriptor, where: str) -> SimpleNamespace:
-    """Parameter values by field name: the sent ones, checked, and the defaults for the rest."""
+def resolve(message: Message | None, descriptor: Descriptor, params_type: type[P], where: str) -> P:
+    """``descriptor``'s parameters as ``params_type`` (its generated class): the values
+    ``message`` sends, checked, and the class's defaults (the proto's) for the rest."""
     values: dict[str, Any] = {}
-    for field in descriptor.fields:
-        if message is None:
-            sent = False
-        elif field.has_presence:
-            sent = message.HasField(field.name)
-        else:  # a plain proto3 field: sent when not empty
-            sent = bool(getattr(message, field.name))
-        value = getattr(message, field.name) if sent else _default(field)
-        if sent:
-            check_value(field, value, f"{where}.{field.json_name}")
-        values[field.name] = value
-    return SimpleNamespace(**values)
+    if message is not None:
+        for field in descriptor.fields:
+            if field.has_presence:
+                sent = message.HasField(field.name)
+            else:  # a plain proto3 field: sent when not empty
+                sent = bool(getattr(message, field.name))
+            if sent:
+                value = getattr(message, field.name)
+                check_value(field, value, f"{where}.{field.json_name}")
+                values[field.name] = value
+    return params_type(**values)
 
 
 def describe(descriptor: Descriptor, comments: dict[str, str]) -> list[pb.ParameterInfo]:

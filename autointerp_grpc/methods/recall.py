@@ -15,8 +15,9 @@ import random
 from autointerp_grpc import prompts
 from autointerp_grpc.errors import AutoInterpError
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+from autointerp_grpc.gen.params import RecallScorerParams
 from autointerp_grpc.methods.classifiers import balanced_layout
-from autointerp_grpc.methods.scoring import (
+from autointerp_grpc.methods.scorer_common import (
     bounded_gather,
     classifier_result,
 )
@@ -26,7 +27,7 @@ from autointerp_grpc.offload import off_loop
 from autointerp_grpc.records import example_token_count, str_tokens_of
 
 
-async def run_recall(ctx: ScoreContext) -> ScoreResult:
+async def run_recall(ctx: ScoreContext[RecallScorerParams]) -> ScoreResult:
     client = ctx.client
     assert client is not None
     p = ctx.params

@@ -45,8 +45,9 @@ from autointerp_grpc.errors import (
     UpstreamBadResponse,
 )
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+from autointerp_grpc.gen.params import SimulationScorerParams
 from autointerp_grpc.methods import metrics
-from autointerp_grpc.methods.scoring import (
+from autointerp_grpc.methods.scorer_common import (
     bounded_gather,
     coverage_of,
     require_coverage,
@@ -141,7 +142,7 @@ GAPS_NOTE = (
 )
 
 
-async def run_simulation(ctx: ScoreContext) -> ScoreResult:
+async def run_simulation(ctx: ScoreContext[SimulationScorerParams]) -> ScoreResult:
     """The simulation scorer in the mode its parameters ask for (see the module docstring)."""
     mode = ctx.params.mode or "auto"
     if mode == "json":
@@ -204,7 +205,9 @@ def _why_no_logprobs(outcomes: Sequence[EvOutcome]) -> str | None:
     return None
 
 
-async def _run_json(ctx: ScoreContext, notes: list[str], errors_from: int = 0) -> ScoreResult:
+async def _run_json(
+    ctx: ScoreContext[SimulationScorerParams], notes: list[str], errors_from: int = 0
+) -> ScoreResult:
     """delphi's JSON-mode simulation of every record; provider errors before ``errors_from``
     (the calls of an abandoned logprob_ev attempt) are not this run's."""
     client = ctx.client

@@ -1,13 +1,22 @@
-"""What a method is: its name, needs, parameters message, metric and implementation."""
+"""What a method is: its name, needs, parameters and implementation; a scorer's metric.
+
+An explainer is an :class:`ExplainerSpec` (``build(ctx) -> (delphi Explainer,
+LatentRecord)``, which the Explain handler runs, retrying an unparsable answer once), a
+scorer a :class:`ScorerSpec` (``async run(ctx) -> ScoreResult``). Both are generic over their
+parameters class (generated from the proto's parameters message into
+:mod:`autointerp_grpc.gen.params`), so a method's context carries its own typed parameters
+and pyright checks every read of them against the proto's fields. ``kind`` (ListMethods')
+follows from the spec's type.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from google.protobuf.descriptor import Descriptor
+from google.protobuf.message import Message
 
 from autointerp_grpc.backends.embedding import EmbeddingBackend
 from autointerp_grpc.backends.llm import LLMClient
@@ -16,6 +25,14 @@ from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.methods.params import field_value
 from autointerp_grpc.records import Split
 from autointerp_grpc.validation import Limits
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+    from autointerp_grpc.delphi_compat import Explainer, LatentRecord
+
+P = TypeVar("P", bound="DataclassInstance")
+"""A method's parameters class (one of :mod:`autointerp_grpc.gen.params`)."""
 
 
 @dataclass(frozen=True)
@@ -48,10 +65,10 @@ DEFAULT_MIN_ANSWERED: float = field_value(pb.ScoreRequest(), "min_answered", "mi
 
 
 @dataclass
-class ExplainContext:
+class ExplainContext(Generic[P]):
     """What an explainer gets: its resolved parameters, an LLM client and the records."""
 
-    params: SimpleNamespace
+    params: P
     client: LLMClient
     activating: list[Any]
     non_activating: list[Any]
@@ -61,12 +78,12 @@ class ExplainContext:
 
 
 @dataclass
-class ScoreContext:
+class ScoreContext(Generic[P]):
     """What a scorer gets: the records split, the explanation, parameters and the backends
     it declared it needs (None otherwise)."""
 
     explanation: str
-    params: SimpleNamespace
+    params: P
     split: Split
     limits: Limits
     request_concurrency: int = 1
@@ -96,23 +113,21 @@ class ScoreResult:
 
 
 @dataclass(frozen=True)
-class MethodSpec:
-    """One explainer or scorer.
+class MethodSpec(Generic[P]):
+    """What every method has: a name, a description, its needs and its parameters class.
 
-    ``run`` is, for explainers, ``build(ctx) -> (delphi Explainer, LatentRecord)`` (the
-    handler runs it and retries an unparsable answer once) and, for scorers,
-    ``async run(ctx) -> ScoreResult``.
-    """
+    Its parameters travel in the request's ``<name>_params`` oneof member, a message of the
+    same name as ``params_type`` (the registry checks both)."""
+
+    kind: ClassVar[pb.MethodKind]
+    request: ClassVar[type[Message]]
+    """The request that names this kind of method (its ``params`` oneof carries theirs)."""
 
     name: str
-    kind: pb.MethodKind  # pb.METHOD_KIND_EXPLAINER or pb.METHOD_KIND_SCORER
     description: str
     needs: Needs
-    run: Callable[..., Any] | Callable[..., Awaitable[Any]]
-    metric: Metric | None = None
-    controls: tuple[str, ...] = ()
-    """Scorers: how a judge that never reads the explanation is kept at chance, and the
-    controls a caller can ask for (ListMethods' ``controls``)."""
+    params_type: type[P]
+    """The generated class of this method's parameters (:mod:`autointerp_grpc.gen.params`)."""
 
     @property
     def params_field(self) -> str:
@@ -121,9 +136,39 @@ class MethodSpec:
 
     @property
     def request_descriptor(self) -> Descriptor:
-        kind = pb.METHOD_KIND_EXPLAINER
-        return descriptor_of(pb.ExplainRequest if self.kind == kind else pb.ScoreRequest)
+        return descriptor_of(self.request)
 
     @property
     def params_descriptor(self) -> Descriptor:
         return message_type_of(self.request_descriptor.fields_by_name[self.params_field])
+
+
+@dataclass(frozen=True)
+class ExplainerSpec(MethodSpec[P]):
+    """An explainer: ``build`` makes the delphi explainer and latent record for one request
+    (synchronously; the Explain handler runs it, retrying an unparsable answer once)."""
+
+    kind: ClassVar[pb.MethodKind] = pb.METHOD_KIND_EXPLAINER
+    request: ClassVar[type[Message]] = pb.ExplainRequest
+
+    build: Callable[[ExplainContext[P]], tuple[Explainer, LatentRecord]]
+
+
+@dataclass(frozen=True)
+class ScorerSpec(MethodSpec[P]):
+    """A scorer: ``run`` scores one explanation on one split, reporting ``metric``."""
+
+    kind: ClassVar[pb.MethodKind] = pb.METHOD_KIND_SCORER
+    request: ClassVar[type[Message]] = pb.ScoreRequest
+
+    run: Callable[[ScoreContext[P]], Awaitable[ScoreResult]]
+    metric: Metric
+    controls: tuple[str, ...] = ()
+    """How a judge that never reads the explanation is kept at chance, and the controls a
+    caller can ask for (ListMethods' ``controls``)."""
+
+
+AnyExplainer = ExplainerSpec[Any]
+"""An explainer of any parameters class (the registry's entries, a handler's method)."""
+AnyScorer = ScorerSpec[Any]
+"""A scorer of any parameters class."""

@@ -23,7 +23,7 @@ from autointerp_grpc.errors import AutoInterpError
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc
 from autointerp_grpc.handlers import Deps
-from autointerp_grpc.handlers.methods import default_method
+from autointerp_grpc.handlers.lookup import default_method
 from autointerp_grpc.handlers.score import score_split
 from autointerp_grpc.methods.registry import SCORER_REGISTRY
 from autointerp_grpc.records import split_records

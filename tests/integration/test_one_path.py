@@ -31,7 +31,7 @@ from autointerp_grpc.handlers import Deps
 from autointerp_grpc.handlers.bulk import explain_and_score
 from autointerp_grpc.handlers.explain import explain
 from autointerp_grpc.handlers.legacy import explain_default
-from autointerp_grpc.handlers.methods import default_method
+from autointerp_grpc.handlers.lookup import default_method
 from autointerp_grpc.handlers.score import result_proto
 from autointerp_grpc.methods.classifiers import Detection
 from autointerp_grpc.methods.registry import SCORER_REGISTRY

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
@@ -23,7 +23,7 @@ from autointerp_grpc.delphi_compat import Explainer, Response
 from autointerp_grpc.errors import UpstreamBadResponse
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.handlers.explain import explain_records
-from autointerp_grpc.handlers.methods import default_method
+from autointerp_grpc.handlers.lookup import default_method
 from autointerp_grpc.methods.explainers import answer_shape
 from autointerp_grpc.methods.registry import EXPLAINER_REGISTRY
 from autointerp_grpc.methods.spec import ExplainContext
@@ -194,8 +194,8 @@ def _explainer(name: str) -> Explainer:
         top_positive_logits=["cat"],
         attention=_attention(),
     )
-    # An explainer's run builds its delphi explainer and record synchronously.
-    explainer, _ = cast(tuple[Explainer, Any], method.spec.run(ctx))
+    # An explainer's build makes its delphi explainer and record synchronously.
+    explainer, _ = method.spec.build(ctx)
     return explainer
 
 

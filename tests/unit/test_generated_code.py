@@ -6,12 +6,14 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from google.protobuf import descriptor_pb2
 
 from autointerp_grpc import protogen
+from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.proto_comments import DESCRIPTOR_SET
 
 
@@ -139,3 +141,88 @@ def test_the_service_runs_without_grpcio_tools() -> None:
     )
     root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root, timeout=120)
+
+
+def _params_message(
+    files: descriptor_pb2.FileDescriptorSet, name: str
+) -> descriptor_pb2.DescriptorProto:
+    (file,) = (f for f in files.file if f.name == protogen.PARAMS_PROTO)
+    return next(m for m in file.message_type if m.name == name)
+
+
+def test_parameter_classes_are_fresh(fresh: tuple[Path, list[Path]]) -> None:
+    """gen/params.py is what `make protos` writes from today's protos (the check above
+    compares it too; this one names it)."""
+    regenerated = (fresh[0] / protogen.PARAMS_MODULE).read_text()
+    committed = (protogen.GEN_ROOT / protogen.PARAMS_MODULE).read_text()
+    assert committed == regenerated, (
+        f"stale gen/{protogen.PARAMS_MODULE}; run `make protos` and commit the result"
+    )
+
+
+def test_a_parameter_change_without_regenerating_fails_the_freshness_check() -> None:
+    """A default changed, or a parameter added, in the proto renders a different module, with
+    the new default and the new field typed from the descriptor."""
+    committed = (protogen.GEN_ROOT / protogen.PARAMS_MODULE).read_text()
+    assert protogen.render_params(_committed_descriptors()) == committed
+
+    changed = _committed_descriptors()
+    threshold = _params_message(changed, "DefaultExplainerParams").field[0]
+    threshold.options.Extensions[pb.parameter].default_value = "0.25"
+    text = protogen.render_params(changed)
+    assert text != committed
+    body = text.partition("class DefaultExplainerParams:")[2]
+    assert body.partition("\n\n\n")[0].count("threshold: float = 0.25\n") == 1
+
+    added = _committed_descriptors()
+    message = _params_message(added, "RecallScorerParams")
+    message.field.add(
+        name="style",
+        number=9,
+        type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+        json_name="style",
+    )
+    text = protogen.render_params(added)
+    assert '    style: str = ""\n' in text.partition("class RecallScorerParams:")[2]
+
+
+def _repeated(message: descriptor_pb2.DescriptorProto) -> str:
+    message.field.add(
+        name="tags",
+        number=9,
+        type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED,
+        json_name="tags",
+    )
+    return "tags: a parameter is a single number, bool or string"
+
+
+def _default(text: str, error: str) -> Callable[[descriptor_pb2.DescriptorProto], str]:
+    def change(message: descriptor_pb2.DescriptorProto) -> str:
+        # field 0 is examples_per_prompt, an int
+        message.field[0].options.Extensions[pb.parameter].default_value = text
+        return f"examples_per_prompt: {error}"
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        _repeated,
+        _default('"5"', "default_value '5' is not of type int"),
+        _default("5.5", "default_value 5.5 is not of type int"),
+        _default("five", "default_value 'five' is not a JSON literal"),
+    ],
+    ids=["repeated", "string default", "float default", "default not JSON"],
+)
+def test_the_parameter_generator_refuses_what_it_cannot_type(
+    change: Callable[[descriptor_pb2.DescriptorProto], str],
+) -> None:
+    """A parameter the generator cannot type, or a default that is not of its field's type,
+    is an error at `make protos` naming the field, never a wrongly typed class."""
+    files = _committed_descriptors()
+    error = change(_params_message(files, "ClassifierScorerParams"))
+    with pytest.raises(ValueError, match=rf"^ClassifierScorerParams\.{error}"):
+        protogen.render_params(files)

@@ -8,26 +8,27 @@ import json
 import re
 from pathlib import Path
 from types import SimpleNamespace
-from typing import cast
+from typing import Any
 
 import pytest
 
 from autointerp_grpc.delphi_compat import Explainer, LatentRecord, Response
 from autointerp_grpc.errors import InvalidArgument, UpstreamBadResponse
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+from autointerp_grpc.gen.params import NpActsLogitsGeneralParams
 from autointerp_grpc.handlers.explain import (
     DELPHI_PARSE_FAILURE,
     check_explain_records,
     run_explainer,
 )
-from autointerp_grpc.handlers.methods import Resolved
+from autointerp_grpc.handlers.lookup import ResolvedExplainer
 from autointerp_grpc.methods.np_general import (
     NP_GENERAL_EXPLAINERS,
     NpActsLogitsGeneralExplainer,
     PythonCodeExplainer,
 )
 from autointerp_grpc.methods.params import spec_of
-from autointerp_grpc.methods.spec import ExplainContext, MethodSpec, Needs
+from autointerp_grpc.methods.spec import ExplainContext, ExplainerSpec, Needs
 from autointerp_grpc.prompts.np_general import (
     MAX_GENERAL_EXPLANATION_WORDS,
     NP_GENERAL_TEXTS,
@@ -48,9 +49,12 @@ ANSWERS = json.loads((FIXTURES / "answers.json").read_text())["explainers"]
 REQUEST = "\n\n\nExplain the neuron above with a word or phrase, not a complete sentence."
 
 
-def _run_spec(spec: MethodSpec, ctx: ExplainContext) -> tuple[Explainer, LatentRecord]:
-    """An explainer spec's ``run`` (synchronous for explainers; typed for both kinds)."""
-    return cast(tuple[Explainer, LatentRecord], spec.run(ctx))
+def _run_spec(
+    spec: ExplainerSpec[Any], client: ScriptedClient, logits: list[str], **params: int
+) -> tuple[Explainer, LatentRecord]:
+    """The spec's ``build`` on the test records, with ``params`` in the spec's own
+    parameters class (both methods here take ``top_texts`` and ``window``)."""
+    return spec.build(_ctx(client, logits, spec.params_type(**params)))
 
 
 def _build(name: str, records: list, logits: list[str], **params: int) -> list[dict[str, str]]:
@@ -270,10 +274,10 @@ class ScriptedClient:
         return Response(text=self.answers.pop(0))
 
 
-def _ctx(client: ScriptedClient, logits: list[str], **params: int) -> ExplainContext:
+def _ctx(client: ScriptedClient, logits: list[str], params: Any) -> ExplainContext[Any]:
     records = [pb.Activation(tokens=list(t), values=list(v)) for t, v in (FIRST, LAST, TIE)]
     return ExplainContext(
-        params=SimpleNamespace(**params),
+        params=params,
         client=client,  # type: ignore[arg-type]
         activating=[activating_example(r, latent_max=6.0) for r in records],
         non_activating=[],
@@ -295,12 +299,12 @@ def test_method_specs():
 async def test_general_method_sends_the_format_and_requires_logits():
     spec = NP_GENERAL_EXPLAINERS[0]
     # The Explain rules refuse the request before the explainer is built (needs.logits).
-    method = Resolved(spec, SimpleNamespace(top_texts=10, window=24))
+    method = ResolvedExplainer(spec, NpActsLogitsGeneralParams(top_texts=10, window=24))
     records = [pb.Activation(tokens=list(t), values=list(v)) for t, v in (FIRST, LAST, TIE)]
     with pytest.raises(InvalidArgument, match="top_positive_logits is required"):
         check_explain_records(method, records, [], [], SimpleNamespace(limits=Limits()))  # type: ignore[arg-type]
     client = ScriptedClient("Loop keywords.")
-    explainer, record = _run_spec(spec, _ctx(client, [" when"], top_texts=2, window=1))
+    explainer, record = _run_spec(spec, client, [" when"], top_texts=2, window=1)
     assert isinstance(explainer, NpActsLogitsGeneralExplainer)
     assert await run_explainer(explainer, record) == "Loop keywords"
     assert client.sent == [
@@ -311,7 +315,7 @@ async def test_general_method_sends_the_format_and_requires_logits():
 async def test_python_method_ignores_logits():
     spec = NP_GENERAL_EXPLAINERS[1]
     client = ScriptedClient("the for keyword")
-    explainer, record = _run_spec(spec, _ctx(client, [" when"], top_texts=10, window=96))
+    explainer, record = _run_spec(spec, client, [" when"], top_texts=10, window=96)
     assert isinstance(explainer, PythonCodeExplainer)
     assert await run_explainer(explainer, record) == "the for keyword"
     assert client.sent == [python_code_messages([FIRST, LAST, TIE])]
@@ -320,19 +324,13 @@ async def test_python_method_ignores_logits():
 @pytest.mark.parametrize("garbage", ["", "Unclear.", "<think>hmm", "first token", "."])
 async def test_unusable_answers_are_retried_then_fail(garbage: str):
     client = ScriptedClient(garbage, garbage)
-    explainer, record = _run_spec(
-        NP_GENERAL_EXPLAINERS[1], _ctx(client, [], top_texts=10, window=96)
-    )
+    explainer, record = _run_spec(NP_GENERAL_EXPLAINERS[1], client, [], top_texts=10, window=96)
     assert (await explainer(record)).explanation == DELPHI_PARSE_FAILURE
     client = ScriptedClient(garbage, garbage)
-    explainer, record = _run_spec(
-        NP_GENERAL_EXPLAINERS[1], _ctx(client, [], top_texts=10, window=96)
-    )
+    explainer, record = _run_spec(NP_GENERAL_EXPLAINERS[1], client, [], top_texts=10, window=96)
     with pytest.raises(UpstreamBadResponse):
         await run_explainer(explainer, record)
     assert len(client.sent) == 2
     client = ScriptedClient(garbage, "colons")
-    explainer, record = _run_spec(
-        NP_GENERAL_EXPLAINERS[0], _ctx(client, ["a"], top_texts=10, window=24)
-    )
+    explainer, record = _run_spec(NP_GENERAL_EXPLAINERS[0], client, ["a"], top_texts=10, window=24)
     assert await run_explainer(explainer, record) == "colons"

@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from autointerp_grpc.delphi_compat import Response
 from autointerp_grpc.errors import InvalidArgument, UpstreamBadResponse
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+from autointerp_grpc.gen.params import OaiAttentionHeadParams
 from autointerp_grpc.handlers.explain import DELPHI_PARSE_FAILURE, run_explainer
 from autointerp_grpc.methods.attention import build_oai_attention_head
 from autointerp_grpc.methods.params import spec_of
@@ -300,9 +300,11 @@ class ScriptedClient:
         return Response(text=self.answers.pop(0))
 
 
-def _context(client: ScriptedClient, records, max_records: int = 10) -> ExplainContext:
+def _context(
+    client: ScriptedClient, records, max_records: int = 10
+) -> ExplainContext[OaiAttentionHeadParams]:
     return ExplainContext(
-        params=SimpleNamespace(max_records=max_records),
+        params=OaiAttentionHeadParams(max_records=max_records),
         client=client,
         activating=[],
         non_activating=[],

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -23,6 +22,7 @@ from autointerp_grpc.delphi_compat import (
 )
 from autointerp_grpc.errors import InvalidArgument
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+from autointerp_grpc.gen.params import ContrastiveExplainerParams
 from autointerp_grpc.methods import explainers
 from autointerp_grpc.methods.params import spec_of
 from autointerp_grpc.methods.spec import ExplainContext
@@ -474,7 +474,7 @@ def test_default_explainer_shows_activations_on_the_latent_scale():
 
 def _contrastive_prompt(activating: list, non_activating: list) -> str:
     ctx = ExplainContext(
-        params=SimpleNamespace(
+        params=ContrastiveExplainerParams(
             threshold=0.3, show_activations=False, max_examples=15, max_non_activating=5
         ),
         client=None,

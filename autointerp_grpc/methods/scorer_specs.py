@@ -1,5 +1,6 @@
-"""The scorers: delphi's detection, fuzzing, embedding, simulation, intruder and
-example-embedding scorers, and an LLM-judge recall scorer.
+"""The scorers' registry entries: delphi's detection, fuzzing, embedding, simulation, intruder
+and example-embedding scorers, and an LLM-judge recall scorer, each a :class:`ScorerSpec` of
+its implementation (one module per family), parameters class, metric and controls.
 
 Every scorer turns its per-item results into a ScoreResult: a finite headline score, a
 breakdown, and, where the items are a sample, a 95% bootstrap confidence interval. Items the
@@ -9,13 +10,20 @@ answered at all is an error that says why (the provider's own error when there w
 
 from __future__ import annotations
 
-from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+from autointerp_grpc.gen.params import (
+    ClassifierScorerParams,
+    EmbeddingScorerParams,
+    ExampleEmbeddingScorerParams,
+    IntruderScorerParams,
+    RecallScorerParams,
+    SimulationScorerParams,
+)
 from autointerp_grpc.methods.classifiers import classifier_scorer
 from autointerp_grpc.methods.embedding_scorers import run_embedding, run_example_embedding
 from autointerp_grpc.methods.intruder import run_intruder
 from autointerp_grpc.methods.recall import run_recall
 from autointerp_grpc.methods.simulation import run_simulation
-from autointerp_grpc.methods.spec import MethodSpec, Metric, Needs
+from autointerp_grpc.methods.spec import Metric, Needs, ScorerSpec
 
 _CLASSIFIER_METRIC = Metric("balanced_accuracy", 0.0, 1.0, 0.5)
 
@@ -29,10 +37,11 @@ _CONTROL = (
     "reported in `control` (what the examples' content alone scores)."
 )
 
-SCORERS: tuple[MethodSpec, ...] = (
-    MethodSpec(
+# Inferred, not annotated ScorerSpec[Any]: so pyright checks each entry's run against its params.
+SCORERS = (
+    ScorerSpec(
         name="detection",
-        kind=pb.METHOD_KIND_SCORER,
+        params_type=ClassifierScorerParams,
         description="delphi's detection scorer: does each example contain what the "
         "explanation describes?",
         needs=Needs(llm=True, non_activating=True, logprobs=True, explanation=True),
@@ -40,9 +49,9 @@ SCORERS: tuple[MethodSpec, ...] = (
         metric=_CLASSIFIER_METRIC,
         controls=(_LAYOUT, _CONTROL),
     ),
-    MethodSpec(
+    ScorerSpec(
         name="fuzz",
-        kind=pb.METHOD_KIND_SCORER,
+        params_type=ClassifierScorerParams,
         description="delphi's fuzzing scorer: are the highlighted tokens of each example the "
         "ones the explanation describes?",
         needs=Needs(llm=True, non_activating=True, logprobs=True, explanation=True),
@@ -56,9 +65,9 @@ SCORERS: tuple[MethodSpec, ...] = (
             _CONTROL,
         ),
     ),
-    MethodSpec(
+    ScorerSpec(
         name="embedding",
-        kind=pb.METHOD_KIND_SCORER,
+        params_type=EmbeddingScorerParams,
         description="delphi's embedding scorer: ROC AUC of explanation-to-text similarity, "
         "activating vs non-activating.",
         needs=Needs(embedding_model=True, non_activating=True, explanation=True),
@@ -66,9 +75,9 @@ SCORERS: tuple[MethodSpec, ...] = (
         metric=Metric("roc_auc", 0.0, 1.0, 0.5),
         controls=(_CONTROL,),
     ),
-    MethodSpec(
+    ScorerSpec(
         name="simulation",
-        kind=pb.METHOD_KIND_SCORER,
+        params_type=SimulationScorerParams,
         description="OpenAI-style simulation: correlation of predicted (0-10) and true "
         "activations, pooled over all tokens; predictions are expected values over the "
         "digits' top log probabilities (logprob_ev) where the provider sends them, else "
@@ -81,9 +90,9 @@ SCORERS: tuple[MethodSpec, ...] = (
             _CONTROL,
         ),
     ),
-    MethodSpec(
+    ScorerSpec(
         name="intruder",
-        kind=pb.METHOD_KIND_SCORER,
+        params_type=IntruderScorerParams,
         description="delphi's intruder scorer (explanation-free): can the model spot the "
         "non-activating example among activating ones?",
         needs=Needs(llm=True, non_activating=True),
@@ -97,9 +106,9 @@ SCORERS: tuple[MethodSpec, ...] = (
             "1/options per prompt.",
         ),
     ),
-    MethodSpec(
+    ScorerSpec(
         name="example_embedding",
-        kind=pb.METHOD_KIND_SCORER,
+        params_type=ExampleEmbeddingScorerParams,
         description="delphi's example-embedding scorer (explanation-free): do activating "
         "examples embed closer to each other than to non-activating ones?",
         needs=Needs(embedding_model=True, non_activating=True),
@@ -110,9 +119,9 @@ SCORERS: tuple[MethodSpec, ...] = (
             "and a query's own text is never its context.",
         ),
     ),
-    MethodSpec(
+    ScorerSpec(
         name="recall",
-        kind=pb.METHOD_KIND_SCORER,
+        params_type=RecallScorerParams,
         description="An LLM judge says, per text, whether the explanation fits it (activating, "
         "non-activating and fixed decoy texts); balanced accuracy.",
         needs=Needs(llm=True, non_activating=True, explanation=True),
