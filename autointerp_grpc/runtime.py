@@ -252,10 +252,7 @@ def create_app(
                 ExitWatchdog().arm(effective.shutdown_grace_s)
             await owned.stop()
 
-    app = rest_app(lifespan=lifespan)
-    if runtime is not None:
-        app.state.runtime = runtime  # also without a lifespan (httpx.ASGITransport runs none)
-    return app
+    return rest_app(served=runtime, lifespan=lifespan)
 
 
 def _rest_socket(settings: Settings) -> socket.socket:

@@ -58,9 +58,11 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(body, media_type=content_type)
 
 
-def rest_app(*, lifespan: Lifespan[Starlette] | None = None) -> Starlette:
-    """The REST door's app; whoever owns the runtime puts it in ``app.state.runtime`` (from
-    ``lifespan``, or before the app serves)."""
+def rest_app(
+    *, served: Served | None = None, lifespan: Lifespan[Starlette] | None = None
+) -> Starlette:
+    """The REST door's app over ``served``, or over the runtime that ``lifespan`` puts in
+    ``app.state.runtime`` when the app starts."""
     openapi_document = build_openapi()
 
     async def openapi_endpoint(request: Request) -> JSONResponse:
@@ -89,4 +91,6 @@ def rest_app(*, lifespan: Lifespan[Starlette] | None = None) -> Starlette:
         },
         lifespan=lifespan,
     )
+    if served is not None:
+        app.state.runtime = served  # also without a lifespan (httpx.ASGITransport runs none)
     return app

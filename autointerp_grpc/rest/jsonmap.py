@@ -7,8 +7,8 @@ proto3's JSON mapping would otherwise leave the key out.
 
 The conversions run on :mod:`~autointerp_grpc.rest.fastjson`'s fast paths (orjson, messages
 built and printed straight from their fields), which give exactly what the json_format
-functions here give (:func:`json_format_parse`, :func:`json_format_dict`); a body or a message they do
-not cover, and every body json_format would reject, goes the json_format way.
+functions here give (:func:`json_format_parse`, :func:`json_format_dict`); a body or a
+message they do not cover, and every body json_format would reject, goes the json_format way.
 """
 
 from __future__ import annotations
