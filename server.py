@@ -4,14 +4,14 @@
     AUTOINTERP_HTTP_PORT=0 python server.py                   # gRPC only
     uvicorn server:app --host 0.0.0.0 --port 5003 --workers 1  # the legacy launch line
 
-``python server.py`` runs :func:`autointerp_grpc.app.serve`: gRPC and REST side by side on
+``python server.py`` runs :func:`autointerp_grpc.runtime.serve`: gRPC and REST side by side on
 one event loop, with SIGTERM/SIGINT handled by the service (drain, then stop, exit 0). With
 the legacy launch line the ASGI app's lifespan starts the gRPC server too
 (AUTOINTERP_GRPC_PORT, default 50051) and uvicorn handles the signals.
 
 Either way the REST door runs the same HTTP protocol (h11 with a deadline and a size limit on
-request heads, :mod:`autointerp_grpc.http_protocol`): under the uvicorn CLI this module, as it
-is imported, installs it on the uvicorn configuration importing it. And either way a bad
+request heads, :mod:`autointerp_grpc.rest.http_protocol`): under the uvicorn CLI this module,
+as it is imported, installs it on the uvicorn configuration importing it. And either way a bad
 setting is one line, ``invalid configuration: <setting>: <rule>``, and exit status 2.
 Settings are read when the service starts: by ``main()``, or as uvicorn imports this module.
 """
@@ -26,9 +26,9 @@ import sys
 import uvicorn
 from starlette.applications import Starlette
 
-from autointerp_grpc import http_protocol
-from autointerp_grpc.app import StartupError, create_app, serve
 from autointerp_grpc.config import ConfigError, Settings, load_settings
+from autointerp_grpc.rest import http_protocol
+from autointerp_grpc.runtime import StartupError, create_app, serve
 
 CONFIG_ERROR_EXIT = 2
 STARTUP_ERROR_EXIT = 1

@@ -25,11 +25,12 @@ from pathlib import Path
 import grpc
 import httpx
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb  # noqa: E402
-from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc  # noqa: E402
+from harness import REPO, start_fake_llm, start_server, table
+
+from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc
 
 API_KEY = "sk-bench"
 MODEL = "bench/model"
@@ -149,8 +150,6 @@ ROUNDS = 4
 
 
 async def main(total: int, baseline_repo: Path | None) -> None:
-    from run import start_fake_llm, start_server, table  # the benchmark's process helpers
-
     fake, llm_base_url = start_fake_llm()
     results: dict[str, dict[str, float]] = {}
     checkouts = {"this checkout": REPO}

@@ -29,12 +29,7 @@ import argparse
 import asyncio
 import json
 import logging
-import os
-import platform
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -45,17 +40,17 @@ from typing import Any
 import grpc
 import httpx
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from autointerp_grpc import delphi_compat  # noqa: E402  (registers the vLLM shim first)
-from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb  # noqa: E402
-from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc  # noqa: E402
-from autointerp_grpc.records import activating_example, split_records  # noqa: E402
+import cpu  # bench/cpu.py, beside this file
+from harness import Server, machine, start_fake_llm, start_server, table
 
-from delphi.clients.openrouter import OpenRouter  # noqa: E402  isort: skip
+from autointerp_grpc import delphi_compat  # registers the vLLM shim first
+from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc
+from autointerp_grpc.records import activating_example, split_records
 
-import cpu  # noqa: E402  (bench/cpu.py, beside this file)  isort: skip
+from delphi.clients.openrouter import OpenRouter  # isort: skip  (after delphi_compat)
 
 API_KEY = "sk-bench"
 MODEL = "bench/model"
@@ -63,12 +58,6 @@ EXPLAIN_RECORDS = [
     {"tokens": ["The", " cat", " sat", " on", " the", " mat"], "values": [0, 0.8, 0, 0, 0, 0]},
     {"tokens": ["I", " like", " felines"], "values": [0, 0, 0.9]},
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def records(n: int) -> list[dict[str, Any]]:
@@ -80,86 +69,6 @@ def records(n: int) -> list[dict[str, Any]]:
         else:
             out.append({"tokens": ["The", " bank", " rose", f" {i}"], "values": [0, 0, 0, 0]})
     return out
-
-
-# --- processes ------------------------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen
-    grpc_target: str
-    http_base: str
-    start_to_serving_s: float
-
-    def peak_rss_mib(self) -> float:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-
-
-def wait_http(url: str, process: subprocess.Popen, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args} exited early")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"{url} not ready in {timeout_s} s")
-
-
-def start_fake_llm() -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "autointerp_testing.fake_llm", "--port", str(port)],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_http(f"http://127.0.0.1:{port}/health", process)
-    return process, f"http://127.0.0.1:{port}/v1"
-
-
-def start_server(llm_base_url: str, coalesce: bool, repo: Path = REPO) -> Server:
-    """``python server.py`` of ``repo`` (this checkout unless told otherwise)."""
-    grpc_port, http_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k != "SECRET" and not k.startswith("AUTOINTERP_")}
-    env.update(
-        AUTOINTERP_HOST="127.0.0.1",
-        AUTOINTERP_GRPC_PORT=str(grpc_port),
-        AUTOINTERP_HTTP_PORT=str(http_port),
-        AUTOINTERP_LLM_BASE_URL=llm_base_url,
-        AUTOINTERP_EMBEDDING_COALESCE=str(coalesce).lower(),
-        AUTOINTERP_LOG_LEVEL="WARNING",
-        HF_HUB_OFFLINE="1",
-    )
-    started = time.monotonic()
-    process = subprocess.Popen(
-        [sys.executable, "server.py"],
-        cwd=repo,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_http(f"http://127.0.0.1:{http_port}/health", process)
-    return Server(
-        process,
-        f"127.0.0.1:{grpc_port}",
-        f"http://127.0.0.1:{http_port}",
-        time.monotonic() - started,
-    )
 
 
 # --- measuring ------------------------------------------------------------------------------
@@ -408,23 +317,6 @@ async def fake_round_trip_ms(llm_base_url: str) -> float:
 
         await load(call, 1, 10)
         return (await load(call, 1, 50)).pct_ms(50)
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    return (
-        f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, {platform.system()}"
-    )
 
 
 async def main(quick: bool) -> None:

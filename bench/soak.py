@@ -37,22 +37,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 import httpx
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from google.protobuf import json_format  # noqa: E402
-from google.protobuf.message import Message  # noqa: E402
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from harness import REPO, Server, machine, start_fake_llm, start_server, table
 
-from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb  # noqa: E402
-from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc  # noqa: E402
-
-if TYPE_CHECKING:
-    from run import Server
+from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc
 
 API_KEY = "sk-soak"
 MODEL = "soak/model"
@@ -378,8 +375,6 @@ def bulk_outcome(result: dict[str, Any]) -> str:
 async def measure_case(
     rpc: Rpc, shape: str, door: str, llm_base_url: str, scratch: Path, repo: Path = REPO
 ) -> list[str]:
-    from run import start_server
-
     body, n_records = biggest(rpc, shape, door)
     size = wire_size(rpc, door, body)
     server = start_server(llm_base_url, coalesce=True, repo=repo)
@@ -421,8 +416,6 @@ def numbers_body(target_bytes: int = 15 * 1024 * 1024) -> bytes:
 async def health_latency(
     llm_base_url: str, scratch: Path, idle_s: float, repo: Path = REPO
 ) -> list[list[str]]:
-    from run import start_server
-
     body = numbers_body()
     server = start_server(llm_base_url, coalesce=True, repo=repo)
     rows = []
@@ -466,7 +459,6 @@ async def main(
     health: bool = True,
 ) -> None:
     # bench/run.py, beside this file: the fake LLM and server processes, the table printer.
-    from run import machine, start_fake_llm, table
 
     scratch = Path("/tmp") / f"autointerp-soak-{time.time_ns()}"
     scratch.mkdir(parents=True)

@@ -17,7 +17,7 @@
 #    SIGTERM must stop it with exit status 0 within the grace period.
 # 4. Dockerfile.cuda, built too when the disk has room (IMAGE_SMOKE_CUDA_MIN_FREE_GB, default
 #    45): it cannot run without a GPU, so the check is the build plus
-#    `python -c "import autointerp_grpc.app"` inside it. IMAGE_SMOKE_CUDA=0 skips it.
+#    `python -c "import autointerp_grpc.runtime"` inside it. IMAGE_SMOKE_CUDA=0 skips it.
 #
 # Needs root, buildah and debootstrap (installed with apt-get when missing), network access to
 # a Debian mirror and a Python package index, and the repo's .venv (`make install`) for the
@@ -340,9 +340,9 @@ else
         echo "built in ${t_cuda}s, $cuda_size"
         cctr=$(bh from --pull=never --name "autointerp-image-smoke-cuda-$$" "$CUDA_IMAGE")
         CONTAINERS+=("$cctr")
-        bh run --isolation chroot "$cctr" -- python -c 'import torch, autointerp_grpc.app; print("import autointerp_grpc.app: ok; torch", torch.__version__, "cuda", torch.version.cuda, "available:", torch.cuda.is_available())' ||
-            die "import autointerp_grpc.app failed in the CUDA image"
-        summary "cuda image  $CUDA_IMAGE: $cuda_size, Dockerfile.cuda built in ${t_cuda}s; import autointerp_grpc.app ok"
+        bh run --isolation chroot "$cctr" -- python -c 'import torch, autointerp_grpc.runtime; print("import autointerp_grpc.runtime: ok; torch", torch.__version__, "cuda", torch.version.cuda, "available:", torch.cuda.is_available())' ||
+            die "import autointerp_grpc.runtime failed in the CUDA image"
+        summary "cuda image  $CUDA_IMAGE: $cuda_size, Dockerfile.cuda built in ${t_cuda}s; import autointerp_grpc.runtime ok"
     fi
 fi
 

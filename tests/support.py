@@ -1,7 +1,7 @@
 """What the tests share: constants, the in-process app harness, and the real-process server.
 
 * :class:`InProcessApp` — the whole service in the test's own process and event loop: the
-  real :class:`~autointerp_grpc.app.Runtime` with its gRPC server on a free loopback port,
+  real :class:`~autointerp_grpc.runtime.Runtime` with its gRPC server on a free loopback port,
   the REST door through ``httpx.ASGITransport`` (no socket), the real LLM backend pointed at
   the fake LLM, and an injected embedding backend (a deterministic bag-of-words model, so no
   model is loaded). The fast tier runs both doors through it.
@@ -34,12 +34,12 @@ import numpy as np
 import torch
 from google.protobuf import json_format
 
-from autointerp_grpc.app import Runtime, create_app
 from autointerp_grpc.backends.embedding import EmbeddingBackend
 from autointerp_grpc.config import Settings
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc
 from autointerp_grpc.redaction import RedactingFilter
+from autointerp_grpc.runtime import Runtime, create_app
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_SECRET = "test-secret-42"  # gRPC metadata values must be printable ASCII

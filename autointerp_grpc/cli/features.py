@@ -12,6 +12,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
+from autointerp_grpc.cli.errors import UsageError
 from autointerp_grpc.cli.jsonread import (
     CAP_FLAG,
     DEFAULT_MAX_LINE_BYTES,
@@ -19,7 +20,6 @@ from autointerp_grpc.cli.jsonread import (
     loads,
     read_lines,
 )
-from autointerp_grpc.cli.usage import UsageError
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 
 # ---- the features file (run) ---------------------------------------------------------------

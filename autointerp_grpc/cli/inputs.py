@@ -13,6 +13,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from autointerp_grpc.cli import jsonread
+from autointerp_grpc.cli.errors import UsageError
 from autointerp_grpc.cli.features import (
     INPUT_FORMATS,
     FeatureInput,
@@ -20,7 +21,6 @@ from autointerp_grpc.cli.features import (
     read_features,
 )
 from autointerp_grpc.cli.jsonread import read_document
-from autointerp_grpc.cli.usage import UsageError
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 
 __all__ = [

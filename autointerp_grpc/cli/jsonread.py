@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from autointerp_grpc.cli.usage import UsageError
+from autointerp_grpc.cli.errors import UsageError
 
 DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
 """The longest line (and the largest JSON document spread over several lines) read, by

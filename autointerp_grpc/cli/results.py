@@ -17,7 +17,7 @@ from google.protobuf.message import Message
 
 from autointerp_grpc.client.bulk import failure
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
-from autointerp_grpc.jsonmap import to_json_dict
+from autointerp_grpc.rest.jsonmap import to_json_dict
 from autointerp_grpc.usage import Usage
 
 SHOWN_FAILURES = 5

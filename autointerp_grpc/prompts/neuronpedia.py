@@ -36,7 +36,8 @@ The format, as the anchor sends it:
 
 Neuronpedia's batch-only ``np_acts-logits-general`` and ``python-code`` formats (no few-shot
 examples, no ``Neuron N`` header, the whole answer is the explanation) live in
-:mod:`autointerp_grpc.prompts.np_general`; they reuse this module's list and window helpers.
+:mod:`autointerp_grpc.prompts.np_general`; they reuse this module's list helpers
+(:func:`top_records`, :func:`tagged_list`, :func:`window_text`, :func:`list_token`).
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ def _system_prompt(logits: bool) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# The lists
+# The lists (list_token, window_text, tagged_list and top_records are np_general's too)
 # --------------------------------------------------------------------------------------------
 
 
@@ -162,16 +163,20 @@ def _peak(values: Sequence[float]) -> int:
     return best
 
 
-def _list_token(token: str) -> str:
+def list_token(token: str) -> str:
+    """A token as one line of a tagged list: newlines removed, stripped."""
     return token.replace("\n", "").strip()
 
 
-def _window_text(tokens: Sequence[str], peak: int, window: int) -> str:
+def window_text(tokens: Sequence[str], peak: int, window: int) -> str:
+    """The text of ``window`` tokens either side of index ``peak`` (the max token, unmarked),
+    tokens joined as they are, newlines written as two spaces."""
     start, stop = max(0, peak - window), min(len(tokens), peak + window + 1)
     return "".join(tokens[start:stop]).replace("\n", "  ")
 
 
-def _tagged(tag: str, lines: Sequence[str]) -> str:
+def tagged_list(tag: str, lines: Sequence[str]) -> str:
+    """``lines`` between ``<TAG>`` and ``</TAG>``, with a blank line inside on both sides."""
     body = "\n".join(lines)
     return f"<{tag}>\n\n{body}\n\n</{tag}>"
 
@@ -191,24 +196,29 @@ def _sections(
     next_tokens: int,
 ) -> list[str]:
     """The tagged lists of one user message, in the anchor's order."""
-    max_tokens = _tagged(
-        MAX_TOKENS_TAG, [_list_token(tokens[peak]) for tokens, peak in shown[:top_tokens]]
+    max_tokens = tagged_list(
+        MAX_TOKENS_TAG, [list_token(tokens[peak]) for tokens, peak in shown[:top_tokens]]
     )
-    texts = _tagged(TEXTS_TAG, [_window_text(tokens, peak, window) for tokens, peak in shown])
+    texts = tagged_list(TEXTS_TAG, [window_text(tokens, peak, window) for tokens, peak in shown])
     if not logits:
         return [max_tokens, texts]
     after = [
-        _list_token(tokens[peak + 1]) if peak + 1 < len(tokens) else ""
+        list_token(tokens[peak + 1]) if peak + 1 < len(tokens) else ""
         for tokens, peak in shown[:next_tokens]
     ]
     promoted = [
         token.replace(_SENTENCEPIECE_SPACE, " ").replace("\n", "").strip()
         for token in top_positive_logits
     ]
-    return [_tagged(AFTER_TOKENS_TAG, after), max_tokens, _tagged(LOGITS_TAG, promoted), texts]
+    return [
+        tagged_list(AFTER_TOKENS_TAG, after),
+        max_tokens,
+        tagged_list(LOGITS_TAG, promoted),
+        texts,
+    ]
 
 
-def _top_records(
+def top_records(
     records: Sequence[tuple[list[str], list[float]]], count: int
 ) -> list[tuple[list[str], int]]:
     """``(tokens, max index)`` of the ``count`` strongest records, strongest first.
@@ -348,7 +358,7 @@ def np_max_act_messages(  # noqa: PLR0917 (positional signature is the documente
 ) -> list[dict[str, str]]:
     """Chat messages in Neuronpedia's ``np_max-act`` (``logits``: ``np_max-act-logits``) format.
 
-    The ``top_texts`` strongest records (see :func:`_top_records`) are shown, each cut to
+    The ``top_texts`` strongest records (see :func:`top_records`) are shown, each cut to
     ``window`` tokens either side of its max token. ``<MAX_ACTIVATING_TOKENS>`` lists the max
     token of the first ``top_tokens`` of them and, with ``logits``,
     ``<TOKENS_AFTER_MAX_ACTIVATING_TOKEN>`` the next token of the first ``next_tokens`` of
@@ -361,7 +371,7 @@ def np_max_act_messages(  # noqa: PLR0917 (positional signature is the documente
     """
     if top_tokens < 1 or top_texts < 1 or next_tokens < 1 or window < 0:
         raise ValueError("top_tokens, top_texts and next_tokens must be >= 1 and window >= 0")
-    shown = _top_records(check_records(records), top_texts)
+    shown = top_records(check_records(records), top_texts)
     if not shown:
         raise ValueError("no record has a positive activation")
     sections = _sections(

@@ -59,11 +59,11 @@ from autointerp_grpc.prompts.neuronpedia import (
     NP_TEXTS,
     NP_WINDOW,
     TEXTS_TAG,
-    _list_token,
-    _tagged,
-    _top_records,
-    _window_text,
     is_list_line,
+    list_token,
+    tagged_list,
+    top_records,
+    window_text,
 )
 
 NP_GENERAL_WINDOW = NP_WINDOW
@@ -207,28 +207,28 @@ def replace_html_anomalies(text: str) -> str:
 def _shown(records: Sequence[Record], top_texts: int, window: int) -> list[tuple[list[str], int]]:
     """``(cleaned tokens, max index)`` of the texts shown, strongest first.
 
-    Picked and ordered as in :func:`autointerp_grpc.prompts.neuronpedia._top_records` (repeated
+    Picked and ordered as in :func:`autointerp_grpc.prompts.neuronpedia.top_records` (repeated
     texts once, by max value, ties in request order; records with no positive value left out);
     then each token cleaned by :func:`replace_html_anomalies`, as batch-autointerp.py cleans
     them before the explainer sees them.
     """
     if top_texts < 1 or window < 0:
         raise ValueError("top_texts must be >= 1 and window >= 0")
-    top = _top_records(check_records(records), top_texts)
+    top = top_records(check_records(records), top_texts)
     if not top:
         raise ValueError("no record has a positive activation")
     return [([replace_html_anomalies(token) for token in tokens], peak) for tokens, peak in top]
 
 
 def _max_tokens(shown: Sequence[tuple[list[str], int]]) -> str:
-    return _tagged(MAX_TOKENS_TAG, [_list_token(tokens[peak]) for tokens, peak in shown])
+    return tagged_list(MAX_TOKENS_TAG, [list_token(tokens[peak]) for tokens, peak in shown])
 
 
 def _after_tokens(shown: Sequence[tuple[list[str], int]]) -> str:
     after = [
-        _list_token(tokens[peak + 1]) if peak + 1 < len(tokens) else "" for tokens, peak in shown
+        list_token(tokens[peak + 1]) if peak + 1 < len(tokens) else "" for tokens, peak in shown
     ]
-    return _tagged(AFTER_TOKENS_TAG, after)
+    return tagged_list(AFTER_TOKENS_TAG, after)
 
 
 def _marked(tokens: Sequence[str], peak: int) -> list[str]:
@@ -257,12 +257,12 @@ def np_acts_logits_general_messages(
     record has a positive activation.
     """
     shown = _shown(records, top_texts, window)
-    logits = [_list_token(replace_html_anomalies(str(token))) for token in top_positive_logits]
+    logits = [list_token(replace_html_anomalies(str(token))) for token in top_positive_logits]
     sections = (
         _max_tokens(shown),
         _after_tokens(shown),
-        _tagged(LOGITS_TAG, logits),
-        _tagged(TEXTS_TAG, [_window_text(tokens, peak, window) for tokens, peak in shown]),
+        tagged_list(LOGITS_TAG, logits),
+        tagged_list(TEXTS_TAG, [window_text(tokens, peak, window) for tokens, peak in shown]),
     )
     return [
         system_message(_GENERAL_SYSTEM),
@@ -285,8 +285,8 @@ def python_code_messages(
     :func:`parse_np_general_answer`. ``ValueError`` if no record has a positive activation.
     """
     shown = _shown(records, top_texts, window)
-    texts = [_window_text(_marked(tokens, peak), peak, window) for tokens, peak in shown]
-    sections = (_max_tokens(shown), _after_tokens(shown), _tagged(TEXTS_TAG, texts))
+    texts = [window_text(_marked(tokens, peak), peak, window) for tokens, peak in shown]
+    sections = (_max_tokens(shown), _after_tokens(shown), tagged_list(TEXTS_TAG, texts))
     return [
         system_message(_PYTHON_SYSTEM),
         {"role": "user", "content": _user_message(sections, "\n\n")},

@@ -16,10 +16,10 @@ from samples import cat_records
 
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc
-from autointerp_grpc.jsonmap import to_json_dict
 from autointerp_grpc.prompts.np_general import np_acts_logits_general_messages, python_code_messages
 from autointerp_grpc.prompts.oai_attention import oai_attention_head_messages
 from autointerp_grpc.records import activating_example, max_over_records
+from autointerp_grpc.rest.jsonmap import to_json_dict
 
 LLM = {"model": "openai/gpt-4o-mini", "apiKey": "sk-anchor-methods-key"}
 LOGITS = [" cats", " kitten"]

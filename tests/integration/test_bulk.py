@@ -17,12 +17,12 @@ from samples import cat_records
 from sklearn.metrics import roc_auc_score
 from support import app_settings, asgi_call, in_process_app, wait_upstream_idle
 
-from autointerp_grpc.app import create_app
 from autointerp_grpc.delphi_compat import NonActivatingExample
 from autointerp_grpc.errors import Unavailable
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc
 from autointerp_grpc.records import split_records
+from autointerp_grpc.runtime import create_app
 
 LLM = {"model": "openai/gpt-4o-mini", "apiKey": "sk-bulk-test-key"}
 

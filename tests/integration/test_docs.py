@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import pytest
 
-from autointerp_grpc.docs import docs_page_html
+from autointerp_grpc.rest.docs import docs_page_html
 
 _CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 

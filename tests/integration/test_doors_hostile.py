@@ -15,9 +15,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from support import REPO, free_port
 
-from autointerp_grpc.gateway import http_bindings
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc
+from autointerp_grpc.rest.routes import http_bindings
 
 # --- item 5: integers JSON allows but no number field can hold ------------------------------
 
@@ -312,8 +312,8 @@ async def test_rest_connections_have_nagle_off() -> None:
     the client's delayed ACK: /health p50 44 ms instead of 2 ms)."""
     import socket
 
-    from autointerp_grpc.app import _rest_socket
     from autointerp_grpc.config import Settings
+    from autointerp_grpc.runtime import _rest_socket
 
     listening = _rest_socket(Settings(host="127.0.0.1", http_port=free_port()))
     accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()

@@ -303,7 +303,7 @@ async def test_parity_same_request_same_answer_on_both_doors(app) -> None:
     rest = await _post(app, "/v1/score/fuzz-detection", body)
     request = json_format.ParseDict(body, pb.ScoreFuzzDetectionRequest())
     over_grpc = await _grpc_call(app, "ScoreFuzzDetection", request)
-    from autointerp_grpc.jsonmap import to_json_dict
+    from autointerp_grpc.rest.jsonmap import to_json_dict
 
     assert rest.json() == to_json_dict(over_grpc)
 

@@ -31,9 +31,9 @@ from support import app_settings, in_process_app
 from autointerp_grpc.backends.embedding import EmbeddingBackend
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc
-from autointerp_grpc.jsonmap import to_json_dict
 from autointerp_grpc.methods import embedding_scorers
 from autointerp_grpc.records import split_records
+from autointerp_grpc.rest.jsonmap import to_json_dict
 
 _SENTENCES = [
     "The committee approved the budget after a long debate",

@@ -17,8 +17,8 @@ from google.protobuf import json_format
 from starlette.routing import Route
 from support import REST_BASE, app_settings, in_process_app
 
-from autointerp_grpc.app import create_app
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+from autointerp_grpc.runtime import create_app
 
 FRESH_ID = re.compile(r"[0-9a-f]{32}")
 

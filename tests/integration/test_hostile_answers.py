@@ -25,8 +25,8 @@ from samples import RIGHT_EXPLANATION, cat_records
 
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc
-from autointerp_grpc.jsonmap import to_json_dict
 from autointerp_grpc.methods.classifiers import label_probability, probabilities_from_logprobs
+from autointerp_grpc.rest.jsonmap import to_json_dict
 from autointerp_testing.fake_llm.answers import Answer
 
 MODEL = "openai/gpt-4o-mini"

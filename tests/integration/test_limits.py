@@ -18,9 +18,9 @@ from uvicorn.logging import AccessFormatter
 from autointerp_grpc.backends.embedding import EmbeddingBackend
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc
-from autointerp_grpc.jsonmap import to_json_dict
 from autointerp_grpc.observability import JsonFormatter
 from autointerp_grpc.redaction import REDACTED, RedactingFilter, Secrets
+from autointerp_grpc.rest.jsonmap import to_json_dict
 from autointerp_grpc.usage import Usage
 
 MODEL = "openai/gpt-4o-mini"

@@ -14,8 +14,8 @@ from samples import RIGHT_EXPLANATION, WRONG_EXPLANATION, cat_records, many_cat_
 
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc
-from autointerp_grpc.jsonmap import to_json_dict
 from autointerp_grpc.methods.registry import EXPLAINER_REGISTRY, SCORER_REGISTRY
+from autointerp_grpc.rest.jsonmap import to_json_dict
 
 LLM = {"model": "openai/gpt-4o-mini", "apiKey": "sk-methods-test-key"}
 EXPLANATION_SCORERS = [n for n, s in SCORER_REGISTRY.items() if s.needs.explanation]

@@ -21,7 +21,7 @@ from samples import RIGHT_EXPLANATION, SEED_EXPLAIN_BODY, WRONG_EXPLANATION, cat
 
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc
-from autointerp_grpc.jsonmap import to_json_dict
+from autointerp_grpc.rest.jsonmap import to_json_dict
 
 MODEL = "openai/gpt-4o-mini"
 KEY = "sk-parity-provider-key-7777"

@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from samples import RIGHT_EXPLANATION, cat_records
 from support import REST_BASE
 
-from autointerp_grpc.app import create_app
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc
+from autointerp_grpc.runtime import create_app
 
 POST_PATHS = [
     "/v1/explain/default",

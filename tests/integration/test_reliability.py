@@ -28,9 +28,9 @@ from support import (
     wait_upstream_idle,
 )
 
-from autointerp_grpc.app import create_app
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc
+from autointerp_grpc.runtime import create_app
 
 KEY = "sk-reliability-provider-key-4242"
 MODEL = "openai/gpt-4o-mini"

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from autointerp_grpc import __version__, openapi
+from autointerp_grpc import __version__
 from autointerp_grpc.cli import inputs
 from autointerp_grpc.cli.commands import build_parser
+from autointerp_grpc.rest import openapi
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 FEATURE_SAMPLE = EXAMPLES / "neuronpedia" / "feature.json"

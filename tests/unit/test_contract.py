@@ -10,8 +10,8 @@ from samples import SEED_EXPLAIN_BODY
 
 from autointerp_grpc.errors import InvalidArgument
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
-from autointerp_grpc.jsonmap import parse_json_body, to_json_dict
-from autointerp_grpc.openapi import build_openapi
+from autointerp_grpc.rest.jsonmap import parse_json_body, to_json_dict
+from autointerp_grpc.rest.openapi import build_openapi
 
 
 def test_seed_request_parses() -> None:

@@ -1,4 +1,4 @@
-"""The REST door's fast JSON paths (autointerp_grpc/fastjson.py) against json_format's.
+"""The REST door's fast JSON paths (autointerp_grpc/rest/fastjson.py) against json_format's.
 
 Differential: for generated request bodies, well-formed and not, ``parse_json_body`` gives the
 message (same bytes) or the error (same type, same words) that ``json_format_parse`` gives;
@@ -27,9 +27,9 @@ from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from autointerp_grpc import fastjson
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
-from autointerp_grpc.jsonmap import (
+from autointerp_grpc.rest import fastjson
+from autointerp_grpc.rest.jsonmap import (
     _parse_plain,
     json_format_dict,
     json_format_parse,
@@ -480,7 +480,7 @@ async def test_big_bodies_are_parsed_on_the_services_worker_pool(
 ) -> None:
     """Not on the loop's default executor, which also resolves upstream host names (see
     autointerp_grpc/offload.py)."""
-    from autointerp_grpc import gateway  # the whole service: imported by this test only
+    from autointerp_grpc.rest import routes  # the whole service: imported by this test only
 
     threads: list[str] = []
 
@@ -488,7 +488,7 @@ async def test_big_bodies_are_parsed_on_the_services_worker_pool(
         threads.append(threading.current_thread().name)
         return parse_json_body(body, cls)
 
-    monkeypatch.setattr(gateway, "parse_json_body", parse)
+    monkeypatch.setattr(routes, "parse_json_body", parse)
     big = json.dumps({"activations": _records(200), "model": "m"}).encode()
     assert len(big) > 256 * 1024
 
@@ -501,9 +501,9 @@ async def test_big_bodies_are_parsed_on_the_services_worker_pool(
         async def stream(self) -> AsyncIterator[bytes]:
             yield big
 
-    binding = next(b for b in gateway.http_bindings() if b.method.name == "ExplainDefault")
+    binding = next(b for b in routes.http_bindings() if b.method.name == "ExplainDefault")
     settings_ = type("S", (), {"max_request_bytes": 10**8, "request_head_timeout_s": 5.0})()
-    read = gateway._reader(_Request(), binding, settings_, asyncio.Event())  # type: ignore[arg-type]
+    read = routes._reader(_Request(), binding, settings_, asyncio.Event())  # type: ignore[arg-type]
     message = await read(pb.ExplainDefaultRequest)
     assert len(message.activations) == 200  # type: ignore[attr-defined]
     assert threads and threads[0].startswith("autointerp-cpu"), threads

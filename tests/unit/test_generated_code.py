@@ -116,7 +116,7 @@ def test_vllm_is_never_imported() -> None:
     # A fresh interpreter: import everything that touches delphi, then look at sys.modules.
     code = (
         "import sys\n"
-        "import autointerp_grpc.app, autointerp_grpc.handlers\n"
+        "import autointerp_grpc.runtime, autointerp_grpc.handlers\n"
         "from autointerp_grpc import delphi_compat\n"
         "assert 'delphi.scorers' in sys.modules\n"
         "bad = sorted(m for m in sys.modules if m == 'vllm' or m.startswith('vllm.'))\n"
@@ -134,8 +134,8 @@ def test_the_service_runs_without_grpcio_tools() -> None:
     ListMethods' descriptions must not need it."""
     code = (
         "import sys; sys.modules['grpc_tools'] = None\n"
-        "from autointerp_grpc.app import create_app\n"
-        "from autointerp_grpc.openapi import build_openapi\n"
+        "from autointerp_grpc.runtime import create_app\n"
+        "from autointerp_grpc.rest.openapi import build_openapi\n"
         "from autointerp_grpc.proto_comments import proto_comments\n"
         "create_app(); assert build_openapi()['paths'] and proto_comments()\n"
     )

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import h11
 import uvicorn
 
-from autointerp_grpc.http_protocol import GuardedH11Protocol, guarded_protocol
+from autointerp_grpc.rest.http_protocol import GuardedH11Protocol, guarded_protocol
 
 
 class _Transport:

@@ -1,7 +1,7 @@
 """Golden bytes: what the REST door sends, byte for byte, and what it reads.
 
 Each response type the record-heavy path prints goes through the real routes
-(``gateway.rpc_routes``) to a service that answers a fixed message, and the body that comes
+(``routes.rpc_routes``) to a service that answers a fixed message, and the body that comes
 back is compared with bytes written out here: non-ASCII tokens, emoji, control characters,
 the characters JSON escapes, U+2028 and DEL (sent as they are), and the doubles whose text
 differs between printers (1e-05, 1e+16, -0.0, 0.1 + 0.2, a float32 value, 2.5e-07, 64-bit
@@ -23,8 +23,8 @@ import pytest
 from google.protobuf.message import Message
 from starlette.applications import Starlette
 
-from autointerp_grpc import gateway
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+from autointerp_grpc.rest import routes
 
 F32 = struct.unpack("<f", struct.pack("<f", 0.1))[0]  # 0.1 as a float32, in a double
 TOKENS = [
@@ -50,7 +50,7 @@ class _FixedService:
 
     async def call(self, method: str, secret: Any, request_id: str, read: Any) -> Message:
         del secret, request_id
-        binding = next(b for b in gateway.http_bindings() if b.method.name == method)
+        binding = next(b for b in routes.http_bindings() if b.method.name == method)
         self.requests.append(await read(getattr(pb, binding.method.input_type.name)))
         assert isinstance(self.response, Message)
         return self.response
@@ -72,7 +72,7 @@ class _FixedService:
 async def _post(response: Message | list[Message], path: str, body: bytes) -> httpx.Response:
     service = _FixedService(response)
     limits = SimpleNamespace(max_request_bytes=10**7, request_head_timeout_s=5.0)
-    app = Starlette(routes=gateway.rpc_routes(lambda: service, lambda: limits))  # type: ignore[arg-type, return-value]
+    app = Starlette(routes=routes.rpc_routes(lambda: service, lambda: limits))  # type: ignore[arg-type, return-value]
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://door") as client:
         reply = await client.post(path, content=body, headers={"content-type": "application/json"})

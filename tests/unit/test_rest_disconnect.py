@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from autointerp_grpc import gateway
+from autointerp_grpc.rest import routes
 
 
 class _SilentRequest:
@@ -33,7 +33,7 @@ async def test_cancelling_the_handler_cancels_its_work() -> None:
     body_read = asyncio.Event()
     body_read.set()
     handler = asyncio.ensure_future(
-        gateway._unless_disconnected(_SilentRequest(), body_read, work())  # type: ignore[arg-type]
+        routes._unless_disconnected(_SilentRequest(), body_read, work())  # type: ignore[arg-type]
     )
     await asyncio.wait_for(started.wait(), 5)
     handler.cancel()

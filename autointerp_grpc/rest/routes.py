@@ -1,11 +1,12 @@
-"""The REST door: routes derived from the proto's ``google.api.http`` options.
+"""The REST door's RPC routes, derived from the proto's ``google.api.http`` options.
 
-For every RPC of the service the gateway reads its HTTP rule (verb, path, body) from the
-method descriptor and mounts a route that parses the JSON body into the request message,
-calls :class:`~autointerp_grpc.service.AutoInterpService` in-process (no second network hop),
-and prints the response message with the proto3 JSON mapping. Errors come back as the proto's
-``ErrorResponse`` (``{"detail": ..., "code": ...}``) with the HTTP status of their gRPC code.
-Adding an RPC to the proto adds its route here and its entry in ``/openapi.json``.
+For every RPC of the service this reads its HTTP rule (verb, path, body) from the method
+descriptor and mounts a route that parses the JSON body into the request message, calls
+:class:`~autointerp_grpc.service.AutoInterpService` in-process (no second network hop), and
+prints the response message with the proto3 JSON mapping (:mod:`~autointerp_grpc.rest.jsonmap`).
+Errors come back as :mod:`~autointerp_grpc.rest.errors` writes them: ``{"detail": ..., "code":
+...}`` with the HTTP status of their gRPC code. Adding an RPC to the proto adds its route here
+and its entry in ``/openapi.json``.
 """
 
 from __future__ import annotations
@@ -15,20 +16,18 @@ import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-import grpc
 from google.api import annotations_pb2, http_pb2
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from autointerp_grpc.config import Settings
 from autointerp_grpc.errors import AutoInterpError, RequestTimeout, RequestTooLarge, as_wire_error
-from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
-from autointerp_grpc.jsonmap import parse_json_body, parse_query, to_json_bytes
 from autointerp_grpc.offload import bytes_as_items, off_loop
+from autointerp_grpc.rest.errors import error_body, error_response
+from autointerp_grpc.rest.jsonmap import parse_json_body, parse_query, to_json_bytes
 from autointerp_grpc.service import (
     REQUEST_ID_HEADER,
     SECRET_HEADER,
@@ -70,16 +69,6 @@ def http_binding(method: MethodDescriptor) -> HttpBinding | None:
 def http_bindings() -> list[HttpBinding]:
     """Every RPC of the service that has an HTTP rule, in proto order."""
     return [b for m in SERVICE.methods if (b := http_binding(m)) is not None]
-
-
-def error_response(error: AutoInterpError, request_id: str) -> Response:
-    body = pb.ErrorResponse(detail=error.message, code=error.code_name)
-    return Response(
-        to_json_bytes(body),
-        status_code=error.http_status,
-        media_type="application/json",
-        headers={REQUEST_ID_HEADER: request_id},
-    )
 
 
 async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
@@ -163,7 +152,7 @@ def _json_line(message: Message) -> bytes:
 
 
 def _error_line(error: AutoInterpError) -> bytes:
-    return _json_line(pb.ErrorResponse(detail=error.message, code=error.code_name))
+    return _json_line(error_body(error))
 
 
 async def _ndjson_stream(
@@ -241,55 +230,3 @@ def rpc_routes(
         Route(b.path, _endpoint(b, get_service, get_settings), methods=[b.verb.upper()])
         for b in http_bindings()
     ]
-
-
-# Starlette's own HTTP errors (no route, wrong method, a static file's range, ...) as gRPC
-# status names, like grpc-gateway's routing errors: 404 NOT_FOUND, 405 UNIMPLEMENTED (the
-# method is not implemented on this path; the HTTP status stays 405, with its Allow header).
-_HTTP_ERROR_CODES: dict[int, grpc.StatusCode] = {
-    400: grpc.StatusCode.INVALID_ARGUMENT,
-    401: grpc.StatusCode.UNAUTHENTICATED,
-    403: grpc.StatusCode.PERMISSION_DENIED,
-    404: grpc.StatusCode.NOT_FOUND,
-    405: grpc.StatusCode.UNIMPLEMENTED,
-    408: grpc.StatusCode.DEADLINE_EXCEEDED,
-    409: grpc.StatusCode.ABORTED,
-    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    416: grpc.StatusCode.OUT_OF_RANGE,
-    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    501: grpc.StatusCode.UNIMPLEMENTED,
-    503: grpc.StatusCode.UNAVAILABLE,
-    504: grpc.StatusCode.DEADLINE_EXCEEDED,
-}
-
-_HTTP_ERROR_DETAILS = {
-    404: "Not Found: no such path on the REST door (its routes are listed at /openapi.json)",
-    405: "Method Not Allowed on this path (the Allow header names the one it takes)",
-}
-
-
-class HttpLevelError(AutoInterpError):
-    """An error Starlette raised before any route ran, keeping its own HTTP status."""
-
-    def __init__(self, message: str, grpc_code: grpc.StatusCode, http_status: int) -> None:
-        super().__init__(message)
-        self.grpc_code = grpc_code
-        self._http_status = http_status
-
-    @property
-    def http_status(self) -> int:
-        return self._http_status
-
-
-async def http_exception_handler(request: Request, exc: Exception) -> Response:
-    """404, 405 and the like in the service's error shape: ``{"detail", "code"}``."""
-    assert isinstance(exc, HTTPException)
-    status = exc.status_code
-    default = grpc.StatusCode.INVALID_ARGUMENT if status < 500 else grpc.StatusCode.INTERNAL
-    code = _HTTP_ERROR_CODES.get(status, default)
-    detail = _HTTP_ERROR_DETAILS.get(status, str(exc.detail))
-    request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
-    response = error_response(HttpLevelError(detail, code, status), request_id)
-    if exc.headers:  # Allow on a 405, Content-Range on a 416
-        response.headers.update(exc.headers)
-    return response

@@ -1,9 +1,11 @@
-"""Process wiring: the gRPC server and the REST gateway in one event loop.
+"""The process: the runtime both doors serve, its start and graceful stop, signals, logging.
 
-:func:`create_app` returns the ASGI app (Starlette). Its lifespan reads the settings (unless
-given), starts :class:`Runtime` — the grpc.aio server with reflection and health checking,
-the LLM connection pool, and a background load of the embedding model — and stops it on
-shutdown. So both ``uvicorn server:app`` and ``python server.py`` serve both doors.
+:class:`Runtime` holds what the process serves with — the service, the LLM connection pool,
+the embedding model (loaded in the background), health — and the gRPC door's server
+(:mod:`autointerp_grpc.grpc`). :func:`serve` (``python server.py``) runs both doors on one
+event loop and owns the signals; :func:`create_app` is the REST door's app
+(:mod:`autointerp_grpc.rest`) with a lifespan that starts and stops a runtime, so
+``uvicorn server:app`` serves both doors too.
 
 Health: ``grpc.health.v1`` reports NOT_SERVING until the embedding model is loaded and warmed
 up, then SERVING; on shutdown NOT_SERVING again before the servers stop. ``GET /health``
@@ -26,40 +28,22 @@ from typing import Any
 
 import grpc
 import uvicorn
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health_pb2
 from starlette.applications import Starlette
-from starlette.datastructures import Headers, MutableHeaders
-from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from autointerp_grpc import redaction
 from autointerp_grpc.backends.embedding import EmbeddingBackend
 from autointerp_grpc.backends.llm import LLMBackend
 from autointerp_grpc.config import Settings
-from autointerp_grpc.docs import docs_routes
-from autointerp_grpc.errors import as_wire_error
-from autointerp_grpc.gateway import error_response, http_exception_handler, rpc_routes
+from autointerp_grpc.grpc.health import HealthServicer
+from autointerp_grpc.grpc.server import grpc_server
 from autointerp_grpc.handlers import Deps
-from autointerp_grpc.health import SERVICE_NAME as HEALTH_SERVICE_NAME
-from autointerp_grpc.health import HealthServicer
-from autointerp_grpc.http_protocol import guarded_protocol
 from autointerp_grpc.memory import set_mmap_threshold
 from autointerp_grpc.observability import Metrics, configure_logging
-from autointerp_grpc.openapi import build_openapi
 from autointerp_grpc.redaction import Secrets
-from autointerp_grpc.service import (
-    REQUEST_ID_HEADER,
-    SERVICE,
-    Authenticator,
-    AutoInterpService,
-    request_id_from,
-)
-from autointerp_grpc.servicer import rpc_handler
+from autointerp_grpc.rest.app import rest_app
+from autointerp_grpc.rest.http_protocol import guarded_protocol
+from autointerp_grpc.service import SERVICE, Authenticator, AutoInterpService
 from autointerp_grpc.validation import Limits
 
 log = logging.getLogger(__name__)
@@ -124,29 +108,7 @@ class Runtime:
 
     async def start(self) -> None:
         self._set_health(NOT_SERVING)
-        server = grpc.aio.server(
-            options=[
-                # Larger messages are refused by grpc itself with RESOURCE_EXHAUSTED.
-                ("grpc.max_receive_message_length", self.settings.max_request_bytes),
-                ("grpc.max_send_message_length", 64 * 1024 * 1024),
-                # Clients reconnect (and re-resolve DNS) every few minutes, so replicas added by
-                # an autoscaler get traffic; RPCs in flight on an old connection are not cut.
-                ("grpc.max_connection_age_ms", 5 * 60 * 1000),
-                # Metadata is open to anyone (health needs no secret): bounded like REST heads.
-                ("grpc.max_metadata_size", self.settings.max_header_bytes),
-                ("grpc.absolute_max_metadata_size", self.settings.max_header_bytes),
-                # Connections with nothing in flight are closed after a while.
-                ("grpc.max_connection_idle_ms", 5 * 60 * 1000),
-                # grpc sets SO_REUSEPORT by default: a second instance on a taken port would
-                # start, and the kernel would split new connections between the two.
-                ("grpc.so_reuseport", 0),
-            ]
-        )
-        server.add_generic_rpc_handlers((rpc_handler(self.service),))
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            (SERVICE.full_name, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
+        server = grpc_server(self.settings, self.service, self.health)
         address = f"{self.settings.host}:{self.settings.grpc_port}"
         try:
             self.grpc_port = server.add_insecure_port(address)
@@ -250,44 +212,6 @@ class ExitWatchdog:
         os._exit(1)
 
 
-class RequestIdMiddleware:
-    """Every HTTP response carries ``x-request-id``: the caller's (if sane) or a fresh one.
-
-    The RPC routes and the error handlers set it themselves (they log under it); this adds it
-    to the rest (``/health``, ``/metrics``, ``/openapi.json``, ``/docs``) and never twice.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                if REQUEST_ID_HEADER not in headers:
-                    given = Headers(scope=scope).get(REQUEST_ID_HEADER)
-                    headers.append(REQUEST_ID_HEADER, request_id_from(given))
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
-
-
-def _request_id(request: Request) -> str:
-    return request_id_from(request.headers.get(REQUEST_ID_HEADER))
-
-
-async def _unhandled_exception_handler(request: Request, exc: Exception) -> Response:
-    """A bug outside the RPC routes: a generic INTERNAL naming the request id (logged with
-    the traceback under it), never the exception's text."""
-    request_id = _request_id(request)
-    where = f"{request.method} {request.url.path}"
-    return error_response(as_wire_error(exc, request_id, where), request_id)
-
-
 def create_app(
     settings: Settings | None = None,
     *,
@@ -328,45 +252,7 @@ def create_app(
                 ExitWatchdog().arm(effective.shutdown_grace_s)
             await owned.stop()
 
-    app: Starlette
-
-    def get_service() -> AutoInterpService:
-        return app.state.runtime.service
-
-    async def health_endpoint(request: Request) -> JSONResponse:
-        current: Runtime = request.app.state.runtime
-        ok = current.ready.is_set()
-        return JSONResponse(
-            {"status": "SERVING" if ok else "NOT_SERVING"}, status_code=200 if ok else 503
-        )
-
-    async def metrics_endpoint(request: Request) -> Response:
-        body, content_type = request.app.state.runtime.metrics.render()
-        return Response(body, media_type=content_type)
-
-    openapi_document = build_openapi()
-
-    async def openapi_endpoint(request: Request) -> JSONResponse:
-        return JSONResponse(openapi_document)
-
-    app = Starlette(
-        routes=[
-            *rpc_routes(get_service, lambda: app.state.runtime.settings),
-            Route("/health", health_endpoint, methods=["GET"]),
-            Route("/metrics", metrics_endpoint, methods=["GET"]),
-            Route("/openapi.json", openapi_endpoint, methods=["GET"]),
-            *docs_routes(),
-        ],
-        middleware=[Middleware(RequestIdMiddleware)],
-        exception_handlers={
-            HTTPException: http_exception_handler,
-            Exception: _unhandled_exception_handler,
-        },
-        lifespan=lifespan,
-    )
-    if runtime is not None:
-        app.state.runtime = runtime  # also without a lifespan (httpx.ASGITransport runs none)
-    return app
+    return rest_app(served=runtime, lifespan=lifespan)
 
 
 def _rest_socket(settings: Settings) -> socket.socket:
@@ -437,7 +323,7 @@ async def serve(settings: Settings) -> None:
             port=settings.http_port,
             log_level=settings.log_level.lower(),
             log_config=None,  # the root logging configured above
-            # h11 with bounded heads and a deadline for each (http_protocol.py).
+            # h11 with bounded heads and a deadline for each (rest/http_protocol.py).
             http=guarded_protocol(settings.request_head_timeout_s, settings.max_header_bytes),
             h11_max_incomplete_event_size=settings.max_header_bytes,
         )

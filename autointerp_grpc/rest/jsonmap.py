@@ -5,10 +5,10 @@ including defaults (``always_print_fields_with_no_presence``), and an unset ``op
 field is printed as ``null`` — the legacy JSON API sent ``null`` for such values, and
 proto3's JSON mapping would otherwise leave the key out.
 
-The conversions run on :mod:`autointerp_grpc.fastjson`'s fast paths (orjson, messages built
-and printed straight from their fields), which give exactly what the json_format functions
-here give (:func:`json_format_parse`, :func:`json_format_dict`); a body or a message they do
-not cover, and every body json_format would reject, goes the json_format way.
+The conversions run on :mod:`~autointerp_grpc.rest.fastjson`'s fast paths (orjson, messages
+built and printed straight from their fields), which give exactly what the json_format
+functions here give (:func:`json_format_parse`, :func:`json_format_dict`); a body or a
+message they do not cover, and every body json_format would reject, goes the json_format way.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from autointerp_grpc import fastjson
 from autointerp_grpc.descriptors import descriptor_of, message_type_of
 from autointerp_grpc.errors import InvalidArgument
-from autointerp_grpc.fastjson import field_for_key as _field
-from autointerp_grpc.fastjson import is_proto3_optional, nullable_unset
+from autointerp_grpc.rest import fastjson
+from autointerp_grpc.rest.fastjson import field_for_key as _field
+from autointerp_grpc.rest.fastjson import is_proto3_optional, nullable_unset
 
 __all__ = [
     "check_secret_fields",

@@ -10,7 +10,8 @@ a head that arrives in one read of the socket (up to 256 KiB) passes it. Here ev
 request head is counted as it arrives — a head pipelined behind another request, buffered
 while that one ran, once its response is out — and a head longer than ``max_head_bytes``
 (``AUTOINTERP_MAX_HEADER_BYTES``) is answered 400, in the service's JSON error shape, before
-h11 parses it. A slow body is bounded by the gateway's own read deadline.
+h11 parses it. A slow body is bounded by the RPC routes' own read deadline
+(:mod:`autointerp_grpc.rest.routes`).
 """
 
 from __future__ import annotations

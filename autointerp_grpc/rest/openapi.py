@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document of the REST door, generated from the proto descriptors.
 
-Paths come from the RPCs' ``google.api.http`` options (via :mod:`autointerp_grpc.gateway`),
+Paths come from the RPCs' ``google.api.http`` options (via :mod:`autointerp_grpc.rest.routes`),
 schemas from the message descriptors: property names are the proto3 JSON names (camelCase),
 ``required`` lists the fields annotated ``(google.api.field_behavior) = REQUIRED``, ``optional``
 fields are nullable, and descriptions are the proto comments, read from the descriptor set
@@ -16,9 +16,9 @@ from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescript
 
 from autointerp_grpc import __version__
 from autointerp_grpc.descriptors import descriptor_of, enum_type_of, message_type_of
-from autointerp_grpc.gateway import http_bindings
-from autointerp_grpc.jsonmap import is_proto3_optional
 from autointerp_grpc.proto_comments import proto_comments
+from autointerp_grpc.rest.jsonmap import is_proto3_optional
+from autointerp_grpc.rest.routes import http_bindings
 from autointerp_grpc.service import SERVICE
 from autointerp_grpc.validation import is_required
 
