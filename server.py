@@ -1,13 +1,13 @@
 """autointerp server: the gRPC service and the legacy REST endpoints in one process.
 
     python server.py                                          # both doors, settings from env
-    AUTOINTERP_HTTP_PORT=0 python server.py                   # gRPC only
+    AUTOINTERP_HTTP__PORT=0 python server.py                   # gRPC only
     uvicorn server:app --host 0.0.0.0 --port 5003 --workers 1  # the legacy launch line
 
 ``python server.py`` runs :func:`autointerp_grpc.runtime.serve`: gRPC and REST side by side on
 one event loop, with SIGTERM/SIGINT handled by the service (drain, then stop, exit 0). With
 the legacy launch line the ASGI app's lifespan starts the gRPC server too
-(AUTOINTERP_GRPC_PORT, default 50051) and uvicorn handles the signals.
+(AUTOINTERP_GRPC__PORT, default 50051) and uvicorn handles the signals.
 
 Either way the REST door runs the same HTTP protocol (h11 with a deadline and a size limit on
 request heads, :mod:`autointerp_grpc.rest.http_protocol`): under the uvicorn CLI this module,
@@ -61,7 +61,7 @@ def _legacy_app() -> Starlette:
         # Imported by something else (a test, a tool): settings are read when it starts.
         return create_app(exit_watchdog=True)
     settings = _settings_or_exit()
-    http_protocol.install(config, settings.request_head_timeout_s, settings.max_header_bytes)
+    http_protocol.install(config, settings.http.head_timeout_s, settings.limits.max_header_bytes)
     return create_app(settings, exit_watchdog=True)
 
 

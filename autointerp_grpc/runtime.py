@@ -44,7 +44,6 @@ from autointerp_grpc.redaction import Secrets
 from autointerp_grpc.rest.app import rest_app
 from autointerp_grpc.rest.http_protocol import guarded_protocol
 from autointerp_grpc.service import SERVICE, Authenticator, AutoInterpService
-from autointerp_grpc.validation import Limits
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +81,8 @@ class Runtime:
             self.secrets.add(secret)
         self.deps = Deps(
             llm=self.llm,
-            limits=Limits.from_settings(settings),
-            request_concurrency=settings.llm_request_concurrency,
+            limits=settings.limits,
+            request_concurrency=settings.llm.request_concurrency,
             feature_timeout_s=settings.request_timeout_s,
         )
         self._injected_embedding = embedding
@@ -95,7 +94,7 @@ class Runtime:
             secrets=self.secrets,
             metrics=self.metrics,
         )
-        self.health = HealthServicer(max_watchers=settings.health_max_watchers)
+        self.health = HealthServicer(max_watchers=settings.grpc.max_health_watchers)
         self.grpc_server: grpc.aio.Server | None = None
         self.grpc_port: int | None = None
         self._model_task: asyncio.Task[None] | None = None
@@ -109,7 +108,7 @@ class Runtime:
     async def start(self) -> None:
         self._set_health(NOT_SERVING)
         server = grpc_server(self.settings, self.service, self.health)
-        address = f"{self.settings.host}:{self.settings.grpc_port}"
+        address = f"{self.settings.host}:{self.settings.grpc.port}"
         try:
             self.grpc_port = server.add_insecure_port(address)
         except RuntimeError:
@@ -260,10 +259,10 @@ def _rest_socket(settings: Settings) -> socket.socket:
     :class:`StartupError` (uvicorn's own bind logs and exits with a traceback)."""
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     try:
-        bound = socket.create_server((settings.host, settings.http_port), family=family)
+        bound = socket.create_server((settings.host, settings.http.port), family=family)
     except OSError as exc:
         raise StartupError(
-            f"cannot listen for REST on {settings.host}:{settings.http_port} (AUTOINTERP_HOST, "
+            f"cannot listen for REST on {settings.host}:{settings.http.port} (AUTOINTERP_HOST, "
             f"AUTOINTERP_HTTP_PORT): {exc.strerror or exc}"
         ) from None
     # create_server's socket says protocol 0, and so do the connections it accepts; asyncio
@@ -292,7 +291,7 @@ async def serve(settings: Settings) -> None:
     """
     configure_logging(settings.log_level, settings.log_format)
     # Both ports are taken before anything starts: a taken one ends the start at once.
-    rest_socket = _rest_socket(settings) if settings.http_port else None
+    rest_socket = _rest_socket(settings) if settings.http.port else None
     runtime = Runtime(settings)
     redaction.install(runtime.secrets)
     await runtime.start()
@@ -320,12 +319,12 @@ async def serve(settings: Settings) -> None:
         config = uvicorn.Config(
             create_app(runtime=runtime),
             host=settings.host,
-            port=settings.http_port,
+            port=settings.http.port,
             log_level=settings.log_level.lower(),
             log_config=None,  # the root logging configured above
             # h11 with bounded heads and a deadline for each (rest/http_protocol.py).
-            http=guarded_protocol(settings.request_head_timeout_s, settings.max_header_bytes),
-            h11_max_incomplete_event_size=settings.max_header_bytes,
+            http=guarded_protocol(settings.http.head_timeout_s, settings.limits.max_header_bytes),
+            h11_max_incomplete_event_size=settings.limits.max_header_bytes,
         )
         http = _HttpServer(config)
         http_task = asyncio.create_task(http.serve(sockets=[rest_socket]))

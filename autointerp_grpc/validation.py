@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
-from typing import Any, Protocol
+from typing import Protocol
 
 from google.api import field_behavior_pb2
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from autointerp_grpc.config import Settings
+from autointerp_grpc import config
 from autointerp_grpc.descriptors import descriptor_of, enum_type_of, message_type_of
 from autointerp_grpc.errors import InvalidArgument
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
@@ -93,36 +92,10 @@ def check_required(message: Message, path: str = "", *, skip: frozenset[str] = f
             check_required(getattr(message, field.name), f"{where}.")
 
 
-def _setting(name: str) -> Any:
-    """The default of the setting ``name`` (config.Settings): the one place limits are
-    declared, with their rules and descriptions."""
-    return Settings.model_fields[name].default
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Size limits on what one request may ask for. Each is a setting of the same name
-    (``AUTOINTERP_<NAME>``, see :class:`~autointerp_grpc.config.Settings`, whose defaults
-    these are) and is checked before any work starts, so the work and memory per request
-    stay bounded."""
-
-    max_records: int = _setting("max_records")
-    max_tokens_per_record: int = _setting("max_tokens_per_record")
-    max_record_chars: int = _setting("max_record_chars")
-    """Characters of one record's text (its tokens joined)."""
-    max_request_chars: int = _setting("max_request_chars")
-    """Characters of all of a request's (or a bulk feature's) records together."""
-    max_request_tokens: int = _setting("max_request_tokens")
-    """Tokens of all of a request's (or a bulk feature's) records together."""
-    max_explanation_chars: int = _setting("max_explanation_chars")
-    max_top_logits: int = _setting("max_top_logits")
-    max_bulk_scorers: int = _setting("max_bulk_scorers")
-    max_bulk_features: int = _setting("max_bulk_features")
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Limits:
-        """The limits ``settings`` configure, every field read by its name."""
-        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
+Limits = config.Limits
+"""Size limits on what one request may ask for: the settings group ``limits.*``
+(:class:`~autointerp_grpc.config.Limits`), taken as it is, so each limit is declared once,
+with its rule and description."""
 
 
 class _HasTokens(Protocol):

@@ -12,7 +12,7 @@
 #    PEP 503 index, served on 127.0.0.1 for the build and passed as TORCH_INDEX_URL (set
 #    TORCH_INDEX_URL yourself to use another index, e.g. https://download.pytorch.org/whl/cpu).
 # 3. The CPU image run with `buildah run` (its CMD, SECRET set, the repo's fake LLM on the host
-#    as AUTOINTERP_LLM_BASE_URL): the README's explain curl must answer {"explanation": ...},
+#    as AUTOINTERP_LLM__BASE_URL): the README's explain curl must answer {"explanation": ...},
 #    gRPC health must say SERVING, the image's HEALTHCHECK must pass inside the container, and
 #    SIGTERM must stop it with exit status 0 within the grace period.
 # 4. Dockerfile.cuda, built too when the disk has room (IMAGE_SMOKE_CUDA_MIN_FREE_GB, default
@@ -229,9 +229,9 @@ echo "CMD: ${CMD[*]}; USER: $IMAGE_USER; ports: http $HTTP_PORT, grpc $GRPC_PORT
 ctr=$(bh from --pull=never --name "autointerp-image-smoke-$$" "$CPU_IMAGE")
 CONTAINERS+=("$ctr")
 # chroot isolation shares the host's network, so the ports are the host's loopback ones.
-ENVS=(--env "SECRET=$SECRET_VALUE" --env "AUTOINTERP_LLM_BASE_URL=http://127.0.0.1:$LLM_PORT/v1"
-    --env AUTOINTERP_HOST=127.0.0.1 --env "AUTOINTERP_HTTP_PORT=$HTTP_PORT"
-    --env "AUTOINTERP_GRPC_PORT=$GRPC_PORT" --env "AUTOINTERP_SHUTDOWN_GRACE_S=$GRACE_S")
+ENVS=(--env "SECRET=$SECRET_VALUE" --env "AUTOINTERP_LLM__BASE_URL=http://127.0.0.1:$LLM_PORT/v1"
+    --env AUTOINTERP_HOST=127.0.0.1 --env "AUTOINTERP_HTTP__PORT=$HTTP_PORT"
+    --env "AUTOINTERP_GRPC__PORT=$GRPC_PORT" --env "AUTOINTERP_SHUTDOWN_GRACE_S=$GRACE_S")
 t0=$(now)
 # buildah itself in the background (not the bh function, which would put a subshell between).
 buildah "${STORE[@]}" run --isolation chroot "${ENVS[@]}" "$ctr" -- "${CMD[@]}" >"$WORK/run-cpu.log" 2>&1 &

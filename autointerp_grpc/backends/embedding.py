@@ -227,31 +227,31 @@ class EmbeddingBackend:
         """Load the configured model (blocking; call it from a thread)."""
         from sentence_transformers import SentenceTransformer
 
-        device = pick_device(settings.embedding_device)
-        name_or_path = settings.embedding_model or str(bundled_model_path())
+        device = pick_device(settings.embedding.device)
+        name_or_path = settings.embedding.model or str(bundled_model_path())
         is_local = Path(name_or_path).exists()
         started = time.perf_counter()
         model = SentenceTransformer(
             name_or_path,
             device=device,
-            trust_remote_code=settings.embedding_trust_remote_code,
+            trust_remote_code=settings.embedding.trust_remote_code,
             local_files_only=is_local,
-            config_kwargs=settings.embedding_config_kwargs or None,
+            config_kwargs=settings.embedding.config_kwargs or None,
         )
         log.info(
             "loaded embedding model %s on %s in %.1f s",
-            "all-MiniLM-L6-v2 (bundled)" if settings.embedding_model is None else name_or_path,
+            "all-MiniLM-L6-v2 (bundled)" if settings.embedding.model is None else name_or_path,
             device,
             time.perf_counter() - started,
         )
         return cls(
             model,
             name_or_path,
-            coalesce=settings.embedding_coalesce,
-            window_s=settings.embedding_batch_window_ms / 1000,
-            max_batch=settings.embedding_max_batch,
-            encode_batch=settings.embedding_encode_batch,
-            encode_tokens=settings.embedding_encode_tokens,
+            coalesce=settings.embedding.coalesce,
+            window_s=settings.embedding.batch_window_ms / 1000,
+            max_batch=settings.embedding.max_batch,
+            encode_batch=settings.embedding.encode_batch,
+            encode_tokens=settings.embedding.encode_tokens,
         )
 
     def warm_up(self) -> None:

@@ -153,34 +153,34 @@ class LLMBackend:
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.metrics = metrics or Metrics()
         limits = httpx2.Limits(
-            max_connections=settings.llm_max_connections,
-            max_keepalive_connections=settings.llm_max_connections,
+            max_connections=settings.llm.max_connections,
+            max_keepalive_connections=settings.llm.max_connections,
         )
         # One keep-alive connection pool per base URL, shared by every request to it; each
         # response body is read (decoded) up to the limit.
         self._pools = {
-            url: BoundedHttpxClient(limits=limits, max_body_bytes=settings.llm_max_response_bytes)
+            url: BoundedHttpxClient(limits=limits, max_body_bytes=settings.llm.max_response_bytes)
             for url in set(settings.providers().values())
         }
-        self.default_provider = settings.llm_default_provider
+        self.default_provider = settings.llm.default_provider
         self._providers = {
             name: openai.AsyncOpenAI(
                 # Every request brings its own key (with_options); this placeholder is never sent.
                 api_key="unset",
                 base_url=url,
                 http_client=self._pools[url],
-                timeout=settings.llm_timeout_s,
-                max_retries=settings.llm_max_retries,
+                timeout=settings.llm.timeout_s,
+                max_retries=settings.llm.max_retries,
             )
             for name, url in settings.providers().items()
         }
         # Process-wide cap on upstream calls in flight, across every request, shared fairly.
-        self.gate = FairGate(settings.llm_max_concurrency)
+        self.gate = FairGate(settings.llm.max_concurrency)
         # One call, its retries included, never takes longer than this.
-        self._total_timeout_s = settings.llm_timeout_s * (settings.llm_max_retries + 1)
+        self._total_timeout_s = settings.llm.timeout_s * (settings.llm.max_retries + 1)
         self._limits = _Limits(
-            answer_bytes=settings.llm_max_answer_bytes,
-            slot_wait_s=settings.llm_slot_wait_s,
+            answer_bytes=settings.llm.max_answer_bytes,
+            slot_wait_s=settings.llm.slot_wait_s,
             request_s=settings.request_timeout_s,
         )
 

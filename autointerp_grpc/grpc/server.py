@@ -21,14 +21,14 @@ def grpc_server(
     server = grpc.aio.server(
         options=[
             # Larger messages are refused by grpc itself with RESOURCE_EXHAUSTED.
-            ("grpc.max_receive_message_length", settings.max_request_bytes),
+            ("grpc.max_receive_message_length", settings.limits.max_request_bytes),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
             # Clients reconnect (and re-resolve DNS) every few minutes, so replicas added by
             # an autoscaler get traffic; RPCs in flight on an old connection are not cut.
             ("grpc.max_connection_age_ms", 5 * 60 * 1000),
             # Metadata is open to anyone (health needs no secret): bounded like REST heads.
-            ("grpc.max_metadata_size", settings.max_header_bytes),
-            ("grpc.absolute_max_metadata_size", settings.max_header_bytes),
+            ("grpc.max_metadata_size", settings.limits.max_header_bytes),
+            ("grpc.absolute_max_metadata_size", settings.limits.max_header_bytes),
             # Connections with nothing in flight are closed after a while.
             ("grpc.max_connection_idle_ms", 5 * 60 * 1000),
             # grpc sets SO_REUSEPORT by default: a second instance on a taken port would

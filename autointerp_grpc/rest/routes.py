@@ -105,7 +105,7 @@ def _reader(
             if binding.body != "*":
                 return parse_query(dict(request.query_params), request_cls)
             body = await read_body(
-                request, settings.max_request_bytes, settings.request_head_timeout_s
+                request, settings.limits.max_request_bytes, settings.http.head_timeout_s
             )
         finally:
             done.set()

@@ -78,7 +78,7 @@ def test_mixed_lengths_come_back_in_order_within_budget() -> None:
 
 
 def test_the_budget_is_a_setting() -> None:
-    assert Settings().embedding_encode_tokens == 2048
+    assert Settings().embedding.encode_tokens == 2048
 
 
 _MEASURE = textwrap.dedent(

@@ -27,6 +27,7 @@ from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from autointerp_grpc.config import Settings
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.rest import fastjson
 from autointerp_grpc.rest.jsonmap import (
@@ -502,7 +503,7 @@ async def test_big_bodies_are_parsed_on_the_services_worker_pool(
             yield big
 
     binding = next(b for b in routes.http_bindings() if b.method.name == "ExplainDefault")
-    settings_ = type("S", (), {"max_request_bytes": 10**8, "request_head_timeout_s": 5.0})()
+    settings_ = Settings(max_request_bytes=10**8, request_head_timeout_s=5.0)
     read = routes._reader(_Request(), binding, settings_, asyncio.Event())  # type: ignore[arg-type]
     message = await read(pb.ExplainDefaultRequest)
     assert len(message.activations) == 200  # type: ignore[attr-defined]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import AsyncGenerator
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -23,6 +22,7 @@ import pytest
 from google.protobuf.message import Message
 from starlette.applications import Starlette
 
+from autointerp_grpc.config import Settings
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.rest import routes
 
@@ -71,7 +71,7 @@ class _FixedService:
 
 async def _post(response: Message | list[Message], path: str, body: bytes) -> httpx.Response:
     service = _FixedService(response)
-    limits = SimpleNamespace(max_request_bytes=10**7, request_head_timeout_s=5.0)
+    limits = Settings(max_request_bytes=10**7, request_head_timeout_s=5.0)
     app = Starlette(routes=routes.rpc_routes(lambda: service, lambda: limits))  # type: ignore[arg-type, return-value]
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://door") as client:

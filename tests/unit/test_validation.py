@@ -88,17 +88,21 @@ def test_key_must_be_header_safe_and_is_never_echoed(key: str) -> None:
     assert key not in info.value.message
 
 
-def test_every_limit_is_a_setting_of_its_name() -> None:
-    """Limits are declared once, as settings: each field's default is the setting's, and
-    ``from_settings`` reads every one (max_top_logits was not configurable when the limits
-    were copied field by field)."""
-    from dataclasses import fields
+def test_every_limit_is_a_setting_read_from_the_environment(monkeypatch) -> None:
+    """Limits are declared once, as the settings group ``limits.*`` (max_top_logits was not
+    configurable when the limits were copied field by field): each is read from its
+    environment variable, under its current name and its former one."""
+    from autointerp_grpc.config import FORMER_NAMES, Settings, env_name, former_env_name
 
-    from autointerp_grpc.config import Settings
-
-    names = [f.name for f in fields(Limits)]
+    names = list(Limits.model_fields)
     assert "max_top_logits" in names
-    for name in names:
-        assert getattr(Limits(), name) == Settings.model_fields[name].default, name
+    assert Settings().limits == Limits()
+    former = {path: old for old, path in FORMER_NAMES.items()}
+    for i, name in enumerate(names):
+        value = getattr(Limits(), name) + 1
+        variable = (
+            env_name(f"limits.{name}") if i % 2 else former_env_name(former[f"limits.{name}"])
+        )
+        monkeypatch.setenv(variable, str(value))
     configured = {name: getattr(Limits(), name) + 1 for name in names}
-    assert Limits.from_settings(Settings(**configured)) == Limits(**configured)
+    assert Settings().limits == Limits(**configured)
