@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -22,6 +23,8 @@ from pydantic import (
     field_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
+
+from autointerp_grpc.pricing import PriceError, PriceTable
 
 DEFAULT_LLM_BASE_URL = "https://openrouter.ai/api/v1"
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -237,6 +240,56 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field(
         default="text", description="text, or json for one JSON object per log line."
     )
+    store_dir: str = Field(
+        default="",
+        description="Directory of the LLM response store (an SQLite file in it, created on "
+        "first use): a call answered once is answered from it, with no provider call. Empty: "
+        "no store (unless AUTOINTERP_STORE_URL is set).",
+    )
+    store_url: SecretStr | None = Field(
+        default=None,
+        description="postgresql:// URL of a response store several replicas share (the "
+        "`postgres` extra); wins over AUTOINTERP_STORE_DIR. Never logged.",
+    )
+    prices: Annotated[dict[str, Any], NoDecode] = Field(
+        default_factory=dict,
+        description="Price table, a JSON object model -> dollars per million tokens, e.g. "
+        '{"openai/gpt-4o-mini": {"input": 0.15, "cached_input": 0.075, "output": 0.6}} '
+        "(optional batch_discount, default 0.5): the cost of calls whose provider reports "
+        "none, and of estimates.",
+    )
+
+    @field_validator("store_dir", mode="after")
+    @classmethod
+    def _store_dir_usable(cls, value: str) -> str:
+        if value and (Path(value).exists() and not Path(value).is_dir()):
+            raise _rule("must be a directory (it names a file)")
+        return value
+
+    @field_validator("store_url", mode="after")
+    @classmethod
+    def _store_url_postgres(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if urlsplit(value.get_secret_value()).scheme not in ("postgresql", "postgres"):
+            raise _rule("must be a postgresql:// URL")
+        return value
+
+    @field_validator("prices", mode="before")
+    @classmethod
+    def _prices_table(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except (ValueError, RecursionError):
+                raise _rule("must be a JSON object (it is not valid JSON)") from None
+        if not isinstance(value, dict):
+            raise _rule("must be a JSON object")
+        try:
+            PriceTable.parse(value)
+        except PriceError as exc:
+            raise _rule(str(exc)) from None
+        return value
 
     @field_validator("secret", mode="after")
     @classmethod

@@ -32,6 +32,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
 
+from autointerp_grpc.backends import store
 from autointerp_grpc.backends.llm import LLMClient
 from autointerp_grpc.descriptors import descriptor_of
 from autointerp_grpc.errors import (
@@ -240,20 +241,23 @@ class _Run:
         parts: FeatureSplit,
         usage: Usage,
         temperature: float | None,
+        draft: int = 0,
     ) -> str:
         client = self._client()
         try:
-            return await explain_records(
-                self.explainer,
-                client,
-                parts.explain_activating,
-                parts.explain_non_activating,
-                feature.top_positive_logits,
-                attention=feature.attention,
-                temperature=temperature,
-                latent_max=parts.latent_max,
-                max_chars=self.deps.limits.max_explanation_chars,
-            )
+            # Best-of-k's drafts are distinct samples of one prompt: each its own stored answer.
+            with store.candidate(draft):
+                return await explain_records(
+                    self.explainer,
+                    client,
+                    parts.explain_activating,
+                    parts.explain_non_activating,
+                    feature.top_positive_logits,
+                    attention=feature.attention,
+                    temperature=temperature,
+                    latent_max=parts.latent_max,
+                    max_chars=self.deps.limits.max_explanation_chars,
+                )
         finally:
             usage.add(client.usage)
 
@@ -347,7 +351,7 @@ class _Run:
         result.in_sample = parts.in_sample
         temperature = options.candidate_temperature if k > 1 else None
         drafts = await asyncio.gather(
-            *(self._explain(feature, parts, usage, temperature) for _ in range(k)),
+            *(self._explain(feature, parts, usage, temperature, draft) for draft in range(k)),
             return_exceptions=True,
         )
         explanations = [d for d in drafts if isinstance(d, str)]

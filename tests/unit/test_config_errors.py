@@ -52,6 +52,9 @@ BAD_VALUES: dict[str, str] = {
     "health_max_watchers": "0",
     "log_level": "verbose",
     "log_format": "xml",
+    "store_dir": "/dev/null",
+    "store_url": "mysql://user:pw@db/store",
+    "prices": '{"some-model": {"input": -1, "output": 1}}',
 }
 
 
