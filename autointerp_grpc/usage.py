@@ -82,21 +82,20 @@ class Usage:
         self.estimated = self.estimated or other.estimated
 
     def add_call(
-        self,
-        prompt_tokens: int = 0,
-        completion_tokens: int = 0,
-        cost: float | None = None,
-        cached_prompt_tokens: int = 0,
+        self, prompt_tokens: int = 0, completion_tokens: int = 0, cost: float | None = None
     ) -> None:
         """Count one upstream call with what its answer reported (nothing, if it failed); a
         cost that is not plausible (:func:`plausible_cost`) is not counted."""
         self.llm_calls += 1
         self.prompt_tokens += max(0, prompt_tokens)
         self.completion_tokens += max(0, completion_tokens)
-        self.cached_prompt_tokens += min(max(0, cached_prompt_tokens), max(0, prompt_tokens))
         kept = plausible_cost(cost)
         if kept is not None:
             self.costs.append(kept)
+
+    def add_prompt_cache(self, cached_prompt_tokens: int) -> None:
+        """Count prompt tokens of a counted call that the provider served from its cache."""
+        self.cached_prompt_tokens += max(0, cached_prompt_tokens)
 
     def add_stored(self, cost: float | None = None) -> None:
         """Count one call the response store answered, and what its answer had cost."""

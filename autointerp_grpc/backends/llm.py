@@ -676,7 +676,8 @@ class LLMClient(Client):
         cost = plausible_cost(extra.get("cost")) if isinstance(extra, dict) else None
         if cost is None and usage is not None:
             cost = self._store.prices.cost(self.model, prompt, completion, cached)
-        self._log.usage.add_call(prompt, completion, cost, cached)
+        self._log.usage.add_call(prompt, completion, cost)
+        self._log.usage.add_prompt_cache(cached)
         if self._observer is not None:
             self._observer.call(time.perf_counter() - began, outcome, prompt, completion)
         return _Counted(prompt, completion, cached, cost)
