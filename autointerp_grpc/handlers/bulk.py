@@ -28,7 +28,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -167,6 +167,13 @@ def _drafts_failed_note(k: int, written: int, error: pb.FeatureError) -> str:
     return f"best-of-k chose among {written} of {k} drafts: the others failed {why}"
 
 
+async def _as_draft(index: int, work: Awaitable[str]) -> str:
+    """``work`` as best-of-k's ``index``-th draft: the drafts are distinct samples of one
+    prompt, so each is its own entry in the response store."""
+    with store.candidate(index):
+        return await work
+
+
 class _Run:
     """One ExplainAndScore request: its resolved settings and per-feature work."""
 
@@ -241,23 +248,20 @@ class _Run:
         parts: FeatureSplit,
         usage: Usage,
         temperature: float | None,
-        draft: int = 0,
     ) -> str:
         client = self._client()
         try:
-            # Best-of-k's drafts are distinct samples of one prompt: each its own stored answer.
-            with store.candidate(draft):
-                return await explain_records(
-                    self.explainer,
-                    client,
-                    parts.explain_activating,
-                    parts.explain_non_activating,
-                    feature.top_positive_logits,
-                    attention=feature.attention,
-                    temperature=temperature,
-                    latent_max=parts.latent_max,
-                    max_chars=self.deps.limits.max_explanation_chars,
-                )
+            return await explain_records(
+                self.explainer,
+                client,
+                parts.explain_activating,
+                parts.explain_non_activating,
+                feature.top_positive_logits,
+                attention=feature.attention,
+                temperature=temperature,
+                latent_max=parts.latent_max,
+                max_chars=self.deps.limits.max_explanation_chars,
+            )
         finally:
             usage.add(client.usage)
 
@@ -351,7 +355,7 @@ class _Run:
         result.in_sample = parts.in_sample
         temperature = options.candidate_temperature if k > 1 else None
         drafts = await asyncio.gather(
-            *(self._explain(feature, parts, usage, temperature, draft) for draft in range(k)),
+            *(_as_draft(i, self._explain(feature, parts, usage, temperature)) for i in range(k)),
             return_exceptions=True,
         )
         explanations = [d for d in drafts if isinstance(d, str)]
