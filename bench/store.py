@@ -33,7 +33,9 @@ sys.path.insert(0, str(REPO / "testing"))
 from autointerp_testing.fake_llm import FakeLLMServer  # noqa: E402
 
 MODEL = "openai/gpt-4o-mini"
-PRICES = {MODEL: {"input": 0.15, "cached_input": 0.075, "output": 0.6}}
+# The fake LLM's own reported cost (1e-6 dollars a token), which wins over the table on live
+# calls; the same price here makes the estimate's dollars comparable.
+PRICES = {MODEL: {"input": 1.0, "output": 1.0}}
 API_KEY = "sk-bench-store"
 
 
@@ -129,7 +131,7 @@ def _figure(text: str, label: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description="Response store, estimate, budget")
     parser.add_argument("--features", type=int, default=40)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="autointerp-bench-store-"))
@@ -139,6 +141,7 @@ def main() -> None:
         process, target = _start(fake, root)
         try:
             rows = []
+            live_tokens, live_dollars = 0, 0.0
             fake.reset_stats()
             rc, text, seconds = _cli(target, features, root / "estimate.jsonl", "--estimate")
             estimated = _figure(text, "prompt tokens") + _figure(text, "completion tokens")
@@ -194,6 +197,19 @@ def main() -> None:
                     seconds,
                 )
             )
+            fake.reset_stats()
+            rc, text, seconds = _cli(target, features, root / "budget.jsonl", "--seed", "7")
+            tokens, dollars, stored = _totals(root / "budget.jsonl")
+            rows.append(
+                (
+                    f"resumed after --max-cost (rc {rc})",
+                    fake.stats()["requests"],
+                    f"{tokens:,} (whole file)",
+                    f"{dollars:.4f} (whole file)",
+                    str(stored),
+                    seconds,
+                )
+            )
         finally:
             process.terminate()
             process.wait(30)
@@ -203,7 +219,7 @@ def main() -> None:
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
     for row in table:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
-    error = abs(estimated - live_tokens) / live_tokens
+    error = abs(estimated - live_tokens) / max(1, live_tokens)
     print(f"\nestimate vs live tokens: {error:.1%} apart")
 
 
