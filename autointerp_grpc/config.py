@@ -40,6 +40,8 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from autointerp_grpc.pricing import PriceError, PriceTable
+
 DEFAULT_LLM_BASE_URL = "https://openrouter.ai/api/v1"
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -157,6 +159,26 @@ class LlmSettings(BaseModel):
         description="Largest model answer (the message content, UTF-8 bytes) the service "
         "parses; beyond it the call fails with UNAVAILABLE.",
     )
+
+    prices: Annotated[dict[str, Any], NoDecode] = Field(
+        default_factory=dict,
+        description="Price table, a JSON object model -> dollars per million tokens, e.g. "
+        '{"openai/gpt-4o-mini": {"input": 0.15, "cached_input": 0.075, "output": 0.6}} '
+        "(optional batch_discount, default 0.5): the cost of calls whose provider reports "
+        "none, and of estimates.",
+    )
+
+    @field_validator("prices", mode="before")
+    @classmethod
+    def _prices_table(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return {}
+        value = _json_object(value)
+        try:
+            PriceTable.parse(value)
+        except PriceError as exc:
+            raise _rule(str(exc)) from None
+        return value
 
     @field_validator("base_url", mode="after")
     @classmethod
@@ -303,6 +325,41 @@ class Limits(BaseModel):
     )
 
 
+class StoreSettings(BaseModel):
+    """The LLM response store (``AUTOINTERP_STORE__<NAME>``): a call answered once is
+    answered from it, with no provider call."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dir: str = Field(
+        default="",
+        description="Directory of the LLM response store (an SQLite file in it, created on "
+        "first use): a call answered once is answered from it, with no provider call. Empty: "
+        "no store (unless AUTOINTERP_STORE__URL is set).",
+    )
+    url: SecretStr | None = Field(
+        default=None,
+        description="postgresql:// URL of a response store several replicas share (the "
+        "`postgres` extra); wins over AUTOINTERP_STORE__DIR. Never logged.",
+    )
+
+    @field_validator("dir", mode="after")
+    @classmethod
+    def _store_dir_usable(cls, value: str) -> str:
+        if value and (Path(value).exists() and not Path(value).is_dir()):
+            raise _rule("must be a directory (it names a file)")
+        return value
+
+    @field_validator("url", mode="after")
+    @classmethod
+    def _store_url_postgres(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if urlsplit(value.get_secret_value()).scheme not in ("postgresql", "postgres"):
+            raise _rule("must be a postgresql:// URL")
+        return value
+
+
 FORMER_NAMES: dict[str, str] = {
     "grpc_port": "grpc.port",
     "health_max_watchers": "grpc.max_health_watchers",
@@ -445,6 +502,7 @@ class Settings(BaseSettings):
     llm: LlmSettings = Field(default_factory=LlmSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     limits: Limits = Field(default_factory=Limits)
+    store: StoreSettings = Field(default_factory=StoreSettings)
 
     @classmethod
     def settings_customise_sources(

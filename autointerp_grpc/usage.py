@@ -42,12 +42,26 @@ class Usage:
     costs: list[float] = field(default_factory=list)
     """Each reported cost (plausible ones only, see :func:`plausible_cost`); summed with fsum,
     which is exact, so the total does not depend on the order concurrent calls finished in."""
+    cached_responses: int = 0
+    """Calls the response store answered (not in ``llm_calls`` or the token counts)."""
+    cached_prompt_tokens: int = 0
+    """Prompt tokens the provider served from its prompt cache (part of ``prompt_tokens``)."""
+    saved_costs: list[float] = field(default_factory=list)
+    """The known costs of the store's answers when they were first paid for."""
+    estimated: bool = False
+    """The counts are a dry run's estimate (no call was made)."""
 
     @property
     def cost(self) -> float | None:
         """Total provider-reported cost; None when no call reported a plausible one. Always
         finite: a cost that is not plausible was never kept."""
         kept = [c for c in self.costs if plausible_cost(c) is not None]
+        return math.fsum(kept) if kept else None
+
+    @property
+    def saved_cost(self) -> float | None:
+        """What the store's answers saved; None when none of their costs is known."""
+        kept = [c for c in self.saved_costs if plausible_cost(c) is not None]
         return math.fsum(kept) if kept else None
 
     @property
@@ -62,6 +76,10 @@ class Usage:
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
         self.costs.extend(c for c in other.costs if plausible_cost(c) is not None)
+        self.cached_responses += other.cached_responses
+        self.cached_prompt_tokens += other.cached_prompt_tokens
+        self.saved_costs.extend(c for c in other.saved_costs if plausible_cost(c) is not None)
+        self.estimated = self.estimated or other.estimated
 
     def add_call(
         self, prompt_tokens: int = 0, completion_tokens: int = 0, cost: float | None = None
@@ -75,6 +93,17 @@ class Usage:
         if kept is not None:
             self.costs.append(kept)
 
+    def add_prompt_cache(self, cached_prompt_tokens: int) -> None:
+        """Count prompt tokens of a counted call that the provider served from its cache."""
+        self.cached_prompt_tokens += max(0, cached_prompt_tokens)
+
+    def add_stored(self, cost: float | None = None) -> None:
+        """Count one call the response store answered, and what its answer had cost."""
+        self.cached_responses += 1
+        kept = plausible_cost(cost)
+        if kept is not None:
+            self.saved_costs.append(kept)
+
     def to_proto(self) -> pb.Usage:
         message = pb.Usage(
             llm_calls=self.llm_calls,
@@ -84,6 +113,13 @@ class Usage:
         cost = self.cost
         if cost is not None:
             message.cost = cost
+        message.cached_responses = self.cached_responses
+        message.cached_prompt_tokens = self.cached_prompt_tokens
+        saved = self.saved_cost
+        if saved is not None:
+            message.saved_cost = saved
+        if self.estimated:
+            message.estimated = True
         return message
 
     @classmethod
@@ -95,13 +131,27 @@ class Usage:
             costs=[c for c in [message.cost] if plausible_cost(c) is not None]
             if message.HasField("cost")
             else [],
+            cached_responses=max(0, message.cached_responses),
+            cached_prompt_tokens=max(0, message.cached_prompt_tokens),
+            saved_costs=[c for c in [message.saved_cost] if plausible_cost(c) is not None]
+            if message.HasField("saved_cost")
+            else [],
+            estimated=message.estimated,
         )
 
     def describe(self) -> str:
         """One line for people: calls, tokens and cost."""
         cost = self.cost
         shown_cost = f"cost {cost:.6g}" if cost is not None else "cost not reported"
-        return (
+        line = (
             f"{self.llm_calls} LLM calls, {self.prompt_tokens:,} prompt tokens, "
             f"{self.completion_tokens:,} completion tokens, {shown_cost}"
         )
+        if self.cached_prompt_tokens:
+            line += f" ({self.cached_prompt_tokens:,} prompt tokens from the provider's cache)"
+        if self.cached_responses:
+            saved = self.saved_cost
+            line += f"; {self.cached_responses} answered by the response store" + (
+                f" (saved {saved:.6g})" if saved is not None else ""
+            )
+        return line

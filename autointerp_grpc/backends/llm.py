@@ -19,6 +19,12 @@ decode is UNAVAILABLE too, and a big answer is cleaned on a worker thread.
 
 Provider failures become typed errors (see :func:`translate_provider_error`) whose messages
 never contain the key, in any form (:func:`~autointerp_grpc.redaction.redact_value`).
+
+Every call is first looked up in the response store, where one is configured
+(:mod:`~autointerp_grpc.backends.store`): a stored answer is returned without a provider call
+and counted as ``usage.cachedResponses``; an answer the provider sends is stored. A call's cost
+is the provider's figure, else the price table's (:mod:`~autointerp_grpc.pricing`). A dry run
+(``LlmOptions.dry_run``) makes no call at all: it counts each rendered prompt's tokens.
 """
 
 from __future__ import annotations
@@ -40,6 +46,13 @@ from autointerp_grpc.backends.llm_transport import (
     ResponseTooLarge,
     SlotWaitExpired,
 )
+from autointerp_grpc.backends.store import (
+    GuardedStore,
+    StoredAnswer,
+    call_key,
+    candidate_index,
+    open_store,
+)
 from autointerp_grpc.config import Settings
 from autointerp_grpc.delphi_compat import Client, Response
 from autointerp_grpc.errors import (
@@ -52,6 +65,12 @@ from autointerp_grpc.errors import (
 )
 from autointerp_grpc.observability import Metrics, current_request
 from autointerp_grpc.offload import OFF_LOOP_ITEMS, bytes_as_items, off_loop
+from autointerp_grpc.pricing import (
+    CHARS_PER_TOKEN,
+    DRY_RUN_COMPLETION_TOKENS,
+    PriceTable,
+    count_tokens,
+)
 from autointerp_grpc.prompts import strip_reasoning
 from autointerp_grpc.redaction import redact_value
 from autointerp_grpc.usage import Usage, plausible_cost
@@ -78,6 +97,17 @@ _DEADLINE_MARGIN_S = 0.25
 
 # More tokens than any model's context: a reported count past it is not a count.
 _MAX_PLAUSIBLE_TOKENS = 100_000_000
+
+DRY_RUN_ANSWER = "[EXPLANATION]: placeholder answer of a dry run (no LLM call was made)"
+"""What a dry run's calls answer: a default-explainer answer, so an explainer's placeholder
+explanation goes on to the scorers' prompts (whose answers are placeholders too)."""
+
+
+def _provider_counts_cost(url: str) -> bool:
+    """Whether the provider at ``url`` reports a call's cost when asked (OpenRouter's usage
+    accounting, ``usage: {include: true}``); other providers may refuse the field."""
+    host = httpx2.URL(url).host
+    return host == "openrouter.ai" or host.endswith(".openrouter.ai")
 
 
 def _token_count(value: Any) -> int:
@@ -176,6 +206,13 @@ class LLMBackend:
         }
         # Process-wide cap on upstream calls in flight, across every request, shared fairly.
         self.gate = FairGate(settings.llm.max_concurrency)
+        url = settings.store.url.get_secret_value() if settings.store.url is not None else None
+        store = open_store(settings.store.dir, url)
+        self.store = GuardedStore(store) if store is not None else None
+        self.prices = PriceTable.parse(settings.llm.prices)
+        self._counts_cost = {
+            name: _provider_counts_cost(url) for name, url in settings.providers().items()
+        }
         # One call, its retries included, never takes longer than this.
         self._total_timeout_s = settings.llm.timeout_s * (settings.llm.max_retries + 1)
         self._limits = _Limits(
@@ -196,8 +233,13 @@ class LLMBackend:
         provider: str = "",
         max_tokens: int | None = None,
         reasoning_effort: str = "",
+        *,
+        fresh: bool = False,
+        dry_run: bool = False,
     ) -> LLMClient:
-        """A delphi ``Client`` for one request: its model, key and options over the shared pool."""
+        """A delphi ``Client`` for one request: its model, key and options over the shared pool.
+        ``fresh`` sends every call to the provider whatever the store holds; ``dry_run`` sends
+        none (see :class:`LLMClient`)."""
         name = provider or self.default_provider
         base = self._providers.get(name)
         if base is None:
@@ -219,11 +261,21 @@ class LLMBackend:
             observer=_Observer(self.metrics, name, model),
             total_timeout_s=self._total_timeout_s,
             limits=self._limits,
+            store=_StoreUse(
+                self.store,
+                provider=name,
+                fresh=fresh,
+                dry_run=dry_run,
+                prices=self.prices,
+                counts_cost=self._counts_cost.get(name, False),
+            ),
         )
 
     async def aclose(self) -> None:
         for pool in self._pools.values():
             await pool.aclose()
+        if self.store is not None:
+            await self.store.aclose()
 
 
 class _Observer:
@@ -244,6 +296,26 @@ class _Observer:
         stats = current_request.get()
         if stats is not None:
             stats.usage.add_call(prompt_tokens, completion_tokens)
+
+    def stored(self, cost: float | None) -> None:
+        """Count a call the response store answered in the current request's stats."""
+        stats = current_request.get()
+        if stats is not None:
+            stats.usage.add_stored(cost)
+
+
+@dataclass(frozen=True)
+class _StoreUse:
+    """How one client uses the response store, the price table and dry runs."""
+
+    store: GuardedStore | None = None
+    provider: str = ""
+    fresh: bool = False
+    """Skip lookups (the answers are still stored)."""
+    dry_run: bool = False
+    prices: PriceTable = field(default_factory=PriceTable)
+    counts_cost: bool = False
+    """The provider reports costs when the request asks (OpenRouter)."""
 
 
 @dataclass(frozen=True)
@@ -309,6 +381,54 @@ def _answer_bytes(text: str, limit: int) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
+def _logprobs_json(items: list[Any] | None) -> list[dict[str, Any]] | bool | None:
+    """Per-token log probabilities as the store keeps them (plain JSON); False when some item
+    is not one (such an answer is not stored)."""
+    if not items:
+        return None
+    out: list[dict[str, Any]] = []
+    for item in items:
+        if not isinstance(item, _TokenLogprob):
+            return False
+        tops = item.top_logprobs
+        out.append(
+            {
+                "token": item.token,
+                "logprob": item.logprob,
+                "bytes": item.bytes,
+                "top_logprobs": [
+                    {"token": t.token, "logprob": t.logprob, "bytes": t.bytes} for t in tops
+                ]
+                if tops is not None
+                else None,
+            }
+        )
+    return out
+
+
+def _usage_field(usage: Any, name: str) -> Any:
+    """A field of a provider's usage object or of a plain dict in it (the SDK leaves nested
+    objects it does not know as dicts)."""
+    if isinstance(usage, dict):
+        return usage.get(name)
+    value = getattr(usage, name, None)
+    if value is None:
+        extra = getattr(usage, "model_extra", None)
+        if isinstance(extra, dict):
+            value = extra.get(name)
+    return value
+
+
+@dataclass(frozen=True)
+class _Counted:
+    """What one call's answer reported, as counted."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    cost: float | None = None
+
+
 @dataclass
 class _CallLog:
     usage: Usage = field(default_factory=Usage)
@@ -349,8 +469,10 @@ class LLMClient(Client):
         observer: _Observer | None = None,
         total_timeout_s: float = 600.0,
         limits: _Limits | None = None,
+        store: _StoreUse | None = None,
     ) -> None:
         super().__init__(model)
+        self._store = store or _StoreUse()
         self._total_timeout_s = total_timeout_s
         self._openai = openai_client
         self._api_key = api_key
@@ -384,6 +506,22 @@ class LLMClient(Client):
     ) -> Response:
         params = {k: kwargs[k] for k in _FORWARDED_KWARGS if k in kwargs}
         params.update(self._overrides)
+        messages = _plain_messages(prompt)
+        use = self._store
+        key = (
+            call_key(use.provider, self.model, messages, params, candidate_index.get())
+            if use.store is not None
+            else ""
+        )
+        if use.store is not None and not use.fresh:
+            stored = await use.store.get(key)
+            if stored is not None:
+                return await self._replay(stored, params)
+        if use.dry_run:
+            return await self._dry_call(messages)
+        request: dict[str, Any] = {"model": self.model, "messages": messages, **params}
+        if use.counts_cost:
+            request["usage"] = {"include": True}
         began = time.perf_counter()
         # Calls of one request share a place in the queue for slots (a bulk run's features
         # each have their client but one request).
@@ -401,9 +539,7 @@ class LLMClient(Client):
                 # the total here bounds a provider that drips its answer slowly. The body
                 # comes back read (bounded) but not parsed: a big one is parsed off the loop.
                 raw = await self._openai.post(
-                    "/chat/completions",
-                    body={"model": self.model, "messages": _plain_messages(prompt), **params},
-                    cast_to=httpx2.Response,
+                    "/chat/completions", body=request, cast_to=httpx2.Response
                 )
             body = raw.content
             completion = await off_loop(bytes_as_items(len(body)), _completion_from, body)
@@ -423,7 +559,7 @@ class LLMClient(Client):
             raise error from None
         try:
             usage = getattr(completion, "usage", None)
-            self._account(began, "ok", usage)
+            counted = self._account(began, "ok", usage)
             choice = completion.choices[0]
             content = choice.message.content or ""
             logprobs = choice.logprobs.content if choice.logprobs is not None else None
@@ -436,6 +572,11 @@ class LLMClient(Client):
             self._log.errors.append(error)
             raise error from None
         text = await self._final_answer(content)
+        if use.store is not None:
+            await self._keep(key, content, logprobs, counted)
+        return self._answered(text, logprobs, params)
+
+    def _answered(self, text: str, logprobs: Any, params: dict[str, Any]) -> Response:
         self._log.answers.append(text)
         if params.get("logprobs"):
             self._log.logprobs_requested += 1
@@ -443,6 +584,48 @@ class LLMClient(Client):
         # delphi annotates Response.logprobs as list[float], but its scorers read OpenAI's
         # per-token objects (``.top_logprobs``), which is what is passed here.
         return Response(text=text, logprobs=logprobs or None)  # pyright: ignore[reportArgumentType]
+
+    async def _keep(self, key: str, content: str, logprobs: Any, counted: _Counted) -> None:
+        """Store a usable answer under its call's key (never the API key)."""
+        assert self._store.store is not None
+        plain = _logprobs_json(logprobs)
+        if plain is False:
+            return  # log probabilities we could not write back as they came: not stored
+        answer = StoredAnswer(
+            content=content,
+            logprobs=plain if isinstance(plain, list) else None,
+            model=self.model,
+            prompt_tokens=counted.prompt_tokens,
+            completion_tokens=counted.completion_tokens,
+            cached_prompt_tokens=counted.cached_prompt_tokens,
+            cost=counted.cost,
+            created=time.time(),
+        )
+        await self._store.store.put(key, answer)
+
+    async def _replay(self, stored: StoredAnswer, params: dict[str, Any]) -> Response:
+        """A stored answer, read as a provider's would be (the answer limit, the reasoning
+        trace stripped), counted as a store hit: no call, and what it cost saved."""
+        self._log.usage.add_stored(stored.cost)
+        if self._observer is not None:
+            self._observer.stored(stored.cost)
+        text = await self._final_answer(stored.content)
+        logprobs = (
+            [_TokenLogprob(item) for item in stored.logprobs if isinstance(item, dict)]
+            if stored.logprobs
+            else None
+        )
+        return self._answered(text, logprobs, params)
+
+    async def _dry_call(self, messages: list[dict[str, str]]) -> Response:
+        """A dry run's call: the prompt's tokens counted, none sent, a placeholder answer."""
+        chars = sum(len(m["content"]) for m in messages)
+        prompt_tokens = await off_loop(chars // CHARS_PER_TOKEN, count_tokens, messages)
+        completion_tokens = DRY_RUN_COMPLETION_TOKENS
+        cost = self._store.prices.cost(self.model, prompt_tokens, completion_tokens)
+        self._log.usage.add_call(prompt_tokens, completion_tokens, cost)
+        self._log.usage.estimated = True
+        return self._answered(DRY_RUN_ANSWER, None, {})
 
     def _call_error(self, exc: Exception) -> AutoInterpError:
         """The typed error for a call that got no usable body."""
@@ -475,15 +658,26 @@ class LLMClient(Client):
             self._log.errors.append(error)
             raise error from None
 
-    def _account(self, began: float, outcome: str, usage: Any) -> None:
+    def _account(self, began: float, outcome: str, usage: Any) -> _Counted:
         """Count one call (and what its answer reported) in the request's usage and the
-        metrics; counts a provider reported that are not plausible token counts read as 0."""
+        metrics; counts a provider reported that are not plausible token counts read as 0.
+        The cost is the provider's where it reports a plausible one, else the price table's
+        (cached prompt tokens at their price)."""
         prompt = _token_count(getattr(usage, "prompt_tokens", 0))
         completion = _token_count(getattr(usage, "completion_tokens", 0))
+        details = _usage_field(usage, "prompt_tokens_details") if usage is not None else None
+        cached = min(
+            _token_count(_usage_field(details, "cached_tokens")) if details is not None else 0,
+            prompt,
+        )
         # OpenRouter reports the call's cost as an extra usage field.
         extra = getattr(usage, "model_extra", None)
         # Implausible costs (1e308, inf, NaN, negative, strings) read as unknown.
         cost = plausible_cost(extra.get("cost")) if isinstance(extra, dict) else None
+        if cost is None and usage is not None:
+            cost = self._store.prices.cost(self.model, prompt, completion, cached)
         self._log.usage.add_call(prompt, completion, cost)
+        self._log.usage.add_prompt_cache(cached)
         if self._observer is not None:
             self._observer.call(time.perf_counter() - began, outcome, prompt, completion)
+        return _Counted(prompt, completion, cached, cost)

@@ -14,8 +14,8 @@ process's arguments. Neither the secret nor the key is ever printed or written t
 
 Exit status: 0 success; 1 a call failed or (``run``) some feature failed, a scorer's failure
 included; 2 a usage error (bad arguments, unreadable or malformed input, an unknown method, a
-request the server rejected as a whole); 130 interrupted (``run`` resumes where it stopped
-when started again).
+request the server rejected as a whole); 3 (``run``) stopped at ``--max-cost``; 130
+interrupted (``run`` resumes where it stopped when started again).
 
 Input files are read as hostile input (:mod:`.jsonread`): streamed, no line (or JSON document
 spread over lines) longer than ``--max-line-bytes`` (default 16 MiB), nesting at most 100

@@ -283,6 +283,24 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
         "600); 0: never (default: %(default)s)",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--estimate",
+        action="store_true",
+        help="print the projected calls, tokens and dollars (live and batch) of the features "
+        "still to do, from a dry run of a sample (no LLM call), and exit",
+    )
+    run.add_argument(
+        "--estimate-sample",
+        type=int,
+        default=20,
+        help="features the estimate dry-runs (default: %(default)s)",
+    )
+    run.add_argument(
+        "--max-cost",
+        type=float,
+        help="stop the run once it has spent this many dollars (exit status 3; results so "
+        "far are kept and a rerun resumes)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -290,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="autointerp",
         description="Explain and score neurons / SAE latents with an autointerp server.",
-        epilog="Exit status: 0 ok, 1 a call or some feature failed, 2 usage error.",
+        epilog="Exit status: 0 ok, 1 a call or some feature failed, 2 usage error, 3 run "
+        "stopped at --max-cost.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = _common(DEFAULT_TIMEOUT_S, "deadline of the call in seconds (default: %(default)s)")

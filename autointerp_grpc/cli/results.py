@@ -212,5 +212,13 @@ class RunStats:
             if len(self.failed) > SHOWN_FAILURES:
                 print(f"  ... and {len(self.failed) - SHOWN_FAILURES} more", file=out)
         print(f"\nusage: {self.usage.describe()}", file=out)
+        if finished:
+            cost = self.usage.cost
+            shown = f", {cost / finished:.6g} dollars" if cost is not None else ""
+            print(
+                f"per feature: {self.usage.tokens / finished:,.0f} tokens{shown}, "
+                f"{self.usage.cached_responses / finished:.1f} calls from the response store",
+                file=out,
+            )
         rate = finished / wall * 60 if wall > 0 else 0.0
         print(f"time: {wall:.1f} s wall, {rate:.1f} features/min", file=out)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import sys
 from pathlib import Path
 
 import grpc
 
+from autointerp_grpc.cli.estimate import Budget, budget_status, estimate
 from autointerp_grpc.cli.inputs import (
     UsageError,
     api_key,
@@ -121,6 +123,10 @@ async def _run_async(args: argparse.Namespace) -> int:
         except bulk.FatalRunError as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
+        if args.estimate:
+            projection = await estimate(alive, template, todo, args.estimate_sample)
+            projection.print(sys.stdout, args.model)
+            return 0
         return await _execute(
             args,
             servers=alive,
@@ -167,6 +173,14 @@ async def _execute(
         stats.retried += 1
 
     status = 0
+    budget: Budget | None = None
+
+    def used(usage: pb.Usage) -> None:
+        if budget is not None:
+            budget.add(usage)  # adds it to stats.usage too
+        else:
+            stats.usage.add(usage)
+
     try:
         jobs: list[bulk.Job] = []
         for feature in todo:
@@ -186,15 +200,19 @@ async def _execute(
                 stream_timeout=args.timeout,
                 idle_timeout=args.idle_timeout or None,
                 on_result=finish,
-                on_usage=stats.usage.add,
+                on_usage=used,
                 on_retry=retried,
             )
+            if args.max_cost is not None:
+                budget = Budget(runner, args.max_cost, stats.usage)
             await runner.run()
     except bulk.FatalRunError as error:
         bar.close()
         print(f"error: {error}", file=sys.stderr)
         print(f"stopped; results so far are in {output}; a rerun resumes there", file=sys.stderr)
-        status = 2 if error.code == grpc.StatusCode.INVALID_ARGUMENT else 1
+        status = budget_status(error) or (
+            2 if error.code == grpc.StatusCode.INVALID_ARGUMENT else 1
+        )
     finally:
         bar.close()
         writer.close()
@@ -212,6 +230,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("--retries must be at least 0")
     if not args.idle_timeout >= 0:
         raise UsageError("--idle-timeout must be at least 0")
+    if args.max_cost is not None and not (math.isfinite(args.max_cost) and args.max_cost > 0):
+        raise UsageError("--max-cost must be a positive number of dollars")
+    if args.estimate_sample < 1:
+        raise UsageError("--estimate-sample must be at least 1")
     if Path(args.output).resolve() == Path(args.input).resolve():
         raise UsageError("--output must not be the --input file")
     return asyncio.run(_run_async(args))

@@ -240,6 +240,13 @@ class BulkRunner:
             raise self.fatal
         workers.result()  # re-raises a worker's unexpected exception
 
+    def stop(self, error: FatalRunError) -> None:
+        """End the run with ``error`` (a budget reached, say): no new batch starts and the
+        open streams are cancelled; their unfinished features are left for a resumed run."""
+        if self.fatal is None:
+            self.fatal = error
+            self._stopped.set()
+
     async def _worker(self) -> None:
         while True:
             async with self._changed:

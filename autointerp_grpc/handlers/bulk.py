@@ -28,10 +28,11 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from autointerp_grpc.backends import store
 from autointerp_grpc.backends.llm import LLMClient
 from autointerp_grpc.descriptors import descriptor_of
 from autointerp_grpc.errors import (
@@ -160,6 +161,13 @@ def _drafts_failed_note(k: int, written: int, error: pb.FeatureError) -> str:
             f"best-of-k kept the only one of {k} drafts that was written: the others failed {why}"
         )
     return f"best-of-k chose among {written} of {k} drafts: the others failed {why}"
+
+
+async def _as_draft(index: int, work: Awaitable[str]) -> str:
+    """``work`` as best-of-k's ``index``-th draft: the drafts are distinct samples of one
+    prompt, so each is its own entry in the response store."""
+    with store.candidate(index):
+        return await work
 
 
 class _Run:
@@ -343,7 +351,7 @@ class _Run:
         result.in_sample = parts.in_sample
         temperature = options.candidate_temperature if k > 1 else None
         drafts = await asyncio.gather(
-            *(self._explain(feature, parts, usage, temperature) for _ in range(k)),
+            *(_as_draft(i, self._explain(feature, parts, usage, temperature)) for i in range(k)),
             return_exceptions=True,
         )
         explanations = [d for d in drafts if isinstance(d, str)]

@@ -45,4 +45,6 @@ def llm_client(llm: pb.LlmOptions, deps: Deps) -> LLMClient:
         provider=llm.provider,
         max_tokens=llm.max_tokens if llm.HasField("max_tokens") else None,
         reasoning_effort=llm.reasoning_effort,
+        fresh=llm.fresh,
+        dry_run=llm.dry_run,
     )

@@ -62,6 +62,9 @@ BAD_VALUES: dict[str, str] = {
     "grpc.max_health_watchers": "0",
     "log_level": "verbose",
     "log_format": "xml",
+    "store.dir": "/dev/null",
+    "store.url": "mysql://user:pw@db/store",
+    "llm.prices": '{"some-model": {"input": -1, "output": 1}}',
 }
 
 

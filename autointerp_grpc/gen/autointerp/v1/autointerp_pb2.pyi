@@ -153,30 +153,42 @@ class ErrorResponse(_message.Message):
     def __init__(self, detail: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...
 
 class LlmOptions(_message.Message):
-    __slots__ = ("model", "api_key", "provider", "max_tokens", "reasoning_effort")
+    __slots__ = ("model", "api_key", "provider", "max_tokens", "reasoning_effort", "fresh", "dry_run")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     API_KEY_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
     REASONING_EFFORT_FIELD_NUMBER: _ClassVar[int]
+    FRESH_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     model: str
     api_key: str
     provider: str
     max_tokens: int
     reasoning_effort: str
-    def __init__(self, model: _Optional[str] = ..., api_key: _Optional[str] = ..., provider: _Optional[str] = ..., max_tokens: _Optional[int] = ..., reasoning_effort: _Optional[str] = ...) -> None: ...
+    fresh: bool
+    dry_run: bool
+    def __init__(self, model: _Optional[str] = ..., api_key: _Optional[str] = ..., provider: _Optional[str] = ..., max_tokens: _Optional[int] = ..., reasoning_effort: _Optional[str] = ..., fresh: _Optional[bool] = ..., dry_run: _Optional[bool] = ...) -> None: ...
 
 class Usage(_message.Message):
-    __slots__ = ("llm_calls", "prompt_tokens", "completion_tokens", "cost")
+    __slots__ = ("llm_calls", "prompt_tokens", "completion_tokens", "cost", "cached_responses", "cached_prompt_tokens", "saved_cost", "estimated")
     LLM_CALLS_FIELD_NUMBER: _ClassVar[int]
     PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
     COST_FIELD_NUMBER: _ClassVar[int]
+    CACHED_RESPONSES_FIELD_NUMBER: _ClassVar[int]
+    CACHED_PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SAVED_COST_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_FIELD_NUMBER: _ClassVar[int]
     llm_calls: int
     prompt_tokens: int
     completion_tokens: int
     cost: float
-    def __init__(self, llm_calls: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost: _Optional[float] = ...) -> None: ...
+    cached_responses: int
+    cached_prompt_tokens: int
+    saved_cost: float
+    estimated: bool
+    def __init__(self, llm_calls: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost: _Optional[float] = ..., cached_responses: _Optional[int] = ..., cached_prompt_tokens: _Optional[int] = ..., saved_cost: _Optional[float] = ..., estimated: _Optional[bool] = ...) -> None: ...
 
 class DefaultExplainerParams(_message.Message):
     __slots__ = ("threshold", "show_activations", "chain_of_thought")
