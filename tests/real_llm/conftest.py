@@ -85,7 +85,9 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServ
         "--host", "127.0.0.1",
         "--port", str(port),
         "--n_ctx", str(CONTEXT_TOKENS),
-        "--n_threads", str(max(1, min(4, os.cpu_count() or 1))),
+        # One thread: on a shared 2-core machine two threads spin at every barrier (measured
+        # 2-8 tokens/s with two under load, 16-23 with one).
+        "--n_threads", os.environ.get("AUTOINTERP_REAL_LLM_THREADS", "1"),
         # One request generates at a time; a new one must not cut the running one short.
         "--interrupt_requests", "false",
     ]  # fmt: skip
