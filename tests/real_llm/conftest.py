@@ -19,22 +19,17 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from real_llm_support import CONTEXT_TOKENS, REAL_LLM_PACKAGES, REPORT, REQUEST_TIMEOUT_S
+from real_llm_support import (
+    CONTEXT_TOKENS,
+    REAL_LLM_PACKAGES,
+    REPORT,
+    REQUEST_TIMEOUT_S,
+    LlamaServer,
+)
 from support import RunningServer, free_port, launch_server, stop_server
-
-
-@dataclass
-class LlamaServer:
-    base_url: str
-    log_path: Path
-    process: subprocess.Popen
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 def model_path() -> Path:

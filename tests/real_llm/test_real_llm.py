@@ -15,6 +15,7 @@ output, simulation mode).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -25,7 +26,7 @@ import grpc
 import httpx
 import pytest
 from google.protobuf import json_format
-from real_llm_support import REPORT, REQUEST_TIMEOUT_S
+from real_llm_support import REPORT, REQUEST_TIMEOUT_S, LlamaServer
 from samples import RIGHT_EXPLANATION, cat_records, many_cat_records
 from support import RunningServer
 
@@ -261,3 +262,30 @@ async def test_what_a_24_record_request_sends(service: RunningServer, method: st
         _check_score(method, data, len(records))
     else:
         assert code in TYPED_FAILURES, (status, data)
+
+
+async def test_a_request_that_ends_leaves_no_queued_generation(
+    service: RunningServer, llama_server: LlamaServer
+) -> None:
+    """Upstream cancellation, seen from llama.cpp's side: a request's deadline closes its
+    upstream calls. llama-cpp-python's server generates one answer at a time; the calls still
+    queued behind it are dropped unanswered ("before llm invoked" in its log) instead of
+    being generated for nobody. (It finishes the answer it is generating, bounded by
+    ``maxTokens``: it checks for a gone client only before it starts.)"""
+    marker = "Disconnected from client (via refresh/close) before llm invoked"
+    before = llama_server.log_text().count(marker)
+    # 14 records at 5 per prompt: 3 calls at once, 2 of them queued at llama.cpp's server.
+    request = json_format.ParseDict(_score_body("detection", cat_records()), pb.ScoreRequest())
+    async with grpc.aio.insecure_channel(service.grpc_target) as channel:
+        stub = pb_grpc.AutoInterpStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.Score(request, metadata=(("x-secret-key", service.secret),), timeout=1.5)
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        dropped = llama_server.log_text().count(marker) - before
+        if dropped >= 1:
+            break
+        await asyncio.sleep(1)
+    REPORT.append({"method": "cancellation", "dropped_queued_calls": dropped})
+    assert dropped >= 1, llama_server.log_text()[-2000:]
