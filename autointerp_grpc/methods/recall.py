@@ -23,6 +23,7 @@ from autointerp_grpc.methods.scorer_common import (
 )
 from autointerp_grpc.methods.seeding import content_seed
 from autointerp_grpc.methods.spec import ScoreContext, ScoreResult
+from autointerp_grpc.methods.structured import StructuredOutput
 from autointerp_grpc.offload import off_loop
 from autointerp_grpc.records import example_token_count, str_tokens_of
 
@@ -49,14 +50,13 @@ async def run_recall(ctx: ScoreContext[RecallScorerParams]) -> ScoreResult:
     size = example_token_count(ctx.split.in_order)
     rng = random.Random(await off_loop(size, content_seed, p.seed, ctx.split, "recall"))
     batches = balanced_layout([item.activating for item in items], p.examples_per_prompt, rng)
+    structured = StructuredOutput(prompts.RECALL_RESPONSE_FORMAT)
 
     async def judge(batch: list[int]) -> None:
         texts = [items[i].text for i in batch]
         try:
-            response = await client.generate(
-                prompts.recall_messages(ctx.explanation, texts),
-                temperature=0.0,
-                response_format=prompts.RECALL_RESPONSE_FORMAT,
+            response = await structured.generate(
+                client, prompts.recall_messages(ctx.explanation, texts), temperature=0.0
             )
             answers = prompts.parse_recall_answer(response.text, len(batch))
         except (AutoInterpError, ValueError):
@@ -76,6 +76,7 @@ async def run_recall(ctx: ScoreContext[RecallScorerParams]) -> ScoreResult:
         ctx.min_answered,
         [prompt_of[i] for i in real],
     )
+    result.notes.append(structured.note)
     result.breakdown = items
     judged = [item.prediction for item in items if item.decoy and item.HasField("prediction")]
     if judged:

@@ -54,6 +54,7 @@ from autointerp_grpc.methods.scorer_common import (
 )
 from autointerp_grpc.methods.simulation_ev import EvOutcome, simulate_ev
 from autointerp_grpc.methods.spec import ScoreContext, ScoreResult
+from autointerp_grpc.methods.structured import StructuredOutput
 from autointerp_grpc.prompts.common import loads_answer
 from autointerp_grpc.records import Split, str_tokens_of
 
@@ -213,23 +214,12 @@ async def _run_json(
     client = ctx.client
     assert client is not None
     simulator = NeuronSimulator(client, ctx.explanation, use_logprobs=False)
-    structured = [bool(ctx.params.structured_output)]
-    notes = list(notes)
+    structured = StructuredOutput(_SIMULATION_FORMAT, enabled=bool(ctx.params.structured_output))
 
     async def simulate(tokens: list[str]) -> list[float] | None:
         prompt = simulator._make_json_prompt(tokens)
-        kwargs: dict[str, Any] = {"max_tokens": JSON_MAX_TOKENS}
-        if structured[0]:
-            kwargs["response_format"] = _SIMULATION_FORMAT
         try:
-            response = await client.generate(prompt, **kwargs)
-        except InvalidArgument:
-            if not structured[0]:
-                return None
-            # The provider rejected the request; most often it does not do structured output.
-            structured[0] = False
-            notes.append("The provider rejected structured output; asked for plain JSON instead.")
-            return await simulate(tokens)
+            response = await structured.generate(client, prompt, max_tokens=JSON_MAX_TOKENS)
         except AutoInterpError:
             return None
         try:
@@ -242,6 +232,7 @@ async def _run_json(
         [lambda e=e: simulate(list(str_tokens_of(e))) for e in records], ctx.request_concurrency
     )
     errors = client.errors[errors_from:]
+    notes = [*notes, structured.note]
     return _simulation_result(ctx.split, predictions, errors, notes, ctx.min_answered)
 
 

@@ -222,6 +222,7 @@ async def test_api_keys_are_checked_and_never_echoed(fake):
         "status",
         "n_examples",
         "prompt",
+        "response_format",
         "fault",
         "duration_ms",
     }

@@ -270,7 +270,9 @@ async def test_auto_falls_back_to_json_and_says_why() -> None:
     result = await _score(client)
     assert "rejected the request" in result.notes[0]
     assert result.coverage is not None and result.coverage.answered == 12  # no stale error
-    assert len(result.notes) == 2  # the mode note and the small-sample note only
+    # The mode note, which structured output ran, and the small-sample note only.
+    assert len(result.notes) == 3
+    assert result.notes[1].startswith("Answers asked for with ")
 
 
 async def test_explicit_logprob_ev_without_logprobs_fails_clearly() -> None:

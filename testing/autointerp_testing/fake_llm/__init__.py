@@ -34,10 +34,10 @@ request kind (in brackets) is what :meth:`FakeLLMServer.stats` counts:
 carries an OpenRouter-style ``cost``.
 
 Faults ("429", "500", "bad_key", "no_credits", "garbage", "wrong_length", "hang", "think",
-"no_logprobs", "reject_logprobs", answers that are not chat completions or arrive too
-slowly: "not_json", "choices_string", "no_message", "bad_usage", "drip", and a hostile
-provider's: "huge_cost", "nested_body", "huge_body", "gzip_bomb", "lying_length", "echo_key",
-"redirect_bomb", "logprobs_flood";
+"no_logprobs", "reject_logprobs", "reject_json_schema", answers that are not chat
+completions or arrive too slowly: "not_json", "choices_string", "no_message", "bad_usage",
+"drip", and a hostile provider's: "huge_cost", "nested_body", "huge_body", "gzip_bomb",
+"lying_length", "echo_key", "redirect_bomb", "logprobs_flood";
 :mod:`.faults` describes each; ``@answer=<name>`` serves one of its hostile answers) and
 latency can be injected through the constructor and setters, per request through the
 model name (``gpt-4o-mini@fault=429@latency=200``) or at runtime with ``POST /_control``

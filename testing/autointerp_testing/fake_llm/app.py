@@ -32,6 +32,7 @@ from autointerp_testing.fake_llm.faults import (
     BOMB_BYTES,
     ERROR_FAULTS,
     HUGE_BODY_BYTES,
+    JSON_SCHEMA_REJECTED,
     LOGPROBS_REJECTED,
     THINK_TRACE,
     Directives,
@@ -85,6 +86,25 @@ def _json(status: int, payload: object, headers: dict[str, str] | None = None) -
 
 def _error(status: int, error: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
     return _json(status, error_body(error), headers)
+
+
+def _refused_parameters(
+    fault: str | None, payload: dict[str, Any]
+) -> tuple[int, dict[str, Any]] | None:
+    """The error of a provider refusing parameters it does not take ("reject_logprobs":
+    log probabilities, HTTP 400; "reject_json_schema": a json_schema ``response_format``,
+    HTTP 422), or None."""
+    asks_logprobs = bool(payload.get("logprobs")) or payload.get("top_logprobs") is not None
+    if fault == "reject_logprobs" and asks_logprobs:
+        return 400, LOGPROBS_REJECTED
+    response_format = payload.get("response_format")
+    if (
+        fault == "reject_json_schema"
+        and isinstance(response_format, dict)
+        and response_format.get("type") == "json_schema"
+    ):
+        return 422, JSON_SCHEMA_REJECTED
+    return None
 
 
 async def _client_left(request: Request, seconds: float) -> bool:
@@ -282,6 +302,11 @@ class _Endpoints:
         record["n_examples"] = answer.n_examples
         # What the model was shown, so tests can check which records reached which prompt.
         record["prompt"] = last_user_message(messages)
+        response_format = payload.get("response_format")
+        # Which structured output was asked for (its type), if any.
+        record["response_format"] = (
+            response_format.get("type") if isinstance(response_format, dict) else None
+        )
         if denied is not None:
             exchange.settle(denied[0])
             return _error(*denied)
@@ -301,10 +326,10 @@ class _Endpoints:
                 return Response()
             exchange.settle(504)
             return _error(504, _GATEWAY_TIMEOUT)
-        asks_logprobs = bool(payload.get("logprobs")) or payload.get("top_logprobs") is not None
-        if fault == "reject_logprobs" and asks_logprobs:
-            exchange.settle(400)
-            return _error(400, LOGPROBS_REJECTED)
+        refused = _refused_parameters(fault, payload)
+        if refused is not None:
+            exchange.settle(refused[0])
+            return _error(*refused)
 
         content = answer.content(fault) if directives.answer is None else directives.answer
         reasoning = None

@@ -18,7 +18,10 @@ The modes (:data:`FAULT_MODES`):
   request asked for, like a provider that does not return them; the ``@logprobs=0`` model
   directive does the same per request), "reject_logprobs" (HTTP 400 with
   :data:`LOGPROBS_REJECTED` for a request that asks for log probabilities, the right answer
-  to one that does not, like a provider that refuses the parameters);
+  to one that does not, like a provider that refuses the parameters), "reject_json_schema"
+  (HTTP 422 with :data:`JSON_SCHEMA_REJECTED` for a ``response_format`` of type
+  ``json_schema``, the right answer to ``json_object`` or none, as llama-cpp-python's server
+  answers);
 * hostile but usable — "bad_usage" (the right answer; its ``usage`` counts are negative,
   huge (10**15) or strings, see :data:`BAD_USAGES`), "drip" (the right answer, its body sent
   ``DRIP_CHUNK_BYTES`` at a time every ``DRIP_INTERVAL_S`` seconds: no single read waits
@@ -51,6 +54,7 @@ __all__ = [
     "HOSTILE_ANSWERS",
     "HUGE_BODY_BYTES",
     "INVALID_KEY_ERROR",
+    "JSON_SCHEMA_REJECTED",
     "LOGPROBS_REJECTED",
     "LONG_ANSWER",
     "MISSING_KEY_ERROR",
@@ -83,6 +87,7 @@ FAULT_MODES: frozenset[str] = frozenset(
         "drip",
         "no_logprobs",
         "reject_logprobs",
+        "reject_json_schema",
         "huge_cost",
         "nested_body",
         "huge_body",
@@ -194,6 +199,15 @@ LOGPROBS_REJECTED: dict[str, Any] = {
     "code": "unsupported_parameter",
 }
 """The error of the "reject_logprobs" fault (HTTP 400)."""
+
+JSON_SCHEMA_REJECTED: dict[str, Any] = {
+    "message": "Input should be 'text' or 'json_object'",
+    "type": "literal_error",
+    "param": "response_format.type",
+    "code": None,
+}
+"""The error of the "reject_json_schema" fault (HTTP 422), after llama-cpp-python's server's
+validation error for ``response_format.type``."""
 
 ERROR_FAULTS: dict[str, tuple[int, dict[str, Any]]] = {
     "429": (429, RATE_LIMIT_ERROR),

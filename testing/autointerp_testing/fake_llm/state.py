@@ -129,7 +129,8 @@ class FakeLLMState:
         no answer, e.g. a hang, a client that left or a stop) and ``records``, one per request:
         kind (see :data:`REQUEST_KINDS`), model (bare), status, n_examples (examples of a
         detection, fuzz or intruder prompt, texts of a recall prompt, tokens of a simulation
-        prompt; None otherwise), prompt (the last user message), fault, duration_ms.
+        prompt; None otherwise), prompt (the last user message), response_format (its type,
+        or None), fault, duration_ms.
         """
         with self._lock:
             return {
