@@ -32,8 +32,8 @@ from support import RunningServer
 
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc
-from autointerp_grpc.jsonmap import to_json_dict
 from autointerp_grpc.methods.explainers import ANY_ANSWER_SHAPE
+from autointerp_grpc.rest.jsonmap import to_json_dict
 
 pytestmark = pytest.mark.real_llm
 
