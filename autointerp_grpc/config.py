@@ -631,7 +631,9 @@ def load_settings() -> Settings:
             rule = error["msg"].removeprefix("Value error, ")
             path = ".".join(str(part).lower() for part in error["loc"][:2])
             if error["type"] == "ports_differ":
+                # Name both ports the way the operator wrote them (former or grouped names).
                 setting = _named("http.port", former)
+                rule = f"must differ from {_named('grpc.port', former)} (0 turns the REST door off)"
             elif path in _PATH_TO_FORMER or path.split(".")[0] in Settings.model_fields:
                 setting = _named(path, former)
             else:  # a rule across settings names them itself
