@@ -16,7 +16,7 @@ from samples import RIGHT_EXPLANATION, cat_records
 
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2_grpc as pb_grpc
-from autointerp_grpc.jsonmap import to_json_dict
+from autointerp_grpc.rest.jsonmap import to_json_dict
 
 LLM = {"model": "openai/gpt-4o-mini", "apiKey": "sk-structured-test-key"}
 BODIES: dict[str, dict[str, Any]] = {
