@@ -239,7 +239,7 @@ def _check_score(method: str, data: dict[str, Any], n_records: int) -> None:
         assert len([i for i in data["breakdown"] if i["recordIndex"] >= 0]) == n_records
     interval = data.get("confidenceInterval")
     if interval:  # proto3 JSON leaves out a bound of 0.0
-        assert interval.get("low", 0.0) <= score <= interval.get("high", 0.0)
+        assert interval.get("lower", 0.0) <= score <= interval.get("upper", 0.0)
 
 
 @pytest.mark.parametrize("door", DOORS)
