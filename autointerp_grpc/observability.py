@@ -15,6 +15,7 @@ import contextvars
 import json
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -94,12 +95,31 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
+ANSWER_MARGIN_MAX_S = 5.0
+"""Most of a request's time kept back, after a scorer's upstream calls are cut, to score what
+they answered and send the response (a tenth of the time left when that is less)."""
+
+
 @dataclass
 class RequestStats:
     """One request's id and upstream LLM usage, for its log line and error messages."""
 
     request_id: str = ""
     usage: Usage = field(default_factory=Usage)
+    deadline: float | None = None
+    """The ``time.monotonic()`` at which a unary request's time runs out: the server's request
+    limit or the client's deadline, whichever comes first (None for a stream)."""
+    answer_by: float | None = None
+    """The ``time.monotonic()`` by which this request's upstream LLM calls must have answered:
+    calls still running then are closed and count as unanswered. Set by a scorer
+    (:meth:`cut_calls_before_deadline`), which scores what was answered; None: no such cut."""
+
+    def cut_calls_before_deadline(self) -> None:
+        """Have this request's upstream calls end before its deadline, leaving a tenth of the
+        time left (at most :data:`ANSWER_MARGIN_MAX_S`) to score what they answered."""
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            self.answer_by = self.deadline - min(ANSWER_MARGIN_MAX_S, max(0.0, left) / 10)
 
 
 current_request: contextvars.ContextVar[RequestStats | None] = contextvars.ContextVar(

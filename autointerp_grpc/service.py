@@ -147,6 +147,13 @@ class Authenticator:
             )
 
 
+def deadline_of(limit_s: float, time_remaining: float | None = None) -> float:
+    """The ``time.monotonic()`` at which a request's time runs out: the server's ``limit_s``
+    or the client's ``time_remaining``, whichever comes first."""
+    budget = limit_s if time_remaining is None else max(0.0, min(limit_s, time_remaining))
+    return time.monotonic() + budget
+
+
 class AutoInterpService:
     """Dispatches an authenticated, validated request to its handler.
 
@@ -268,12 +275,21 @@ class AutoInterpService:
             finally:
                 self._release()
 
-    async def call(self, method: str, secret: Presented, request_id: str, read: Reader) -> Message:
-        """A unary RPC: its response, within the server's time limit. Cut off at the end of a
-        stop's grace period (:meth:`cut_off`), it answers UNAVAILABLE."""
+    async def call(
+        self,
+        method: str,
+        secret: Presented,
+        request_id: str,
+        read: Reader,
+        *,
+        time_remaining: float | None = None,
+    ) -> Message:
+        """A unary RPC: its response, within the server's time limit and the client's
+        deadline (``time_remaining`` seconds, where the door sees one). Cut off at the end of
+        a stop's grace period (:meth:`cut_off`), it answers UNAVAILABLE."""
         with self._cuttable("request"):
             async with self._admitted(method, secret, request_id, read) as request:
-                return await self._dispatch(method, request)
+                return await self._dispatch(method, request, time_remaining)
 
     @contextlib.contextmanager
     def _cuttable(self, what: str) -> Iterator[None]:
@@ -322,8 +338,13 @@ class AutoInterpService:
                         break
                 yield message
 
-    async def _dispatch(self, method: str, request: Message) -> Message:
+    async def _dispatch(
+        self, method: str, request: Message, time_remaining: float | None = None
+    ) -> Message:
         check_required(request)
+        stats = current_request.get()
+        if stats is not None:
+            stats.deadline = deadline_of(self.request_timeout_s, time_remaining)
         timeout = asyncio.timeout(self.request_timeout_s)
         try:
             async with timeout:

@@ -57,6 +57,7 @@ from autointerp_grpc.config import Settings
 from autointerp_grpc.delphi_compat import Client, Response
 from autointerp_grpc.errors import (
     AutoInterpError,
+    DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
     ResourceExhausted,
@@ -530,8 +531,18 @@ class LLMClient(Client):
             self._limits.slot_wait_s,
             max(0.0, self._deadline - time.monotonic() - _DEADLINE_MARGIN_S),
         )
+        # The request's deadline cuts the call short (scorers count it unanswered and score
+        # what the others answered, under the coverage floor).
+        stats = current_request.get()
+        answer_by = stats.answer_by if stats is not None else None
+        left_s = self._total_timeout_s if answer_by is None else answer_by - time.monotonic()
+        if left_s <= 0:
+            raise self._cut_by_deadline()
         try:
-            async with self._gate.slot(owner, wait_s), asyncio.timeout(self._total_timeout_s):
+            async with (
+                self._gate.slot(owner, min(wait_s, left_s)),
+                asyncio.timeout(min(self._total_timeout_s, left_s)),
+            ):
                 # The SDK's own HTTP path (auth, retries with backoff, typed errors and
                 # response), minus chat.completions.create's recursive parameter transform,
                 # which costs milliseconds per call on delphi's long prompts and has nothing
@@ -543,20 +554,15 @@ class LLMClient(Client):
                 )
             body = raw.content
             completion = await off_loop(bytes_as_items(len(body)), _completion_from, body)
-        except SlotWaitExpired:
-            capacity = self._gate.capacity
-            error: AutoInterpError = ResourceExhausted(
-                f"No upstream LLM call slot came free within {wait_s:.3g} s: all {capacity} "
-                "of this server's slots (AUTOINTERP_LLM_MAX_CONCURRENCY) are in use by other "
-                "calls; retry later"
-            )
-            self._log.errors.append(error)
-            raise error from None
-        except (openai.OpenAIError, TimeoutError, ValueError, TypeError, RecursionError) as exc:
-            error = self._call_error(exc)
-            self._log.errors.append(error)
-            self._account(began, error.code_name, None)
-            raise error from None
+        except (
+            SlotWaitExpired,
+            openai.OpenAIError,
+            TimeoutError,
+            ValueError,
+            TypeError,
+            RecursionError,
+        ) as exc:
+            raise self._failed_call(exc, began, wait_s, answer_by) from None
         try:
             usage = getattr(completion, "usage", None)
             counted = self._account(began, "ok", usage)
@@ -626,6 +632,41 @@ class LLMClient(Client):
         self._log.usage.add_call(prompt_tokens, completion_tokens, cost)
         self._log.usage.estimated = True
         return self._answered(DRY_RUN_ANSWER, None, {})
+
+    def _failed_call(
+        self, exc: Exception, began: float, wait_s: float, answer_by: float | None
+    ) -> AutoInterpError:
+        """The typed error (recorded, and the call counted where one was made) of a call
+        that got no usable body: cut by the request's deadline, no slot free in time, or the
+        provider's failure."""
+        cut = answer_by is not None and time.monotonic() >= answer_by
+        if isinstance(exc, SlotWaitExpired):
+            if cut:
+                return self._cut_by_deadline()
+            capacity = self._gate.capacity
+            error: AutoInterpError = ResourceExhausted(
+                f"No upstream LLM call slot came free within {wait_s:.3g} s: all {capacity} "
+                "of this server's slots (AUTOINTERP_LLM_MAX_CONCURRENCY) are in use by other "
+                "calls; retry later"
+            )
+            self._log.errors.append(error)
+            return error
+        if isinstance(exc, TimeoutError) and cut:
+            self._account(began, "DEADLINE_EXCEEDED", None)
+            return self._cut_by_deadline()
+        error = self._call_error(exc)
+        self._log.errors.append(error)
+        self._account(began, error.code_name, None)
+        return error
+
+    def _cut_by_deadline(self) -> AutoInterpError:
+        """The typed error (recorded) of a call the request's deadline cut short."""
+        error = DeadlineExceeded(
+            "The request's deadline came before the LLM answered (the server's request limit "
+            "or the client's deadline, less a margin to score what had been answered)"
+        )
+        self._log.errors.append(error)
+        return error
 
     def _call_error(self, exc: Exception) -> AutoInterpError:
         """The typed error for a call that got no usable body."""

@@ -9,7 +9,8 @@ request bytes, and abort with the status of whatever error comes back
   cannot deserialize (a string field with invalid UTF-8, truncated bytes) would otherwise
   come back as a bare INTERNAL / UNKNOWN; here it is INVALID_ARGUMENT with a reason.
 * A client's deadline or cancellation cancels the handler task, and with it the in-flight
-  upstream LLM calls.
+  upstream LLM calls. The deadline is also handed to the service, so that a scorer cuts its
+  upstream calls just before it and returns what was answered by then (coverage).
 """
 
 from __future__ import annotations
@@ -66,7 +67,13 @@ def _unary(
     async def rpc(raw: bytes, context: grpc.aio.ServicerContext) -> Message:
         secret, request_id = await _begin(context)
         try:
-            return await service.call(method.name, secret, request_id, _proto_reader(raw))
+            return await service.call(
+                method.name,
+                secret,
+                request_id,
+                _proto_reader(raw),
+                time_remaining=context.time_remaining(),
+            )
         except Exception as exc:
             await _abort(context, exc, request_id, method)
         raise AssertionError("unreachable: context.abort raises")  # pragma: no cover

@@ -20,6 +20,7 @@ from autointerp_grpc.handlers.llm_options import CheckedLlm, checked_llm, llm_cl
 from autointerp_grpc.handlers.lookup import ResolvedScorer, resolve_scorer
 from autointerp_grpc.methods import params as method_params
 from autointerp_grpc.methods.spec import DEFAULT_MIN_ANSWERED, ScoreContext, ScoreResult
+from autointerp_grpc.observability import current_request
 from autointerp_grpc.offload import off_loop
 from autointerp_grpc.records import Split, split_records
 from autointerp_grpc.usage import Usage
@@ -187,6 +188,10 @@ async def run_score(job: ScoreJob, deps: Deps, usage: Usage) -> ScoreResult:
     """:func:`score_split` on a prepared job, with its own LLM clients (one for the
     explanation, one for the control, so their errors stay apart); what they used is added
     to ``usage`` whether or not scoring succeeds."""
+    stats = current_request.get()
+    if stats is not None:
+        # What is answered by the deadline is scored (coverage), not lost with the rest.
+        stats.cut_calls_before_deadline()
     client = control_client = None
     if job.llm is not None:
         client = llm_client(job.llm.options, deps)

@@ -12,11 +12,17 @@ The ``mode`` parameter picks how the predictions are made:
   ``json``, saying which in ``notes``. ``logprob_ev`` asked for explicitly fails with
   FAILED_PRECONDITION where the provider has none.
 
+logprob_ev asks for up to :data:`RECORDS_PER_CALL` records per call (one prompt, the
+anchor's few-shot preamble once, each record under its "Sequence N" heading; records drawn
+into calls in an order shuffled from the request's content): a 24-record request is 3 calls
+and about 3,900 prompt tokens instead of 24 calls and 27,300 (measured with the fake LLM's
+counts). A call of one record is the anchor's prompt exactly.
+
 Which one runs is decided on the provider, never on one record's answer: logprob_ev runs when
-any call of the request came back with top log probabilities. The first record goes alone;
+any call of the request came back with top log probabilities. The first call goes alone;
 when its answer has them, the rest follow. When it has none (or the provider rejects the
 request for them), one small probe (the same prompt for a fixed four-token text, never scored)
-asks the provider itself: with log probabilities there, the first record was a gap of its own
+asks the provider itself: with log probabilities there, the first call was a gap of its own
 and the request goes on in logprob_ev; without, the provider has none and ``auto`` simulates
 every record in JSON mode (a provider without log probabilities costs two calls to find out,
 not a whole request's). A record whose answer lacks them, or does not line up
@@ -28,6 +34,7 @@ with its tokens, is unanswered, and the coverage floor applies (UNAVAILABLE belo
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -52,7 +59,8 @@ from autointerp_grpc.methods.scorer_common import (
     coverage_of,
     require_coverage,
 )
-from autointerp_grpc.methods.simulation_ev import EvOutcome, simulate_ev
+from autointerp_grpc.methods.seeding import content_seed
+from autointerp_grpc.methods.simulation_ev import EvOutcome, simulate_ev, simulate_ev_batch
 from autointerp_grpc.methods.spec import ScoreContext, ScoreResult
 from autointerp_grpc.methods.structured import StructuredOutput
 from autointerp_grpc.prompts.common import loads_answer
@@ -150,19 +158,30 @@ async def run_simulation(ctx: ScoreContext[SimulationScorerParams]) -> ScoreResu
         return await _run_json(ctx, [JSON_NOTE])
     client = ctx.client
     assert client is not None
-    tokens = [list(str_tokens_of(e)) for e in ctx.split.in_order]
-    calls = [lambda t=t, c=client: simulate_ev(c, ctx.explanation, t) for t in tokens]
-    first = await calls[0]()
+    records = [list(str_tokens_of(e)) for e in ctx.split.in_order]
+    batches = record_batches(records, content_seed(0, ctx.split, "simulation"))
+    calls = [
+        lambda b=b, c=client: simulate_ev_batch(c, ctx.explanation, [records[i] for i in b])
+        for b in batches
+    ]
+    answers = [await calls[0]()]
+    first = answers[0][0]  # every record of one call shares its outcome's kind
     probe: EvOutcome | None = None
     if not first.logprobs and _tells_absence(first):
-        # The first record's answer says nothing about the others: ask the provider itself.
+        # The first call's answer says nothing about the others: ask the provider itself.
         probe = await simulate_ev(client, ctx.explanation, PROBE_TOKENS)
     why = _why_no_logprobs([probe]) if probe is not None else None
-    outcomes = [first]
     if why is None:
-        outcomes += await bounded_gather(calls[1:], ctx.request_concurrency)
-        if not (probe is not None and probe.logprobs):
-            why = _why_no_logprobs(outcomes)
+        answers += await bounded_gather(calls[1:], ctx.request_concurrency)
+    # Back in the request's order (a call's records were drawn across the request).
+    by_record = dict(
+        pair
+        for batch, outcomes in zip(batches, answers, strict=False)
+        for pair in zip(batch, outcomes, strict=True)
+    )
+    outcomes = [by_record[i] for i in sorted(by_record)]
+    if why is None and not (probe is not None and probe.logprobs):
+        why = _why_no_logprobs(outcomes)
     if why is not None:
         if mode == "logprob_ev":
             rejected = probe.error if probe is not None else first.error
@@ -183,6 +202,33 @@ async def run_simulation(ctx: ScoreContext[SimulationScorerParams]) -> ScoreResu
     errors = [e for e in client.errors if probe is None or e is not probe.error]
     predictions = [outcome.predictions for outcome in outcomes]
     return _simulation_result(ctx.split, predictions, errors, notes, ctx.min_answered)
+
+
+RECORDS_PER_CALL = 8
+"""Most records one logprob_ev call asks for: the few-shot preamble (about 1,100 prompt tokens
+with OpenAI's tokenizer) is sent once per call, not once per record."""
+TOKENS_PER_CALL = 256
+"""Most record tokens one logprob_ev call asks for (a longer record goes alone)."""
+
+
+def record_batches(records: Sequence[Sequence[str]], seed: int) -> list[list[int]]:
+    """The records' indices in calls of at most :data:`RECORDS_PER_CALL` records and
+    :data:`TOKENS_PER_CALL` tokens (a record longer than that alone), drawn in an order
+    shuffled by ``seed`` (from the request's content): which records share a call, and where
+    in it each stands, says nothing of its class."""
+    order = list(range(len(records)))
+    random.Random(seed).shuffle(order)
+    batches: list[list[int]] = []
+    size = 0
+    for index in order:
+        tokens = len(records[index])
+        if batches and len(batches[-1]) < RECORDS_PER_CALL and size + tokens <= TOKENS_PER_CALL:
+            batches[-1].append(index)
+            size += tokens
+        else:
+            batches.append([index])
+            size = tokens
+    return batches
 
 
 def _tells_absence(outcome: EvOutcome) -> bool:

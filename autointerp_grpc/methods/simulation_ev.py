@@ -50,6 +50,7 @@ from __future__ import annotations
 import bisect
 import difflib
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -62,7 +63,7 @@ from autointerp_grpc.prompts.oai_simulation import (
     END_OF_TEXT_REPLACEMENT,
     LINE_END,
     VALID_ACTIVATIONS,
-    simulation_ev_messages,
+    simulation_ev_batch_messages,
 )
 
 TOP_LOGPROBS = 20
@@ -74,6 +75,8 @@ _TOKENS_PER_LINE = 8
 a newline, with room for tokens the simulator model splits."""
 
 _LINE_END = LINE_END.encode()
+_HEADING_RE = re.compile(rb"Sequence (\d{1,6}) Tokens with Activations:")
+"""An answer's heading for the record it answers next (prompts that ask for several)."""
 _VALUES = {text: int(text) for text in VALID_ACTIVATIONS}
 _THINK_END = b"</think>"
 
@@ -124,6 +127,9 @@ class SimulatedLine:
 
     token: str
     value: float | None
+    sequence: int = 1
+    """The record it answers, by its "Sequence N Tokens with Activations:" heading (1 before
+    any heading)."""
 
 
 def simulated_lines(content: Sequence[Any]) -> list[SimulatedLine]:
@@ -151,6 +157,7 @@ def simulated_lines(content: Sequence[Any]) -> list[SimulatedLine]:
 
     lines: list[SimulatedLine] = []
     position = begin
+    sequence = 1
     while position < len(stream):
         end = stream.find(separator, position)
         end = len(stream) if end < 0 else end
@@ -158,9 +165,18 @@ def simulated_lines(content: Sequence[Any]) -> list[SimulatedLine]:
         if separator == _LINE_END and lines and stream[start : start + 1] == b"\n":
             start += 1  # the newline after the previous line's mark
         tab = stream.rfind(b"\t", start, end)
-        if tab >= 0 and tab + 1 < end:
+        # A heading before the line's token starts the next record's lines.
+        heading = None
+        for found in _HEADING_RE.finditer(stream, start, tab if tab >= 0 else end):
+            heading = found
+        if heading is not None:
+            sequence = int(heading.group(1))
+            start = heading.end()
+            while start < end and stream[start : start + 1] in (b"\n", b"\r"):
+                start += 1
+        if tab >= start and tab + 1 < end:
             token = stream[start:tab].decode("utf-8", "replace")
-            lines.append(SimulatedLine(token, value_at(tab + 1)))
+            lines.append(SimulatedLine(token, value_at(tab + 1), sequence))
         position = end + len(separator)
     return lines
 
@@ -257,33 +273,54 @@ def has_top_logprobs(content: Sequence[Any] | None) -> bool:
     return any(isinstance(top, list) and len(top) > 0 for top in tops)
 
 
-def _read_and_align(tokens: Sequence[str], content: Sequence[Any]) -> list[float | None]:
-    return align(tokens, simulated_lines(content))
+def _read_and_align(
+    records: Sequence[Sequence[str]], content: Sequence[Any]
+) -> list[list[float | None]]:
+    lines = simulated_lines(content)
+    if len(records) == 1:
+        return [align(records[0], lines)]
+    return [
+        align(tokens, [line for line in lines if line.sequence == number])
+        for number, tokens in enumerate(records, start=1)
+    ]
 
 
 async def simulate_ev(client: LLMClient, explanation: str, tokens: Sequence[str]) -> EvOutcome:
-    """Ask for one record's ``token<TAB>digit`` lines with top log probabilities and read an
-    expected value per token; a failed call is an unanswered record carrying its error."""
-    max_tokens = max(_MIN_MAX_TOKENS, _TOKENS_PER_LINE * len(tokens) + 64)
+    """:func:`simulate_ev_batch` of one record."""
+    return (await simulate_ev_batch(client, explanation, [tokens]))[0]
+
+
+async def simulate_ev_batch(
+    client: LLMClient, explanation: str, records: Sequence[Sequence[str]]
+) -> list[EvOutcome]:
+    """Ask in one call for the ``token<TAB>digit`` lines of ``records`` (one prompt, the
+    few-shot preamble sent once; each record after its "Sequence N" heading), with top log
+    probabilities, and read an expected value per token of each; a failed call leaves every
+    record unanswered, carrying its error."""
+    total = sum(len(tokens) for tokens in records)
+    max_tokens = max(_MIN_MAX_TOKENS, _TOKENS_PER_LINE * total + 64 * len(records))
     try:
         response = await client.generate(
-            simulation_ev_messages(explanation, tokens),
+            simulation_ev_batch_messages(explanation, records),
             max_tokens=max_tokens,
             temperature=0.0,
             logprobs=True,
             top_logprobs=TOP_LOGPROBS,
         )
     except AutoInterpError as error:
-        return EvOutcome(None, answered=False, logprobs=False, error=error)
+        return [EvOutcome(None, answered=False, logprobs=False, error=error) for _ in records]
     content: Sequence[Any] | None = response.logprobs  # pyright: ignore[reportAssignmentType]
     if not has_top_logprobs(content):
-        return EvOutcome(None, answered=True, logprobs=False)
+        return [EvOutcome(None, answered=True, logprobs=False) for _ in records]
     assert content is not None
     # Reading the lines is linear in the answer's tokens, and difflib's work grows with
     # tokens times lines: a big answer or record is read and aligned off the loop.
     # (Lines are at most the answer's tokens, and align reads at most 2n + _EXTRA_LINES.)
-    aligned = len(tokens) * min(len(content), 2 * len(tokens) + _EXTRA_LINES)
-    values = await off_loop(len(content) + aligned, _read_and_align, tokens, content)
-    complete = [v for v in values if v is not None]
-    predictions = complete if len(complete) == len(tokens) else None
-    return EvOutcome(predictions, answered=True, logprobs=True)
+    aligned = sum(len(t) * min(len(content), 2 * len(t) + _EXTRA_LINES) for t in records)
+    values = await off_loop(len(content) + aligned, _read_and_align, records, content)
+    outcomes = []
+    for tokens, found in zip(records, values, strict=True):
+        complete = [v for v in found if v is not None]
+        predictions = complete if len(complete) == len(tokens) else None
+        outcomes.append(EvOutcome(predictions, answered=True, logprobs=True))
+    return outcomes

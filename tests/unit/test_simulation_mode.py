@@ -28,6 +28,7 @@ from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.handlers import Deps
 from autointerp_grpc.handlers.lookup import default_method
 from autointerp_grpc.handlers.score import score_split
+from autointerp_grpc.methods import simulation
 from autointerp_grpc.methods.registry import SCORER_REGISTRY
 from autointerp_grpc.methods.simulation import PROBE_TOKENS
 from autointerp_grpc.records import split_records
@@ -36,6 +37,16 @@ from autointerp_testing.fake_llm.recognise import last_user_message, system_prom
 
 N = 6
 """Records of each class: record 2i is activating (" cat"), record 2i + 1 is not (" bank")."""
+
+
+@pytest.fixture(autouse=True)
+def one_record_per_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests pin what happens to each record's answer (record 0's answer first), so
+    each call asks for one record (the anchor's prompt exactly), in the request's order;
+    calls of several records are tested in tests/unit/test_simulation_batches.py."""
+    monkeypatch.setattr(
+        simulation, "record_batches", lambda records, seed: [[i] for i in range(len(records))]
+    )
 
 
 class Judge:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from autointerp_grpc.delphi_compat import Response
-from autointerp_grpc.errors import AutoInterpError, InvalidArgument
+from autointerp_grpc.errors import AutoInterpError, InvalidArgument, Unavailable
 from autointerp_grpc.methods.structured import StructuredOutput, response_format_for
 from autointerp_grpc.prompts import RECALL_RESPONSE_FORMAT
 
@@ -20,8 +20,14 @@ class ScriptedProvider:
     """Rejects (HTTP 422, as an InvalidArgument recorded in ``errors``) the response_format
     types in ``rejects``; answers ``{}`` otherwise. Records each call's format type."""
 
-    def __init__(self, rejects: set[str | None]) -> None:
+    def __init__(
+        self,
+        rejects: set[str | None],
+        error: type[AutoInterpError] = InvalidArgument,
+        message: str = "The LLM provider rejected the request (HTTP 422)",
+    ) -> None:
         self.rejects = rejects
+        self.error, self.message = error, message
         self.asked: list[str | None] = []
         self.errors: list[AutoInterpError] = []
 
@@ -31,7 +37,7 @@ class ScriptedProvider:
         kind = response_format["type"] if response_format else None
         self.asked.append(kind)
         if kind in self.rejects:
-            error = InvalidArgument("The LLM provider rejected the request (HTTP 422)")
+            error = self.error(self.message)
             self.errors.append(error)
             raise error
         return Response(text="{}")
@@ -70,6 +76,25 @@ async def test_llama_cpp_pythons_dialect_is_found_once_and_kept() -> None:
     assert provider.errors == []  # the rejection is not an item's failure
     assert "json_object with the schema" in structured.note
     assert "rejected json_schema" in structured.note
+
+
+async def test_a_server_error_naming_response_format_is_a_rejection_too() -> None:
+    # llama-cpp-python 0.3.36's server, measured in the real-model tier: HTTP 500.
+    refused = (
+        "The LLM provider failed (HTTP 500): 1 validation error: {'type': 'literal_error', "
+        "'loc': ('body', 'response_format', 'type'), 'msg': \"Input should be 'text' or "
+        "'json_object'\"}"
+    )
+    provider = ScriptedProvider(rejects={"json_schema"}, error=Unavailable, message=refused)
+    structured = StructuredOutput(RECALL_RESPONSE_FORMAT)
+    await structured.generate(provider, "judge")  # type: ignore[arg-type]
+    assert provider.asked == ["json_schema", "json_object"]
+    assert provider.errors == []
+    # Any other server error is the call's failure, not a dialect's refusal.
+    down = ScriptedProvider(rejects={"json_schema"}, error=Unavailable, message="HTTP 500")
+    with pytest.raises(Unavailable):
+        await StructuredOutput(RECALL_RESPONSE_FORMAT).generate(down, "judge")  # type: ignore[arg-type]
+    assert down.asked == ["json_schema"]
 
 
 async def test_concurrent_calls_step_past_a_rejection_together() -> None:

@@ -20,7 +20,7 @@ from autointerp_testing.fake_llm.recognise import (
     is_fuzz_system_prompt,
     parse_classification_prompt,
     parse_recall_prompt,
-    parse_simulation_ev_prompt,
+    parse_simulation_ev_sequences,
     simulation_request,
     split_examples,
 )
@@ -248,11 +248,11 @@ def simulation_ev_answer(last_user_message: str) -> EvAnswer | None:
     """The ``token<TAB>digit`` lines (and their log probabilities) answering the
     expected-value simulation prompt: 10 where the token contains a keyword of the explanation
     (as :func:`simulation_answer` decides), else 0; None if the message isn't one."""
-    parsed = parse_simulation_ev_prompt(last_user_message)
+    parsed = parse_simulation_ev_sequences(last_user_message)
     if parsed is None:
         return None
-    explanation, tokens = parsed
-    return ev_answer(tokens, explanation_keywords(explanation))
+    explanation, sequences = parsed
+    return ev_answer(sequences, explanation_keywords(explanation))
 
 
 def intruder_examples(last_user_message: str) -> list[str]:

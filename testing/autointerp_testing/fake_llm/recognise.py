@@ -61,6 +61,7 @@ __all__ = [
     "parse_classification_prompt",
     "parse_recall_prompt",
     "parse_simulation_ev_prompt",
+    "parse_simulation_ev_sequences",
     "request_kind",
     "simulation_request",
     "split_examples",
@@ -316,32 +317,47 @@ def simulation_request(last_user_message: str) -> dict[str, Any] | None:
 
 _EV_PROMPT_RE = re.compile(
     r"Explanation of neuron \d+ behavior:[ \t]*(?P<explanation>.*?)\s*\n\s*\n"
-    r"Sequence (?P<n>\d+) Tokens without Activations:[ \t]*\n(?P<body>.*)\n"
-    r"Sequence (?P=n) Tokens with Activations:\s*$",
+    r"Sequence 1 Tokens without Activations:[ \t]*\n(?P<body>.*)\n"
+    r"Sequence 1 Tokens with Activations:\s*$",
     re.DOTALL,
 )
 _EV_LINE_END = "\u0f17\n"
 _EV_PREFIX = "the main thing this neuron does is find"
 
 
-def parse_simulation_ev_prompt(last_user_message: str) -> tuple[str, list[str]] | None:
-    """``(explanation, tokens)`` of the expected-value simulation prompt's last user message
-    (the explanation without "the main thing this neuron does is find"), or None if it isn't
-    one. Tokens are the ``token<TAB>\u0f17`` lines' texts, verbatim (newlines included)."""
+_EV_ASKED_RE = re.compile(r"Sequence \d+ Tokens without Activations:[ \t]*\n")
+
+
+def parse_simulation_ev_sequences(last_user_message: str) -> tuple[str, list[list[str]]] | None:
+    """``(explanation, tokens of each sequence)`` of the expected-value simulation prompt's
+    last user message (the explanation without "the main thing this neuron does is find"), or
+    None if it isn't one. A prompt may ask for several sequences ("Sequence 1 Tokens without
+    Activations:", "Sequence 2 ..."), answered in turn. Tokens are the ``token<TAB>\u0f17``
+    lines' texts, verbatim (newlines included)."""
     match = _EV_PROMPT_RE.search(last_user_message)
     if match is None:
         return None
     explanation = match.group("explanation").strip()
     if explanation.lower().startswith(_EV_PREFIX):
         explanation = explanation[len(_EV_PREFIX) :].strip()
-    body = match.group("body").removesuffix("\n")
-    if _EV_LINE_END in body:
-        lines = body.split(_EV_LINE_END)
-        lines = lines[:-1] if lines[-1] == "" else lines
-    else:  # a prompt written without the end-of-line mark
-        lines = [line for line in body.split("\n") if "\t" in line]
-    tokens = [line.rpartition("\t")[0] if "\t" in line else line for line in lines]
-    return explanation, tokens
+    asked = "Sequence 1 Tokens without Activations:\n" + match.group("body")
+    sequences = []
+    for body in _EV_ASKED_RE.split(asked)[1:]:
+        if _EV_LINE_END in body:
+            lines = body.split(_EV_LINE_END)[:-1]  # what follows the last mark is no line
+        else:  # a prompt written without the end-of-line mark
+            lines = [line for line in body.split("\n") if "\t" in line]
+        sequences.append([line.rpartition("\t")[0] if "\t" in line else line for line in lines])
+    return explanation, sequences
+
+
+def parse_simulation_ev_prompt(last_user_message: str) -> tuple[str, list[str]] | None:
+    """``(explanation, tokens)`` of a one-sequence expected-value simulation prompt (see
+    :func:`parse_simulation_ev_sequences`), or None if it isn't one."""
+    parsed = parse_simulation_ev_sequences(last_user_message)
+    if parsed is None or len(parsed[1]) != 1:
+        return None
+    return parsed[0], parsed[1][0]
 
 
 def request_kind(messages: list[Any]) -> str:

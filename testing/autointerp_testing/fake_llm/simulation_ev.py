@@ -99,17 +99,24 @@ class EvAnswer:
         ]
 
 
-def ev_answer(tokens: list[str], keywords: list[str]) -> EvAnswer:
-    """The fake's ``token<TAB>digit`` lines for ``tokens``: the digit is 10 where a token
-    (stripped, lowercased) contains one of ``keywords``, else 0 (see the module docstring)."""
+def ev_answer(sequences: list[list[str]], keywords: list[str]) -> EvAnswer:
+    """The fake's ``token<TAB>digit`` lines for the tokens of each sequence asked for: the
+    digit is 10 where a token (stripped, lowercased) contains one of ``keywords``, else 0 (see
+    the module docstring). Each sequence after the first follows its heading line
+    ("Sequence 2 Tokens with Activations:"), as the prompt asks."""
     lines, entries = [], []
-    for token in tokens:
-        matches = any(keyword in token.strip().lower() for keyword in keywords)
-        digit = _digit(matches)
-        lines.append(f"{token}\t{digit['token']}\u0f17\n")
-        line = [_certain(piece) for piece in _PIECE_RE.findall(token)]
-        line += [_certain("\t"), digit]
-        line += [_certain(text, raw) for text, raw in _LINE_END_PIECES]
-        line.append(_certain("\n"))
-        entries.append(tuple(line))
+    for number, tokens in enumerate(sequences, start=1):
+        if number > 1:
+            heading = f"\nSequence {number} Tokens with Activations:\n"
+            lines.append(heading)
+            entries.append(tuple(_certain(piece) for piece in _PIECE_RE.findall(heading)))
+        for token in tokens:
+            matches = any(keyword in token.strip().lower() for keyword in keywords)
+            digit = _digit(matches)
+            lines.append(f"{token}\t{digit['token']}\u0f17\n")
+            line = [_certain(piece) for piece in _PIECE_RE.findall(token)]
+            line += [_certain("\t"), digit]
+            line += [_certain(text, raw) for text, raw in _LINE_END_PIECES]
+            line.append(_certain("\n"))
+            entries.append(tuple(line))
     return EvAnswer(tuple(lines), tuple(entries))
