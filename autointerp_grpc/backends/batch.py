@@ -278,6 +278,7 @@ class RoundReport:
     open_completed: int = 0
     expected_wait_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+    collected_cost: float | None = None
 
 
 def _expected_wait(batch: Any, now: float) -> float:
@@ -401,6 +402,8 @@ class BatchRound:
         if isinstance(answer, str):
             return answer
         await self._store.put(key, answer)
+        if answer.cost is not None:
+            self.report.collected_cost = (self.report.collected_cost or 0.0) + answer.cost
         return ""
 
     async def submit(self, calls: dict[str, dict[str, Any]]) -> None:

@@ -506,7 +506,9 @@ class _Run:
 
 
 def _round_proto(report: RoundReport) -> pb.BatchRound:
+    cost = report.collected_cost
     return pb.BatchRound(
+        collected_cost=cost if cost is not None and math.isfinite(cost) else None,
         collected_answers=report.collected_answers,
         failed_requests=report.failed_requests,
         submitted_requests=report.submitted_requests,

@@ -779,7 +779,7 @@ class Progress(_message.Message):
     def __init__(self, done: _Optional[int] = ..., total: _Optional[int] = ..., failed: _Optional[int] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., pending: _Optional[int] = ...) -> None: ...
 
 class BatchRound(_message.Message):
-    __slots__ = ("collected_answers", "failed_requests", "submitted_requests", "submitted_batch_ids", "open_batches", "open_requests", "open_completed", "expected_wait_s", "notes")
+    __slots__ = ("collected_answers", "failed_requests", "submitted_requests", "submitted_batch_ids", "open_batches", "open_requests", "open_completed", "expected_wait_s", "notes", "collected_cost")
     COLLECTED_ANSWERS_FIELD_NUMBER: _ClassVar[int]
     FAILED_REQUESTS_FIELD_NUMBER: _ClassVar[int]
     SUBMITTED_REQUESTS_FIELD_NUMBER: _ClassVar[int]
@@ -789,6 +789,7 @@ class BatchRound(_message.Message):
     OPEN_COMPLETED_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_WAIT_S_FIELD_NUMBER: _ClassVar[int]
     NOTES_FIELD_NUMBER: _ClassVar[int]
+    COLLECTED_COST_FIELD_NUMBER: _ClassVar[int]
     collected_answers: int
     failed_requests: int
     submitted_requests: int
@@ -798,7 +799,8 @@ class BatchRound(_message.Message):
     open_completed: int
     expected_wait_s: float
     notes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, collected_answers: _Optional[int] = ..., failed_requests: _Optional[int] = ..., submitted_requests: _Optional[int] = ..., submitted_batch_ids: _Optional[_Iterable[str]] = ..., open_batches: _Optional[int] = ..., open_requests: _Optional[int] = ..., open_completed: _Optional[int] = ..., expected_wait_s: _Optional[float] = ..., notes: _Optional[_Iterable[str]] = ...) -> None: ...
+    collected_cost: float
+    def __init__(self, collected_answers: _Optional[int] = ..., failed_requests: _Optional[int] = ..., submitted_requests: _Optional[int] = ..., submitted_batch_ids: _Optional[_Iterable[str]] = ..., open_batches: _Optional[int] = ..., open_requests: _Optional[int] = ..., open_completed: _Optional[int] = ..., expected_wait_s: _Optional[float] = ..., notes: _Optional[_Iterable[str]] = ..., collected_cost: _Optional[float] = ...) -> None: ...
 
 class ExplainAndScoreEvent(_message.Message):
     __slots__ = ("result", "progress", "batch")
