@@ -40,6 +40,13 @@ import httpx2
 import openai
 from openai.types.chat import ChatCompletion
 
+from autointerp_grpc.backends.batch import (
+    BATCH_FILE_MAX_READ_BYTES,
+    MAX_BATCH_ATTEMPTS,
+    BatchRound,
+    CallPending,
+    pending_calls,
+)
 from autointerp_grpc.backends.llm_transport import (
     BoundedHttpxClient,
     FairGate,
@@ -211,6 +218,8 @@ class LLMBackend:
         store = open_store(settings.store.dir, url)
         self.store = GuardedStore(store) if store is not None else None
         self.prices = PriceTable.parse(settings.llm.prices)
+        self._urls = settings.providers()
+        self._timeout_s = settings.llm.timeout_s
         self._counts_cost = {
             name: _provider_counts_cost(url) for name, url in settings.providers().items()
         }
@@ -237,6 +246,7 @@ class LLMBackend:
         *,
         fresh: bool = False,
         dry_run: bool = False,
+        batch: bool = False,
     ) -> LLMClient:
         """A delphi ``Client`` for one request: its model, key and options over the shared pool.
         ``fresh`` sends every call to the provider whatever the store holds; ``dry_run`` sends
@@ -267,9 +277,40 @@ class LLMBackend:
                 provider=name,
                 fresh=fresh,
                 dry_run=dry_run,
+                batch=batch,
                 prices=self.prices,
                 counts_cost=self._counts_cost.get(name, False),
             ),
+        )
+
+    def batch_round(self, model: str, api_key: str, provider: str = "") -> BatchRound:
+        """A batch-mode request's Batch API dealings (see :mod:`.batch`), on a connection of
+        its own whose bodies may be as large as a batch file; ``aclose`` it when done."""
+        name = provider or self.default_provider
+        if name not in self._urls:
+            raise InvalidArgument(
+                "llm.provider is not configured on this server; "
+                f"use one of: {', '.join(self.provider_names)}"
+            )
+        if self.store is None:
+            raise FailedPrecondition(
+                "llm.batch needs the server's response store (AUTOINTERP_STORE__DIR or "
+                "AUTOINTERP_STORE__URL): batch answers are kept there between rounds"
+            )
+        client = openai.AsyncOpenAI(
+            api_key=api_key,
+            base_url=self._urls[name],
+            http_client=BoundedHttpxClient(max_body_bytes=BATCH_FILE_MAX_READ_BYTES),
+            timeout=max(self._timeout_s, 300.0),
+            max_retries=2,
+        )
+        return BatchRound(
+            client,
+            self.store,
+            provider=name,
+            model=model,
+            prices=self.prices,
+            answer_bytes=self._limits.answer_bytes,
         )
 
     async def aclose(self) -> None:
@@ -314,6 +355,8 @@ class _StoreUse:
     fresh: bool = False
     """Skip lookups (the answers are still stored)."""
     dry_run: bool = False
+    batch: bool = False
+    """Collect the calls the store cannot answer for a provider batch (:mod:`.batch`)."""
     prices: PriceTable = field(default_factory=PriceTable)
     counts_cost: bool = False
     """The provider reports costs when the request asks (OpenRouter)."""
@@ -521,6 +564,8 @@ class LLMClient(Client):
         if use.dry_run:
             return await self._dry_call(messages)
         request: dict[str, Any] = {"model": self.model, "messages": messages, **params}
+        if use.batch:
+            raise self._pending(key, request)
         if use.counts_cost:
             request["usage"] = {"include": True}
         began = time.perf_counter()
@@ -581,6 +626,25 @@ class LLMClient(Client):
         if use.store is not None:
             await self._keep(key, content, logprobs, counted)
         return self._answered(text, logprobs, params)
+
+    def _pending(self, key: str, request: dict[str, Any]) -> AutoInterpError:
+        """A batch-mode call the store cannot answer: collected for the next batch
+        (:class:`CallPending`), or a failure once batches failed it too often."""
+        pending = pending_calls.get()
+        if pending is None:
+            error: AutoInterpError = InvalidArgument(
+                "llm.batch applies to ExplainAndScore only (Explain and Score answer at once)"
+            )
+        elif key in pending.given_up:
+            error = Unavailable(
+                f"The LLM provider failed this call in {MAX_BATCH_ATTEMPTS} batches "
+                f"(last: {pending.given_up[key]})"
+            )
+        else:
+            pending.calls[key] = request
+            return CallPending()
+        self._log.errors.append(error)
+        return error
 
     def _answered(self, text: str, logprobs: Any, params: dict[str, Any]) -> Response:
         self._log.answers.append(text)

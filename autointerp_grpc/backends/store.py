@@ -218,6 +218,13 @@ class SqliteStore:
             row = self._connection().execute("SELECT COUNT(*) FROM llm_responses").fetchone()
         return int(row[0])
 
+    def _execute(self, statement: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        with self._lock:
+            conn = self._connection()
+            rows = conn.execute(statement.replace("%s", "?"), params).fetchall()
+            conn.commit()
+        return rows
+
     def _close(self) -> None:
         with self._lock:
             if self._conn is not None:
@@ -232,6 +239,11 @@ class SqliteStore:
 
     async def count(self) -> int:
         return await off_loop(OFF_LOOP_ITEMS, self._count)
+
+    async def execute(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run one SQL statement (``%s`` placeholders) in the store's database; its rows.
+        For tables kept beside the answers (the batch ledger)."""
+        return await off_loop(OFF_LOOP_ITEMS, self._execute, statement, params)
 
     async def aclose(self) -> None:
         await off_loop(OFF_LOOP_ITEMS, self._close)
@@ -326,6 +338,15 @@ class PostgresStore:
             cursor = await conn.execute("SELECT COUNT(*) FROM llm_responses")
             row = await cursor.fetchone()
         return int(row[0]) if row is not None else 0
+
+    async def execute(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run one SQL statement (``%s`` placeholders) in the store's database; its rows.
+        For tables kept beside the answers (the batch ledger)."""
+        async with self._connection() as conn:
+            cursor = await conn.execute(statement, params)
+            if cursor.description is None:
+                return []
+            return list(await cursor.fetchall())
 
     async def aclose(self) -> None:
         for conn in self._all:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import grpc
 
 from autointerp_grpc.cli import INTERRUPTED, quiet_after_interrupt
+from autointerp_grpc.cli.batch import DEFAULT_POLL_S, DEFAULT_ROUNDS, add_batch_command
 from autointerp_grpc.cli.inputs import (
     INPUT_FORMATS,
     UsageError,
@@ -296,6 +297,30 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
         help="features the estimate dry-runs (default: %(default)s)",
     )
     run.add_argument(
+        "--batch",
+        action="store_true",
+        help="run through the provider's Batch API (half price, answers within 24 h): rounds "
+        "until nothing is pending; needs the server's response store",
+    )
+    run.add_argument(
+        "--batch-poll",
+        type=float,
+        default=DEFAULT_POLL_S,
+        help="--batch: longest wait between rounds in seconds (default: %(default)s)",
+    )
+    run.add_argument(
+        "--batch-rounds",
+        type=int,
+        default=DEFAULT_ROUNDS,
+        help="--batch: most rounds before stopping (exit status 4; a rerun resumes; "
+        "default: %(default)s)",
+    )
+    run.add_argument(
+        "--shard",
+        help="I/N: run only shard I (0-based) of N, a deterministic share of the input "
+        "(default: $JOB_COMPLETION_INDEX/$AUTOINTERP_SHARD_COUNT when set)",
+    )
+    run.add_argument(
         "--max-cost",
         type=float,
         help="stop the run once it has spent this many dollars (exit status 3; results so "
@@ -309,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="autointerp",
         description="Explain and score neurons / SAE latents with an autointerp server.",
         epilog="Exit status: 0 ok, 1 a call or some feature failed, 2 usage error, 3 run "
-        "stopped at --max-cost.",
+        "stopped at --max-cost, 4 --batch rounds ran out with features pending.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = _common(DEFAULT_TIMEOUT_S, "deadline of the call in seconds (default: %(default)s)")
@@ -361,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _run_arguments(run)
     run.set_defaults(handler=cmd_run)
+    add_batch_command(sub)
     return parser
 
 

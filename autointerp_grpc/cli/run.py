@@ -11,11 +11,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import sys
 from pathlib import Path
 
 import grpc
 
+from autointerp_grpc.cli import shard
+from autointerp_grpc.cli.batch import check_batch_arguments, run_batch
 from autointerp_grpc.cli.estimate import Budget, budget_status, estimate
 from autointerp_grpc.cli.inputs import (
     UsageError,
@@ -94,6 +97,10 @@ async def _run_async(args: argparse.Namespace) -> int:
     features = given.features
     if given.format != "autointerp":
         print(f"{args.input}: read as {given.format}, {len(features)} features", file=sys.stderr)
+    share = shard.parse_shard(args.shard, os.environ)
+    if share is not None:
+        features = shard.select(features, share)
+        print(f"shard {share[0]}/{share[1]}: {len(features)} features", file=sys.stderr)
     for note in given.notes:
         print(f"note: {args.input}: {note}", file=sys.stderr)
     output = Path(args.output)
@@ -127,6 +134,17 @@ async def _run_async(args: argparse.Namespace) -> int:
             projection = await estimate(alive, template, todo, args.estimate_sample)
             projection.print(sys.stdout, args.model)
             return 0
+        if args.batch:
+            try:
+                status = await run_batch(
+                    args, servers=alive, template=template, todo=todo, stats=stats, output=output
+                )
+            except bulk.FatalRunError as error:
+                print(f"error: {error}", file=sys.stderr)
+                print(f"stopped; results so far are in {output}; a rerun resumes", file=sys.stderr)
+                status = 2 if error.code == grpc.StatusCode.INVALID_ARGUMENT else 1
+            stats.summary(sys.stdout, len(features), output)
+            return status
         return await _execute(
             args,
             servers=alive,
@@ -234,6 +252,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("--max-cost must be a positive number of dollars")
     if args.estimate_sample < 1:
         raise UsageError("--estimate-sample must be at least 1")
+    check_batch_arguments(args)
+    if args.batch and args.max_cost is not None:
+        raise UsageError("--max-cost applies to live runs; a --batch run's cost is its batches'")
     if Path(args.output).resolve() == Path(args.input).resolve():
         raise UsageError("--output must not be the --input file")
     return asyncio.run(_run_async(args))

@@ -190,6 +190,7 @@ class BulkRunner:
     results go to ``on_result`` as they arrive; each result's usage to ``on_usage`` (retried
     ones too: their calls were made); each re-submission to ``on_retry``. A stream that sends
     no event for ``idle_timeout`` seconds (None: no limit) is given up as a failed one.
+    A batch-mode stream's round report (``llm.batch``) goes to ``on_batch``.
     """
 
     def __init__(
@@ -206,6 +207,7 @@ class BulkRunner:
         idle_timeout: float | None = None,
         on_usage: Callable[[pb.Usage], None] | None = None,
         on_retry: Callable[[Job, pb.FeatureResult], None] | None = None,
+        on_batch: Callable[[pb.BatchRound], None] | None = None,
     ) -> None:
         self.servers = servers
         self.template = template
@@ -218,6 +220,7 @@ class BulkRunner:
         self.on_result = on_result
         self.on_usage = on_usage
         self.on_retry = on_retry
+        self.on_batch = on_batch
         self.in_flight = 0
         self.fatal: FatalRunError | None = None
         self._changed = asyncio.Condition()
@@ -306,6 +309,8 @@ class BulkRunner:
                             event = await anext(events)
                     except StopAsyncIteration:
                         break
+                    if event.HasField("batch") and self.on_batch is not None:
+                        self.on_batch(event.batch)
                     if not event.HasField("result"):
                         continue
                     job = by_id.pop(event.result.id, None)

@@ -20,6 +20,12 @@ feature finishes, followed by a progress event. A feature's failure becomes its 
 provider's numbers) ends that feature with a typed error, or INTERNAL naming the request id,
 never the exception's text; a worker never dies with its feature unreported, so the stream
 always ends with its summary (the last progress event, ``done == total``).
+
+Batch mode (``llm.batch``, :mod:`~autointerp_grpc.backends.batch`): the run first collects
+the provider's finished batches into the store; a feature that needs a call the store cannot
+answer is reported ``pending`` (no explanation, no score, no error); just before the last
+progress event, the pending calls are submitted as batches and a ``batch`` event reports the
+round.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autointerp_grpc.backends import store
+from autointerp_grpc.backends.batch import PendingCalls, RoundReport, pending_calls
 from autointerp_grpc.backends.llm import LLMClient
 from autointerp_grpc.descriptors import descriptor_of
 from autointerp_grpc.errors import (
@@ -199,6 +206,14 @@ class _Run:
             options, descriptor_of(pb.BulkOptions), BulkOptions, "options"
         )
         self.candidate_scorer = self._candidate_scorer()
+        self.batch = request.llm.batch and not request.llm.dry_run
+        if self.batch and request.llm.fresh:
+            raise InvalidArgument(
+                "llm.batch and llm.fresh cannot be combined: batch mode replays the store's "
+                "answers, which fresh skips"
+            )
+        self.given_up: dict[str, str] = {}
+        self.collected: dict[str, dict[str, Any]] = {}
         ids = [f.id for f in request.features]
         if any(not i.strip() for i in ids):
             raise InvalidArgument("every feature needs an id")
@@ -293,6 +308,25 @@ class _Run:
         return result_proto(result, outcome, method)
 
     async def feature(self, feature: pb.Feature) -> pb.FeatureResult:
+        if not self.batch:
+            return await self._one(feature)
+        calls = PendingCalls(self.given_up)
+        token = pending_calls.set(calls)
+        try:
+            result = await self._one(feature)
+        finally:
+            pending_calls.reset(token)
+        if not calls.calls:
+            return result
+        # Waiting for a batch: whatever the feature's work made of the missing answers
+        # (an error, a scorer's low coverage) is not a result.
+        self.collected.update(calls.calls)
+        waiting = pb.FeatureResult(id=feature.id, pending=True, seconds=result.seconds)
+        waiting.usage.CopyFrom(result.usage)
+        waiting.notes.append(f"{len(calls.calls)} LLM call(s) wait for the provider's batch")
+        return waiting
+
+    async def _one(self, feature: pb.Feature) -> pb.FeatureResult:
         began = time.perf_counter()
         result = pb.FeatureResult(id=feature.id)
         usage = Usage()
@@ -418,8 +452,25 @@ class _Run:
             result.notes.append(IN_SAMPLE_SELECTION_NOTE)
 
     async def stream(self) -> AsyncIterator[pb.ExplainAndScoreEvent]:
+        if not self.batch:
+            async for event in self._stream():
+                yield event
+            return
+        llm = self.request.llm
+        batches = self.deps.llm.batch_round(llm.model, llm.api_key, llm.provider)
+        try:
+            self.given_up = await batches.begin()
+            async for event in self._stream():
+                if event.HasField("progress") and event.progress.done == event.progress.total:
+                    await batches.submit(self.collected)
+                    yield pb.ExplainAndScoreEvent(batch=_round_proto(batches.report))
+                yield event
+        finally:
+            await batches.aclose()
+
+    async def _stream(self) -> AsyncIterator[pb.ExplainAndScoreEvent]:
         features = list(self.request.features)
-        total, done, failed = len(features), 0, 0
+        total, done, failed, waiting = len(features), 0, 0, 0
         usage = Usage()
         queue: asyncio.Queue[pb.FeatureResult] = asyncio.Queue()
         pending = iter(features)
@@ -441,9 +492,10 @@ class _Run:
                 result = await queue.get()
                 done += 1
                 failed += result.HasField("error")
+                waiting += result.pending
                 usage.add(result.usage)
                 yield pb.ExplainAndScoreEvent(result=result)
-                progress = pb.Progress(done=done, total=total, failed=failed)
+                progress = pb.Progress(done=done, total=total, failed=failed, pending=waiting)
                 progress.usage.CopyFrom(_usage_proto(usage))
                 yield pb.ExplainAndScoreEvent(progress=progress)
         finally:
@@ -451,6 +503,22 @@ class _Run:
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+
+
+def _round_proto(report: RoundReport) -> pb.BatchRound:
+    cost = report.collected_cost
+    return pb.BatchRound(
+        collected_cost=cost if cost is not None and math.isfinite(cost) else None,
+        collected_answers=report.collected_answers,
+        failed_requests=report.failed_requests,
+        submitted_requests=report.submitted_requests,
+        submitted_batch_ids=report.submitted_batch_ids,
+        open_batches=report.open_batches,
+        open_requests=report.open_requests,
+        open_completed=report.open_completed,
+        expected_wait_s=report.expected_wait_s,
+        notes=report.notes,
+    )
 
 
 async def explain_and_score(

@@ -47,4 +47,5 @@ def llm_client(llm: pb.LlmOptions, deps: Deps) -> LLMClient:
         reasoning_effort=llm.reasoning_effort,
         fresh=llm.fresh,
         dry_run=llm.dry_run,
+        batch=llm.batch,
     )

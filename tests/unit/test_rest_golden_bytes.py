@@ -244,13 +244,13 @@ async def test_stream_line_bytes() -> None:
     assert (
         reply.content
         == (
-            '{"progress":{"done":1,"total":2,"failed":0,"usage":null}}\n'
+            '{"progress":{"done":1,"total":2,"failed":0,"usage":null,"pending":0}}\n'
             '{"result":{"id":"fé","explanation":"🐈","scores":[{"method":"detection",'
             '"score":1e-05,"metric":"","confidenceInterval":null,"error":null,"chance":0.5,'
             '"coverage":null,"notes":[],"extraMetrics":{"x":1e+16},"control":null}],'
             '"candidates":[],"trainRecords":0,"testRecords":0,"usage":null,"error":null,'
             '"seconds":0.0,"inSample":false,"validationRecords":0,"notes":[],'
-            '"validationSeenRecords":0}}\n'
+            '"validationSeenRecords":0,"pending":false}}\n'
         ).encode()
     )
 

@@ -388,6 +388,21 @@ class _Endpoints:
             completion["usage"].update(next(self._bad_usages))
         return _json(200, completion)
 
+    def batch_completion(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The chat completion a batch request line's body gets (no faults, no latency)."""
+        messages = payload.get("messages")
+        if not isinstance(messages, list) or not messages:
+            messages = [{"role": "user", "content": ""}]
+        payload = {**payload, "messages": messages}
+        model = Directives(str(payload.get("model") or "fake-model")).model
+        answer = Answer(
+            request_kind(messages), system_prompt(messages), last_user_message(messages)
+        )
+        content = answer.content(None)
+        return self._completion(
+            payload, model, content, None, answer if payload.get("logprobs") else None
+        )
+
     def _hostile_error(self, request: Request, exchange: Exchange, fault: str) -> Response:
         """A "redirect_bomb" (307 carrying a gzip bomb) or "echo_key" (400 echoing the key)."""
         if fault == "redirect_bomb":
@@ -466,7 +481,9 @@ def build_app(state: FakeLLMState) -> Starlette:
     """The fake LLM's Starlette app, serving ``state``."""
     endpoints = _Endpoints(state)
     chat = endpoints.chat_completions
+    state.batches.answer = endpoints.batch_completion
     routes = [
+        *state.batches.routes(),
         Route("/health", endpoints.health, methods=["GET"]),
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/chat/completions", chat, methods=["POST"]),

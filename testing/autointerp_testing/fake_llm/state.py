@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Any
 
+from autointerp_testing.fake_llm.batches import FakeBatches
 from autointerp_testing.fake_llm.faults import Directives, normalise_fault
 
 __all__ = ["MAX_RECORDS", "Exchange", "FakeLLMState"]
@@ -38,6 +39,8 @@ class FakeLLMState:
         self.retry_after_ms = int(retry_after_ms)
         """The ``retry-after-ms`` a 429 fault sends."""
         self._ids = itertools.count(1)
+        self.batches = FakeBatches()
+        """The Batch API's files and batches (:mod:`.batches`)."""
         self._reset_stats_locked()
 
     # ---- settings --------------------------------------------------------------------------

@@ -153,7 +153,7 @@ class ErrorResponse(_message.Message):
     def __init__(self, detail: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...
 
 class LlmOptions(_message.Message):
-    __slots__ = ("model", "api_key", "provider", "max_tokens", "reasoning_effort", "fresh", "dry_run")
+    __slots__ = ("model", "api_key", "provider", "max_tokens", "reasoning_effort", "fresh", "dry_run", "batch")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     API_KEY_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
@@ -161,6 +161,7 @@ class LlmOptions(_message.Message):
     REASONING_EFFORT_FIELD_NUMBER: _ClassVar[int]
     FRESH_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     model: str
     api_key: str
     provider: str
@@ -168,7 +169,8 @@ class LlmOptions(_message.Message):
     reasoning_effort: str
     fresh: bool
     dry_run: bool
-    def __init__(self, model: _Optional[str] = ..., api_key: _Optional[str] = ..., provider: _Optional[str] = ..., max_tokens: _Optional[int] = ..., reasoning_effort: _Optional[str] = ..., fresh: _Optional[bool] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+    batch: bool
+    def __init__(self, model: _Optional[str] = ..., api_key: _Optional[str] = ..., provider: _Optional[str] = ..., max_tokens: _Optional[int] = ..., reasoning_effort: _Optional[str] = ..., fresh: _Optional[bool] = ..., dry_run: _Optional[bool] = ..., batch: _Optional[bool] = ...) -> None: ...
 
 class Usage(_message.Message):
     __slots__ = ("llm_calls", "prompt_tokens", "completion_tokens", "cost", "cached_responses", "cached_prompt_tokens", "saved_cost", "estimated")
@@ -731,7 +733,7 @@ class FeatureError(_message.Message):
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class FeatureResult(_message.Message):
-    __slots__ = ("id", "explanation", "scores", "candidates", "train_records", "test_records", "usage", "error", "seconds", "in_sample", "validation_records", "notes", "validation_seen_records")
+    __slots__ = ("id", "explanation", "scores", "candidates", "train_records", "test_records", "usage", "error", "seconds", "in_sample", "validation_records", "notes", "validation_seen_records", "pending")
     ID_FIELD_NUMBER: _ClassVar[int]
     EXPLANATION_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
@@ -745,6 +747,7 @@ class FeatureResult(_message.Message):
     VALIDATION_RECORDS_FIELD_NUMBER: _ClassVar[int]
     NOTES_FIELD_NUMBER: _ClassVar[int]
     VALIDATION_SEEN_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
     id: str
     explanation: str
     scores: _containers.RepeatedCompositeFieldContainer[ScorerOutcome]
@@ -758,24 +761,53 @@ class FeatureResult(_message.Message):
     validation_records: int
     notes: _containers.RepeatedScalarFieldContainer[str]
     validation_seen_records: int
-    def __init__(self, id: _Optional[str] = ..., explanation: _Optional[str] = ..., scores: _Optional[_Iterable[_Union[ScorerOutcome, _Mapping]]] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., train_records: _Optional[int] = ..., test_records: _Optional[int] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., error: _Optional[_Union[FeatureError, _Mapping]] = ..., seconds: _Optional[float] = ..., in_sample: _Optional[bool] = ..., validation_records: _Optional[int] = ..., notes: _Optional[_Iterable[str]] = ..., validation_seen_records: _Optional[int] = ...) -> None: ...
+    pending: bool
+    def __init__(self, id: _Optional[str] = ..., explanation: _Optional[str] = ..., scores: _Optional[_Iterable[_Union[ScorerOutcome, _Mapping]]] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., train_records: _Optional[int] = ..., test_records: _Optional[int] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., error: _Optional[_Union[FeatureError, _Mapping]] = ..., seconds: _Optional[float] = ..., in_sample: _Optional[bool] = ..., validation_records: _Optional[int] = ..., notes: _Optional[_Iterable[str]] = ..., validation_seen_records: _Optional[int] = ..., pending: _Optional[bool] = ...) -> None: ...
 
 class Progress(_message.Message):
-    __slots__ = ("done", "total", "failed", "usage")
+    __slots__ = ("done", "total", "failed", "usage", "pending")
     DONE_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     FAILED_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
     done: int
     total: int
     failed: int
     usage: Usage
-    def __init__(self, done: _Optional[int] = ..., total: _Optional[int] = ..., failed: _Optional[int] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ...) -> None: ...
+    pending: int
+    def __init__(self, done: _Optional[int] = ..., total: _Optional[int] = ..., failed: _Optional[int] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., pending: _Optional[int] = ...) -> None: ...
+
+class BatchRound(_message.Message):
+    __slots__ = ("collected_answers", "failed_requests", "submitted_requests", "submitted_batch_ids", "open_batches", "open_requests", "open_completed", "expected_wait_s", "notes", "collected_cost")
+    COLLECTED_ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    FAILED_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    SUBMITTED_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    SUBMITTED_BATCH_IDS_FIELD_NUMBER: _ClassVar[int]
+    OPEN_BATCHES_FIELD_NUMBER: _ClassVar[int]
+    OPEN_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    OPEN_COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_WAIT_S_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    COLLECTED_COST_FIELD_NUMBER: _ClassVar[int]
+    collected_answers: int
+    failed_requests: int
+    submitted_requests: int
+    submitted_batch_ids: _containers.RepeatedScalarFieldContainer[str]
+    open_batches: int
+    open_requests: int
+    open_completed: int
+    expected_wait_s: float
+    notes: _containers.RepeatedScalarFieldContainer[str]
+    collected_cost: float
+    def __init__(self, collected_answers: _Optional[int] = ..., failed_requests: _Optional[int] = ..., submitted_requests: _Optional[int] = ..., submitted_batch_ids: _Optional[_Iterable[str]] = ..., open_batches: _Optional[int] = ..., open_requests: _Optional[int] = ..., open_completed: _Optional[int] = ..., expected_wait_s: _Optional[float] = ..., notes: _Optional[_Iterable[str]] = ..., collected_cost: _Optional[float] = ...) -> None: ...
 
 class ExplainAndScoreEvent(_message.Message):
-    __slots__ = ("result", "progress")
+    __slots__ = ("result", "progress", "batch")
     RESULT_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     result: FeatureResult
     progress: Progress
-    def __init__(self, result: _Optional[_Union[FeatureResult, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ...) -> None: ...
+    batch: BatchRound
+    def __init__(self, result: _Optional[_Union[FeatureResult, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., batch: _Optional[_Union[BatchRound, _Mapping]] = ...) -> None: ...
