@@ -19,8 +19,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from google.protobuf import json_format
-from scipy.stats import spearmanr
+from scipy.stats import rankdata
 
 from autointerp_grpc.cli.errors import UsageError
 from autointerp_grpc.cli.jsonread import DEFAULT_MAX_LINE_BYTES, loads, read_lines
@@ -185,7 +186,8 @@ def rank_correlation(xs: Sequence[float], ys: Sequence[float]) -> float | None:
     either side is constant (it is undefined then, not 0)."""
     if len(xs) < 3 or len(set(xs)) < 2 or len(set(ys)) < 2:
         return None
-    rho = float(spearmanr(xs, ys)[0])
+    # Spearman's rho: Pearson's correlation of the ranks (ties get their mean rank).
+    rho = float(np.corrcoef(rankdata(xs), rankdata(ys))[0, 1])
     return rho if math.isfinite(rho) else None
 
 
