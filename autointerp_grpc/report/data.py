@@ -29,11 +29,11 @@ from autointerp_grpc.cli.results import to_json
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 from autointerp_grpc.usage import Usage
 
-SHOWN_ACTIVATING = 10
+SHOWN_ACTIVATING = 6
 """Activating records a card shows: the latent's strongest, by peak activation."""
-SHOWN_NON_ACTIVATING = 5
+SHOWN_NON_ACTIVATING = 3
 """Non-activating records a card shows."""
-RECORD_WINDOW = 64
+RECORD_WINDOW = 40
 """Tokens of a record a card shows: a window around its peak (a long record is cut)."""
 
 
@@ -282,10 +282,16 @@ def _window(record: pb.Activation, size: int = RECORD_WINDOW) -> dict[str, Any]:
         "start": start,
         "cut": len(tokens) > size,
         "tokens": tokens[start : start + size],
-        "values": [
-            float(f"{v:.4g}") if math.isfinite(v) else 0.0 for v in values[start : start + size]
-        ],
+        "values": [_short_value(v) for v in values[start : start + size]],
     }
+
+
+def _short_value(value: float) -> float | int:
+    """A value as the page needs it: 4 significant digits, zero (and what is not finite) as 0
+    (most tokens of a record: the short form keeps a 10,000-latent report small)."""
+    if not math.isfinite(value) or value == 0:
+        return 0
+    return float(f"{value:.4g}")
 
 
 def _peak(record: pb.Activation) -> float:

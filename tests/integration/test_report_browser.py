@@ -21,29 +21,29 @@ from test_docs import Browser, browser  # noqa: F401 (the fixture)
 from autointerp_grpc.report import build_report, write_report
 
 
-def _screenshot(browser: Browser, path: Path, full: bool = True) -> None:
+def _screenshot(chrome: Browser, path: Path, full: bool = True) -> None:
     params: dict = {"format": "png"}
     if full:
-        metrics = browser.call("Page.getLayoutMetrics")
+        metrics = chrome.call("Page.getLayoutMetrics")
         size = metrics["cssContentSize"]
         params["clip"] = {"x": 0, "y": 0, "width": 1280, "height": size["height"], "scale": 1}
         params["captureBeyondViewport"] = True
-    path.write_bytes(base64.b64decode(browser.call("Page.captureScreenshot", params)["data"]))
+    path.write_bytes(base64.b64decode(chrome.call("Page.captureScreenshot", params)["data"]))
 
 
-def _text(browser: Browser, selector: str) -> str:
-    return browser.evaluate(f"document.querySelector({json.dumps(selector)}).textContent")
+def _text(chrome: Browser, selector: str) -> str:
+    return chrome.evaluate(f"document.querySelector({json.dumps(selector)}).textContent")
 
 
-def _first_ids(browser: Browser, count: int) -> list[str]:
-    return browser.evaluate(
+def _first_ids(chrome: Browser, count: int) -> list[str]:
+    return chrome.evaluate(
         f"Array.from(document.querySelectorAll('#latents tbody tr')).slice(0, {count})"
         ".map(tr => tr.dataset.id)"
     )
 
 
-def _click(browser: Browser, selector: str) -> None:
-    assert browser.evaluate(
+def _click(chrome: Browser, selector: str) -> None:
+    assert chrome.evaluate(
         f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
         " if (!e) return false; e.click(); return true; })()"
     ), selector
