@@ -118,7 +118,7 @@ def main() -> None:
             f"{n} latents: results {results.stat().st_size / 1e6:.1f} MB; report built in "
             f"{built:.2f} s, {page.stat().st_size / 1e6:.1f} MB"
         )
-        from test_docs import Browser, find_chromium
+        from test_docs import Browser, find_chromium  # pyright: ignore[reportMissingImports]
 
         executable = find_chromium()
         if executable is None:
