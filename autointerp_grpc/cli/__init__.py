@@ -5,6 +5,7 @@
     autointerp score --method fuzz --explanation "the word cat" --input records.json --model M
     autointerp run --input features.jsonl --output results.jsonl \\
         --explainer default --scorers detection,fuzz --model openai/gpt-4o-mini
+    autointerp report results.jsonl --input features.jsonl -o report.html   # no server
 
 Every subcommand takes ``--server`` (default ``$AUTOINTERP_SERVER`` or ``127.0.0.1:50051``;
 a comma-separated list spreads the work over several servers) and ``--secret`` (default
@@ -25,7 +26,8 @@ rule.
 Rooms: :mod:`.commands` (the parser, ``main``, methods/explain/score), :mod:`.run` (the
 ``run`` command over :mod:`autointerp_grpc.client.bulk`), :mod:`.inputs` (records and
 features files, JSON flags), :mod:`.jsonread` (reading them safely), :mod:`.results`
-(results file, resume, statistics, summary).
+(results file, resume, statistics, summary), :mod:`.report` (``report`` and ``run --report``
+over :mod:`autointerp_grpc.report`).
 """
 
 from __future__ import annotations

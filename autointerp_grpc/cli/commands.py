@@ -25,6 +25,7 @@ from autointerp_grpc.cli.inputs import (
     set_params,
 )
 from autointerp_grpc.cli.jsonread import DEFAULT_MAX_LINE_BYTES
+from autointerp_grpc.cli.report import add_report_command, with_report
 from autointerp_grpc.cli.results import table, to_json
 from autointerp_grpc.cli.run import cmd_run
 from autointerp_grpc.client import AutoInterpClient, rpc_failure
@@ -326,6 +327,11 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
         help="stop the run once it has spent this many dollars (exit status 3; results so "
         "far are kept and a rerun resumes)",
     )
+    run.add_argument(
+        "--report",
+        help="at the end, write an HTML report of the whole results file here (as "
+        "`autointerp report`, with --input's records)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -385,8 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
         "line to the output file; features already done there are skipped.",
     )
     _run_arguments(run)
-    run.set_defaults(handler=cmd_run)
+    run.set_defaults(handler=with_report(cmd_run))
     add_batch_command(sub)
+    _input_cap(add_report_command(sub), "line of either file")
     return parser
 
 

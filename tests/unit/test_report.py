@@ -1,0 +1,211 @@
+"""``autointerp report``: the numbers of the report against the results file they come from
+(the fixture run of tests/report_run.py), and the page's self-containment."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+from pathlib import Path
+
+import pytest
+from report_run import (
+    BEST_OF_K,
+    FAILED_WHOLE,
+    FEATURES,
+    FUZZ_FAILED,
+    IN_SAMPLE,
+    RERUN,
+    SCORES,
+    write_run,
+)
+from scipy.stats import spearmanr
+
+from autointerp_grpc.cli.commands import main
+from autointerp_grpc.cli.features import read_features
+from autointerp_grpc.report import build_report
+from autointerp_grpc.report.charts import plotly_js
+from autointerp_grpc.report.data import (
+    RECORD_WINDOW,
+    card_records,
+    rank_correlation,
+    read_results,
+    report_data,
+)
+
+
+def _page_data(page: str) -> dict:
+    found = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page)
+    assert found is not None
+    return json.loads(found.group(1))
+
+
+def _last_lines(path: Path) -> dict[str, dict]:
+    last: dict[str, dict] = {}
+    for line in path.read_text().splitlines():
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue
+        last[data["id"]] = data
+    return last
+
+
+def test_summary_numbers_match_the_results_file(tmp_path: Path) -> None:
+    path = write_run(tmp_path)
+    lines = _last_lines(path)
+    data = report_data(read_results(str(path)), read_features(str(FEATURES)), model="m")
+    summary = data["summary"]
+
+    failed = [
+        i for i, r in lines.items() if r.get("error") or any(s.get("error") for s in r["scores"])
+    ]
+    assert sorted(failed) == sorted([FAILED_WHOLE, FUZZ_FAILED])
+    assert summary["features"] == len(lines) == len(SCORES)
+    assert summary["failed"] == len(failed)
+    assert summary["ok"] == len(lines) - len(failed)
+    assert summary["failedWhole"] == 1 and summary["failedScorers"] == 1
+    assert summary["reasons"] == [
+        {"where": "feature", "code": "INVALID_ARGUMENT", "count": 1},
+        {"where": "fuzz", "code": "UNAVAILABLE", "count": 1},
+    ]
+    assert summary["superseded"] == 1  # RERUN's first (failed) line
+    assert summary["unreadable"] == 1  # the line cut short
+    assert RERUN not in failed
+    assert summary["scorers"] == ["detection", "fuzz", "embedding"]
+    assert summary["model"] == "m"
+
+    usages = [r.get("usage", {}) for r in lines.values()]
+    assert summary["llmCalls"] == sum(u.get("llmCalls", 0) for u in usages)
+    assert summary["promptTokens"] == sum(u.get("promptTokens", 0) for u in usages)
+    assert summary["completionTokens"] == sum(u.get("completionTokens", 0) for u in usages)
+    assert summary["cost"] == pytest.approx(sum(u.get("cost", 0) for u in usages))
+    assert summary["pricedFeatures"] == sum("cost" in u for u in usages) == 7
+    assert summary["storeHits"] == sum(u.get("cachedResponses", 0) for u in usages) > 0
+    assert summary["savedCost"] == pytest.approx(sum(u.get("savedCost", 0) for u in usages))
+    assert summary["inSample"] == sum(bool(r.get("inSample")) for r in lines.values()) == 1
+    assert summary["heldOut"] == sum(
+        not r.get("inSample") and r.get("testRecords", 0) > 0 for r in lines.values()
+    )
+    assert summary["bestOfK"] == 1
+
+    for scorer in data["scorers"]:
+        outcomes = [
+            s for r in lines.values() for s in r["scores"] if s["method"] == scorer["method"]
+        ]
+        scores = [s["score"] for s in outcomes if "score" in s]
+        widths = [
+            s["confidenceInterval"]["upper"] - s["confidenceInterval"]["lower"]
+            for s in outcomes
+            if "confidenceInterval" in s
+        ]
+        assert scorer["n"] == len(scores)
+        assert scorer["errors"] == sum("error" in s for s in outcomes)
+        assert scorer["mean"] == pytest.approx(statistics.fmean(scores))
+        assert scorer["median"] == pytest.approx(statistics.median(scores))
+        assert scorer["chance"] == 0.5 and not scorer["chanceVaries"]
+        assert scorer["meanWidth"] == pytest.approx(statistics.fmean(widths))
+    assert [s["n"] for s in data["scorers"]] == [7, 6, 7]
+
+
+def test_rank_correlations_match_scipy_over_common_latents(tmp_path: Path) -> None:
+    lines = _last_lines(write_run(tmp_path))
+    data = report_data(read_results(str(tmp_path / "results.jsonl")))
+    pairs = {(p["x"], p["y"]): p for p in data["correlations"]}
+    assert set(pairs) == {("detection", "fuzz"), ("detection", "embedding"), ("fuzz", "embedding")}
+    for (x, y), pair in pairs.items():
+        common = [
+            (by[x], by[y])
+            for r in lines.values()
+            if x in (by := {s["method"]: s.get("score") for s in r["scores"] if "score" in s})
+            and y in by
+        ]
+        assert pair["n"] == len(common)
+        expected = spearmanr([a for a, _ in common], [b for _, b in common]).statistic
+        assert pair["rho"] == pytest.approx(expected)
+
+
+def test_rank_correlation_is_undefined_not_zero_when_it_cannot_be_computed() -> None:
+    assert rank_correlation([0.5, 0.6], [0.1, 0.2]) is None  # too few
+    assert rank_correlation([0.5, 0.5, 0.5], [0.1, 0.2, 0.3]) is None  # constant
+    assert rank_correlation([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+
+
+def test_cards_carry_candidates_and_the_strongest_records(tmp_path: Path) -> None:
+    features = read_features(str(FEATURES))
+    data = report_data(read_results(str(write_run(tmp_path))), features)
+    latents = {lat["id"]: lat for lat in data["latents"]}
+    assert [c["explanation"] for c in latents[BEST_OF_K]["candidates"]] == [
+        "Animals",
+        'Mentions of "cat"',
+        "Pets at home",
+    ]
+    assert latents[IN_SAMPLE]["inSample"] is True
+    assert data["withRecords"] == len(SCORES)
+    cat = next(f for f in features if f.id == BEST_OF_K)
+    records = data["records"][BEST_OF_K]
+    assert records["max"] == max(max(r.values) for r in cat.activations)
+    peaks = [max(r["values"]) for r in records["act"]]
+    assert peaks == sorted(peaks, reverse=True)
+    assert records["nonActivating"] == len(cat.non_activating)
+
+
+def test_a_long_record_is_cut_to_a_window_around_its_peak() -> None:
+    from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
+
+    tokens = [f" t{i}" for i in range(500)]
+    values = [0.0] * 500
+    values[400] = 3.0
+    feature = pb.Feature(id="x", activations=[pb.Activation(tokens=tokens, values=values)])
+    (shown,) = card_records(feature)["act"]
+    assert len(shown["tokens"]) == RECORD_WINDOW and shown["cut"]
+    assert shown["tokens"][shown["values"].index(3.0)] == " t400"
+
+
+def test_page_is_self_contained_and_escapes_model_text(tmp_path: Path) -> None:
+    path = tmp_path / "results.jsonl"
+    hostile = "</script><script>alert(1)</script><img src=x onerror=alert(2)>"
+    path.write_text(
+        json.dumps(
+            {
+                "id": "evil",
+                "explanation": hostile,
+                "scores": [{"method": "detection", "score": 0.5, "chance": 0.5}],
+            }
+        )
+        + "\n"
+    )
+    page = build_report(str(path)).html
+    assert "<script>alert(1)" not in page
+    assert _page_data(page)["latents"][0]["explanation"] == hostile
+    # plotly.js is inline; around it, nothing names an external script, style, font or
+    # image (the Chromium test checks that the page loads nothing at all).
+    assert plotly_js() in page
+    ours = page.replace(plotly_js(), "")
+    assert not re.search(r'(src|href)\s*=\s*["\']?(https?:)?//', ours)
+    assert not re.search(r"@import|url\(", ours)
+
+
+def test_report_command_writes_the_page(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    results = write_run(tmp_path)
+    out = tmp_path / "sub" / "report.html"
+    status = main(["report", str(results), "--input", str(FEATURES), "-o", str(out)])
+    assert status == 0
+    data = _page_data(out.read_text())
+    assert data["summary"]["features"] == len(SCORES)
+    assert "8 latents, records for 8, 1 unreadable line(s) skipped" in capsys.readouterr().err
+    assert not math.isnan(data["summary"]["seconds"])
+
+
+def test_report_command_names_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    results = write_run(tmp_path)
+    assert main(["report", str(tmp_path / "nope.jsonl"), "-o", str(tmp_path / "r.html")]) == 2
+    assert "nope.jsonl" in capsys.readouterr().err
+    assert main(["report", str(results), "-o", str(results)]) == 2
+    assert "must not overwrite" in capsys.readouterr().err
+    bad_input = tmp_path / "bad.jsonl"
+    bad_input.write_text("{not json\n")
+    status = main(["report", str(results), "--input", str(bad_input), "-o", str(tmp_path / "r")])
+    assert status == 2
+    assert "bad.jsonl" in capsys.readouterr().err
