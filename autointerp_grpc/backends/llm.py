@@ -30,6 +30,7 @@ is the provider's figure, else the price table's (:mod:`~autointerp_grpc.pricing
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -40,6 +41,7 @@ import httpx2
 import openai
 from openai.types.chat import ChatCompletion
 
+from autointerp_grpc.backends.adaptive import AdaptiveGate, AdaptiveLimits, AdaptiveWaitExpired
 from autointerp_grpc.backends.llm_transport import (
     BoundedHttpxClient,
     FairGate,
@@ -182,6 +184,12 @@ class LLMBackend:
 
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.metrics = metrics or Metrics()
+        # Calls in flight per provider and model, adapted to the provider's rate limit.
+        self.adaptive = AdaptiveLimits(
+            settings.llm.max_concurrency,
+            self.metrics,
+            enabled=settings.llm.adaptive_concurrency,
+        )
         limits = httpx2.Limits(
             max_connections=settings.llm.max_connections,
             max_keepalive_connections=settings.llm.max_connections,
@@ -189,7 +197,11 @@ class LLMBackend:
         # One keep-alive connection pool per base URL, shared by every request to it; each
         # response body is read (decoded) up to the limit.
         self._pools = {
-            url: BoundedHttpxClient(limits=limits, max_body_bytes=settings.llm.max_response_bytes)
+            url: BoundedHttpxClient(
+                limits=limits,
+                max_body_bytes=settings.llm.max_response_bytes,
+                event_hooks=self.adaptive.event_hooks(),
+            )
             for url in set(settings.providers().values())
         }
         self.default_provider = settings.llm.default_provider
@@ -258,6 +270,7 @@ class LLMBackend:
             api_key,
             overrides,
             gate=self.gate,
+            adaptive=(self.adaptive, self.adaptive.gate(name, model)),
             observer=_Observer(self.metrics, name, model),
             total_timeout_s=self._total_timeout_s,
             limits=self._limits,
@@ -466,6 +479,7 @@ class LLMClient(Client):
         overrides: dict[str, Any] | None = None,
         *,
         gate: FairGate | None = None,
+        adaptive: tuple[AdaptiveLimits, AdaptiveGate | None] | None = None,
         observer: _Observer | None = None,
         total_timeout_s: float = 600.0,
         limits: _Limits | None = None,
@@ -478,6 +492,7 @@ class LLMClient(Client):
         self._api_key = api_key
         self._overrides = overrides or {}
         self._gate = gate or FairGate(1)
+        self._adaptive = adaptive
         self._observer = observer
         self._log = _CallLog()
         self._limits = limits or _Limits()
@@ -531,7 +546,7 @@ class LLMClient(Client):
             max(0.0, self._deadline - time.monotonic() - _DEADLINE_MARGIN_S),
         )
         try:
-            async with self._gate.slot(owner, wait_s), asyncio.timeout(self._total_timeout_s):
+            async with self._slots(owner, wait_s), asyncio.timeout(self._total_timeout_s):
                 # The SDK's own HTTP path (auth, retries with backoff, typed errors and
                 # response), minus chat.completions.create's recursive parameter transform,
                 # which costs milliseconds per call on delphi's long prompts and has nothing
@@ -543,12 +558,14 @@ class LLMClient(Client):
                 )
             body = raw.content
             completion = await off_loop(bytes_as_items(len(body)), _completion_from, body)
-        except SlotWaitExpired:
+        except SlotWaitExpired as exc:
             capacity = self._gate.capacity
             error: AutoInterpError = ResourceExhausted(
-                f"No upstream LLM call slot came free within {wait_s:.3g} s: all {capacity} "
-                "of this server's slots (AUTOINTERP_LLM_MAX_CONCURRENCY) are in use by other "
-                "calls; retry later"
+                str(exc)
+                if isinstance(exc, AdaptiveWaitExpired)
+                else f"No upstream LLM call slot came free within {wait_s:.3g} s: all "
+                f"{capacity} of this server's slots (AUTOINTERP_LLM_MAX_CONCURRENCY) are in use "
+                "by other calls; retry later"
             )
             self._log.errors.append(error)
             raise error from None
@@ -575,6 +592,14 @@ class LLMClient(Client):
         if use.store is not None:
             await self._keep(key, content, logprobs, counted)
         return self._answered(text, logprobs, params)
+
+    def _slots(self, owner: object, wait_s: float) -> contextlib.AbstractAsyncContextManager[None]:
+        """The slots a call holds: its provider and model's adaptive one (where adapting),
+        then a process-wide one."""
+        if self._adaptive is None:
+            return self._gate.slot(owner, wait_s)
+        limits, gate = self._adaptive
+        return limits.slots(gate, self._gate, owner, wait_s)
 
     def _answered(self, text: str, logprobs: Any, params: dict[str, Any]) -> Response:
         self._log.answers.append(text)
