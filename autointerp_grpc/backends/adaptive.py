@@ -93,9 +93,9 @@ class AdaptiveGate(FairGate):
         clock: Callable[[], float] = time.monotonic,
         on_change: Callable[[AdaptiveGate], None] | None = None,
     ) -> None:
-        super().__init__(ceiling)
+        super().__init__(min(ceiling, INITIAL))
         self.ceiling = ceiling
-        self.limit = float(min(ceiling, INITIAL))
+        self.limit = float(self.capacity)
         """The current limit (its whole part is the capacity)."""
         self.rate_limited = 0
         """429s seen (retried ones included)."""
