@@ -134,6 +134,12 @@ class LlmSettings(BaseModel):
     max_concurrency: int = Field(
         default=64, ge=1, description="Process-wide cap on upstream LLM calls in flight at once."
     )
+    adaptive_concurrency: bool = Field(
+        default=True,
+        description="Adapt the calls in flight per provider and model to the provider's rate "
+        "limit (additive increase, multiplicative decrease on HTTP 429), under "
+        "AUTOINTERP_LLM__MAX_CONCURRENCY; false: that cap alone.",
+    )
     slot_wait_s: float = Field(
         default=60.0,
         gt=0,

@@ -67,6 +67,24 @@ class Metrics:
             ["provider", "model", "kind"],
             registry=r,
         )
+        self.llm_concurrency_limit = Gauge(
+            "autointerp_llm_concurrency_limit",
+            "Adaptive limit on upstream LLM calls in flight, by provider and model.",
+            ["provider", "model"],
+            registry=r,
+        )
+        self.llm_concurrency_in_use = Gauge(
+            "autointerp_llm_concurrency_in_use",
+            "Upstream LLM calls in flight under the adaptive limit, by provider and model.",
+            ["provider", "model"],
+            registry=r,
+        )
+        self.llm_rate_limited = Counter(
+            "autointerp_llm_rate_limited",
+            "HTTP 429 answers from the provider (retried ones included), by provider and model.",
+            ["provider", "model"],
+            registry=r,
+        )
         self.embedding_batch = Histogram(
             "autointerp_embedding_batch_size",
             "Texts per embedding-model call.",

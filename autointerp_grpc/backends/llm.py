@@ -30,6 +30,7 @@ is the provider's figure, else the price table's (:mod:`~autointerp_grpc.pricing
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -40,6 +41,7 @@ import httpx2
 import openai
 from openai.types.chat import ChatCompletion
 
+from autointerp_grpc.backends.adaptive import AdaptiveGate, AdaptiveLimits, AdaptiveWaitExpired
 from autointerp_grpc.backends.batch import (
     BATCH_FILE_MAX_READ_BYTES,
     MAX_BATCH_ATTEMPTS,
@@ -190,6 +192,12 @@ class LLMBackend:
 
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.metrics = metrics or Metrics()
+        # Calls in flight per provider and model, adapted to the provider's rate limit.
+        self.adaptive = AdaptiveLimits(
+            settings.llm.max_concurrency,
+            self.metrics,
+            enabled=settings.llm.adaptive_concurrency,
+        )
         limits = httpx2.Limits(
             max_connections=settings.llm.max_connections,
             max_keepalive_connections=settings.llm.max_connections,
@@ -197,7 +205,11 @@ class LLMBackend:
         # One keep-alive connection pool per base URL, shared by every request to it; each
         # response body is read (decoded) up to the limit.
         self._pools = {
-            url: BoundedHttpxClient(limits=limits, max_body_bytes=settings.llm.max_response_bytes)
+            url: BoundedHttpxClient(
+                limits=limits,
+                max_body_bytes=settings.llm.max_response_bytes,
+                event_hooks=self.adaptive.event_hooks(),
+            )
             for url in set(settings.providers().values())
         }
         self.default_provider = settings.llm.default_provider
@@ -269,6 +281,7 @@ class LLMBackend:
             api_key,
             overrides,
             gate=self.gate,
+            adaptive=(self.adaptive, self.adaptive.gate(name, model)),
             observer=_Observer(self.metrics, name, model),
             total_timeout_s=self._total_timeout_s,
             limits=self._limits,
@@ -510,6 +523,7 @@ class LLMClient(Client):
         overrides: dict[str, Any] | None = None,
         *,
         gate: FairGate | None = None,
+        adaptive: tuple[AdaptiveLimits, AdaptiveGate | None] | None = None,
         observer: _Observer | None = None,
         total_timeout_s: float = 600.0,
         limits: _Limits | None = None,
@@ -522,6 +536,7 @@ class LLMClient(Client):
         self._api_key = api_key
         self._overrides = overrides or {}
         self._gate = gate or FairGate(1)
+        self._adaptive = adaptive
         self._observer = observer
         self._log = _CallLog()
         self._limits = limits or _Limits()
@@ -585,7 +600,7 @@ class LLMClient(Client):
             raise self._cut_by_deadline()
         try:
             async with (
-                self._gate.slot(owner, min(wait_s, left_s)),
+                self._slots(owner, min(wait_s, left_s)),
                 asyncio.timeout(min(self._total_timeout_s, left_s)),
             ):
                 # The SDK's own HTTP path (auth, retries with backoff, typed errors and
@@ -645,6 +660,14 @@ class LLMClient(Client):
             return CallPending()
         self._log.errors.append(error)
         return error
+
+    def _slots(self, owner: object, wait_s: float) -> contextlib.AbstractAsyncContextManager[None]:
+        """The slots a call holds: its provider and model's adaptive one (where adapting),
+        then a process-wide one."""
+        if self._adaptive is None:
+            return self._gate.slot(owner, wait_s)
+        limits, gate = self._adaptive
+        return limits.slots(gate, self._gate, owner, wait_s)
 
     def _answered(self, text: str, logprobs: Any, params: dict[str, Any]) -> Response:
         self._log.answers.append(text)
@@ -709,9 +732,11 @@ class LLMClient(Client):
                 return self._cut_by_deadline()
             capacity = self._gate.capacity
             error: AutoInterpError = ResourceExhausted(
-                f"No upstream LLM call slot came free within {wait_s:.3g} s: all {capacity} "
-                "of this server's slots (AUTOINTERP_LLM_MAX_CONCURRENCY) are in use by other "
-                "calls; retry later"
+                str(exc)
+                if isinstance(exc, AdaptiveWaitExpired)
+                else f"No upstream LLM call slot came free within {wait_s:.3g} s: all "
+                f"{capacity} of this server's slots (AUTOINTERP_LLM_MAX_CONCURRENCY) are in use "
+                "by other calls; retry later"
             )
             self._log.errors.append(error)
             return error

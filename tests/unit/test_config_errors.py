@@ -29,6 +29,7 @@ BAD_VALUES: dict[str, str] = {
     "llm.timeout_s": "0",
     "llm.max_retries": "11",
     "llm.max_concurrency": "0",
+    "llm.adaptive_concurrency": "sometimes",
     "llm.slot_wait_s": "0",
     "llm.request_concurrency": "0",
     "llm.max_connections": "zero",

@@ -46,8 +46,10 @@ line and a wrong list to the correct answer, as reasoning models do; the ``@reas
 model directive instead returns that trace in ``choices[0].message.reasoning`` (as OpenRouter
 does) with a clean content. ``@logprobs=0`` makes it ignore ``logprobs: true``, like a
 provider without log probabilities. ``GET /_stats`` and :meth:`FakeLLMServer.stats` report
-request counts and the peak number of concurrent requests. API keys are never logged or
-echoed.
+request counts and the peak number of concurrent requests. A request-rate limit
+(:meth:`FakeLLMServer.set_rate_limit`, ``rate_limit_rps`` in ``POST /_control``, a token
+bucket, :mod:`.ratelimit`) answers requests beyond it with HTTP 429 and the ``retry-after-ms``
+at which the next would pass. API keys are never logged or echoed.
 
 Run standalone with ``python -m autointerp_testing.fake_llm --port 8900``.
 """
@@ -79,6 +81,7 @@ from autointerp_testing.fake_llm.faults import (
     LONG_ANSWER,
     THINK_TRACE,
 )
+from autointerp_testing.fake_llm.ratelimit import TokenBucket
 from autointerp_testing.fake_llm.recognise import (
     ANCHOR_SIGNATURES,
     REQUEST_KINDS,
@@ -113,6 +116,7 @@ __all__ = [
     "EvAnswer",
     "FakeLLMServer",
     "FakeLLMState",
+    "TokenBucket",
     "answer_logprobs",
     "attention_answer",
     "build_app",

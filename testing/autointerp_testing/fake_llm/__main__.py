@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault", choices=sorted(FAULT_MODES), default=None)
     parser.add_argument("--fault-count", type=int, default=None)
     parser.add_argument("--retry-after-ms", type=int, default=50)
+    parser.add_argument(
+        "--rate-limit-rps", type=float, default=None, help="answer 429 beyond this rate"
+    )
     args = parser.parse_args(argv)
 
     done = threading.Event()
@@ -38,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         fault_count=args.fault_count,
         retry_after_ms=args.retry_after_ms,
     )
+    if args.rate_limit_rps is not None:
+        server.set_rate_limit(args.rate_limit_rps)
     with server:
         print(f"fake LLM serving at {server.base_url}", flush=True)
         while not done.wait(0.5):

@@ -34,6 +34,7 @@ from autointerp_testing.fake_llm.faults import (
     HUGE_BODY_BYTES,
     JSON_SCHEMA_REJECTED,
     LOGPROBS_REJECTED,
+    RATE_LIMIT_ERROR,
     THINK_TRACE,
     Directives,
     auth_error,
@@ -307,9 +308,9 @@ class _Endpoints:
         record["response_format"] = (
             response_format.get("type") if isinstance(response_format, dict) else None
         )
-        if denied is not None:
-            exchange.settle(denied[0])
-            return _error(*denied)
+        refusal = self._refusal(exchange, denied)
+        if refusal is not None:
+            return refusal
 
         fault, latency = self.state.take_fault_and_latency(directives)
         if request.query_params.get("redirected"):
@@ -419,6 +420,30 @@ class _Endpoints:
         exchange.settle(400)
         key = (request.headers.get("authorization") or "").partition(" ")[2].strip()
         return _error(400, bad_request(echo_key_message(key)))
+
+    def _refusal(
+        self, exchange: Exchange, denied: tuple[int, dict[str, Any]] | None
+    ) -> Response | None:
+        """The answer to a request refused before it is looked at: a bad key, or (for a
+        request the rate limit does not let through) HTTP 429."""
+        if denied is not None:
+            exchange.settle(denied[0])
+            return _error(*denied)
+        limit = self.state.rate_limit
+        wait_s = limit.take() if limit is not None else 0.0
+        return self._rate_limited(exchange, wait_s) if wait_s > 0 else None
+
+    def _rate_limited(self, exchange: Exchange, wait_s: float) -> Response:
+        """HTTP 429 for a request over the rate limit, saying when the next one would pass."""
+        retry_ms = max(1, math.ceil(wait_s * 1000))
+        record = exchange.record
+        record["fault"] = "rate_limit"
+        exchange.settle(429)
+        headers = {
+            "retry-after-ms": str(retry_ms),
+            "retry-after": str(max(1, math.ceil(retry_ms / 1000))),
+        }
+        return _error(429, RATE_LIMIT_ERROR, headers)
 
     def _fault_error(self, exchange: Exchange, fault: str) -> Response:
         status, error = ERROR_FAULTS[fault]

@@ -14,6 +14,7 @@ from typing import Any
 
 from autointerp_testing.fake_llm.batches import FakeBatches
 from autointerp_testing.fake_llm.faults import Directives, normalise_fault
+from autointerp_testing.fake_llm.ratelimit import TokenBucket
 
 __all__ = ["MAX_RECORDS", "Exchange", "FakeLLMState"]
 
@@ -38,6 +39,8 @@ class FakeLLMState:
         self.set_fault(fault, fault_count)
         self.retry_after_ms = int(retry_after_ms)
         """The ``retry-after-ms`` a 429 fault sends."""
+        self.rate_limit: TokenBucket | None = None
+        """The request-rate limit chat completions are held to (None: none)."""
         self._ids = itertools.count(1)
         self.batches = FakeBatches()
         """The Batch API's files and batches (:mod:`.batches`)."""
@@ -59,26 +62,41 @@ class FakeLLMState:
             self._fault = normalised
             self._fault_remaining = None if count is None or normalised is None else int(count)
 
+    def set_rate_limit(self, rps: float | None, burst: float | None = None) -> None:
+        """Answer chat completions over ``rps`` requests per second (a token bucket holding
+        ``burst``, one second's worth unless told) with HTTP 429; None lifts the limit."""
+        self.rate_limit = None if rps is None else TokenBucket(float(rps), burst)
+
     def config(self) -> dict[str, Any]:
-        """Current latency, fault, remaining fault count and retry-after setting."""
+        """Current latency, fault, remaining fault count, retry-after and rate-limit
+        settings."""
+        limit = self.rate_limit
         with self._lock:
             return {
                 "latency_ms": self._latency_s * 1000.0,
                 "fault": self._fault,
                 "fault_count": self._fault_remaining,
                 "retry_after_ms": self.retry_after_ms,
+                "rate_limit_rps": limit.rate if limit is not None else None,
+                "rate_limit_burst": limit.burst if limit is not None else None,
             }
 
     def apply_control(self, update: dict[str, Any]) -> None:
         """Apply a ``POST /_control`` body: ``latency_ms`` or ``latency_s``, ``fault`` and
-        ``fault_count``, ``retry_after_ms``, ``reset_stats``. ``ValueError``/``TypeError`` for
-        bad values."""
+        ``fault_count``, ``retry_after_ms``, ``rate_limit_rps`` (None lifts it) with
+        ``rate_limit_burst``, ``reset_stats``. ``ValueError``/``TypeError`` for bad values."""
         if "latency_ms" in update:
             self.set_latency(float(update["latency_ms"] or 0) / 1000.0)
         if "latency_s" in update:
             self.set_latency(float(update["latency_s"] or 0))
         if "retry_after_ms" in update:
             self.retry_after_ms = int(update["retry_after_ms"])
+        if "rate_limit_rps" in update:
+            rps = update["rate_limit_rps"]
+            burst = update.get("rate_limit_burst")
+            self.set_rate_limit(
+                None if rps is None else float(rps), None if burst is None else float(burst)
+            )
         if "fault" in update or "fault_count" in update:
             fault = update["fault"] if "fault" in update else self.config()["fault"]
             count = update.get("fault_count")
