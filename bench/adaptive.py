@@ -87,7 +87,7 @@ def _run(fake: FakeLLMServer, label: str, run_s: float, **llm: object) -> dict[s
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--rps", type=float, default=125.0, help="the fake's rate limit")
     parser.add_argument("--latency-ms", type=float, default=200.0, help="the fake's latency")
     parser.add_argument("--seconds", type=float, default=20.0, help="how long each mode runs")

@@ -45,12 +45,17 @@ async def app(fake_llm: FakeLLMServer) -> AsyncIterator[InProcessApp]:
 
 
 @pytest.fixture
-def clean_fake(fake_llm: FakeLLMServer) -> FakeLLMServer:
-    """The fake LLM with no fault, no latency and fresh statistics."""
+def clean_fake(fake_llm: FakeLLMServer) -> Iterator[FakeLLMServer]:
+    """The fake LLM with no fault, no latency and fresh statistics; the fault and latency a
+    test set are cleared after it too, so the session's other tests never inherit them."""
     fake_llm.set_fault(None)
     fake_llm.set_latency(0)
+    fake_llm.set_rate_limit(None)
     fake_llm.reset_stats()
-    return fake_llm
+    yield fake_llm
+    fake_llm.set_fault(None)
+    fake_llm.set_latency(0)
+    fake_llm.set_rate_limit(None)
 
 
 @pytest.fixture(scope="session")
