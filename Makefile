@@ -68,8 +68,11 @@ check-ci: lint typecheck test
 protos: install
 	$(BIN)/python -m autointerp_grpc.protogen
 
+# The service against stock delphi, then the response store, estimate, budget and Batch API
+# side by side on 1,000 features (bench/store.py).
 bench: install
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/store.py --features 1000
 
 # Peak RSS of the largest request each RPC accepts (a fresh server each), and /health latency
 # during a ~15 MiB REST body; slow (the embedding scorers encode 1,000 long texts on CPU).

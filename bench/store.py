@@ -7,8 +7,10 @@ Starts the fake LLM and ``server.py`` (SQLite store in a temporary directory, a 
 for the model), then runs ``autointerp run`` four ways on the same N features (made from
 ``examples/features.jsonl``, each with its own words so no two prompts are alike):
 ``--estimate`` (a dry run of a sample), the live run, the same run again into a new results
-file, and the live run with ``--max-cost`` at a third of the live run's cost. Each row: upstream
-calls the fake LLM received, tokens, dollars, seconds.
+file, and the live run with ``--max-cost`` at a third of the live run's cost; then, on a second
+server with an empty store of its own, the same run through the fake's Batch API (``--batch``).
+Each row: upstream calls the fake LLM received (chat completions; batch requests for the batch
+run), tokens, dollars, seconds. ``make bench-store`` runs it with 1,000 features.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def _features(n: int, path: Path) -> None:
             out.write(json.dumps(feature) + "\n")
 
 
-def _start(fake: FakeLLMServer, root: Path) -> tuple[subprocess.Popen, str]:
+def _start(fake: FakeLLMServer, root: Path, store: str = "store") -> tuple[subprocess.Popen, str]:
     grpc_port, http_port = _port(), _port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOINTERP_")}
     env.pop("SECRET", None)
@@ -65,11 +67,11 @@ def _start(fake: FakeLLMServer, root: Path) -> tuple[subprocess.Popen, str]:
         AUTOINTERP_GRPC_PORT=str(grpc_port),
         AUTOINTERP_HTTP_PORT=str(http_port),
         AUTOINTERP_LLM_BASE_URL=fake.base_url,
-        AUTOINTERP_STORE__DIR=str(root / "store"),
+        AUTOINTERP_STORE__DIR=str(root / store),
         AUTOINTERP_LLM__PRICES=json.dumps(PRICES),
         HF_HUB_OFFLINE="1",
     )
-    log = (root / "server.log").open("wb")
+    log = (root / f"server-{store}.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "server.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
     )
@@ -82,7 +84,7 @@ def _start(fake: FakeLLMServer, root: Path) -> tuple[subprocess.Popen, str]:
             pass
         time.sleep(0.25)
     process.kill()
-    raise SystemExit("server did not start; see " + str(root / "server.log"))
+    raise SystemExit("server did not start; see " + str(root / f"server-{store}.log"))
 
 
 def _cli(target: str, features: Path, output: Path, *extra: str) -> tuple[int, str, float]:
@@ -213,6 +215,38 @@ def main() -> None:
         finally:
             process.terminate()
             process.wait(30)
+        # The same run through the Batch API, on a server whose store has none of its answers.
+        process, target = _start(fake, root, "batch-store")
+        try:
+            fake.reset_stats()
+            fake.batches.configure(delay_s=0.5)
+            before = fake.batches.requests
+            rc, text, seconds = _cli(
+                target,
+                features,
+                root / "batch.jsonl",
+                "--batch",
+                "--batch-poll",
+                "1",
+                "--batch-size",
+                "1000",
+            )
+            tokens, batch_dollars, stored = _totals(root / "batch.jsonl")
+            rounds = len(re.findall(r"^round \d+: ", text, re.MULTILINE))
+            rows.append(
+                (
+                    f"--batch, empty store (rc {rc}, {rounds} rounds)",
+                    f"{fake.stats()['requests']} + {fake.batches.requests - before} in batches",
+                    f"{tokens:,}",
+                    f"{batch_dollars:.4f}",
+                    str(stored),
+                    seconds,
+                )
+            )
+        finally:
+            fake.batches.configure()
+            process.terminate()
+            process.wait(30)
     print(f"{args.features} features, default explainer, detection + fuzz, fake LLM\n")
     header = ("run", "upstream calls", "tokens", "dollars", "store hits", "seconds")
     table = [header, *[(*r[:5], f"{r[5]:.1f}") for r in rows]]
@@ -221,6 +255,7 @@ def main() -> None:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
     error = abs(estimated - live_tokens) / max(1, live_tokens)
     print(f"\nestimate vs live tokens: {error:.1%} apart")
+    print(f"batch vs live dollars: {batch_dollars / max(live_dollars, 1e-12):.1%}")
 
 
 if __name__ == "__main__":

@@ -227,7 +227,13 @@ async def run_intruder(ctx: ScoreContext[IntruderScorerParams]) -> ScoreResult:
             correct.append(float(result.correct))
         items.append(item)
     coverage = coverage_of(items, by_class=False)
-    notes = require_coverage(coverage, ctx.min_answered, ctx.client.errors, what="prompts")
+    notes = require_coverage(
+        coverage,
+        ctx.min_answered,
+        ctx.client.errors,
+        what="prompts",
+        expected="reasoning, then [RESPONSE]: <the intruder's example number>",
+    )
     # A blind pick is right once in as many options as its prompt shows.
     chance = float(np.mean([1 / len(r.sample.examples) for r in results if r.sample]))
     small = metrics.small_sample_note(len(correct), len(correct))

@@ -75,6 +75,7 @@ async def run_recall(ctx: ScoreContext[RecallScorerParams]) -> ScoreResult:
         [],
         ctx.min_answered,
         [prompt_of[i] for i in real],
+        expected='JSON {"answers": [true, false, ...]}, one boolean per text',
     )
     result.notes.append(structured.note)
     result.breakdown = items

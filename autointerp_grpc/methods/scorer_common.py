@@ -64,25 +64,32 @@ def _fraction(answered: int, total: int) -> float:
     return answered / total if total else 1.0
 
 
+CLASSIFIER_ANSWER_SHAPE = "a list of 0/1 predictions, one per example, e.g. [1, 0, 0, 1, 0]"
+"""What delphi's detection and fuzzing prompts ask the judge to answer."""
+
+
 def require_coverage(
     coverage: pb.Coverage,
     min_answered: float,
     errors: Sequence[AutoInterpError],
     what: str = "examples",
+    expected: str = "",
 ) -> list[str]:
     """The coverage floor: unanswered items are not evidence.
 
     Nothing answered raises the first upstream error (rejected key, no credits, rate limit,
-    provider down) or says that no answer had the expected format. Below ``min_answered``
+    provider down) or says that no answer had the expected format, naming it (``expected``,
+    the answer shape the scorer's prompt asks for). Below ``min_answered``
     (per class when the coverage has classes) the scorer refuses with UNAVAILABLE naming the
     counts. Above it, the notes returned name what was left out and any provider failures.
     """
     if coverage.answered == 0:
         if errors:
             raise errors[0]
+        shape = f" ({expected})" if expected else ""
         raise UpstreamBadResponse(
             f"The scorer model gave no usable answer for any of the {coverage.total} {what}: "
-            "none had the expected format. Try again or use another model"
+            f"none had the expected format{shape}. Try again or use another model"
         )
     by_class = coverage.activating_total + coverage.non_activating_total > 0
     if by_class:
@@ -102,6 +109,7 @@ def require_coverage(
         f"{len(errors)} LLM call(s) failed ({errors[0].message})"
         if errors
         else "the other answers did not have the expected format"
+        + (f" ({expected})" if expected else "")
     )
     if lowest < min_answered:
         raise Unavailable(
@@ -144,12 +152,14 @@ def classifier_result(
     notes: list[str],
     min_answered: float,
     clusters: Sequence[int],
+    *,
+    expected: str = CLASSIFIER_ANSWER_SHAPE,
 ) -> ScoreResult:
     """Balanced accuracy, every classifier metric and its interval, from breakdown items;
     ``clusters[i]`` is the prompt item i was shown in (the interval treats a prompt's items
-    as correlated)."""
+    as correlated); ``expected`` is the answer shape the judge's prompt asks for."""
     coverage = coverage_of(items, by_class=True)
-    notes = [*notes, *require_coverage(coverage, min_answered, errors)]
+    notes = [*notes, *require_coverage(coverage, min_answered, errors, expected=expected)]
     answered = [i for i, item in enumerate(items) if item.HasField("prediction")]
     truth = [items[i].activating for i in answered]
     if len(set(truth)) < 2:

@@ -96,6 +96,14 @@ _SIMULATION_FORMAT: dict[str, Any] = {
 _OPENING_FENCE_RE = re.compile(r"```(?:json)?\s*+")
 
 
+JSON_ANSWER_SHAPE = (
+    'JSON {"activations": [{"token": ..., "activation": 0-10}, ...]}, every token of the record'
+)
+"""What delphi's JSON-mode simulation prompt asks for."""
+EV_ANSWER_SHAPE = "token<tab>activation lines, one per token, with top log probabilities"
+"""What the expected-value simulation reads (its numbers come from the log probabilities)."""
+
+
 def unfenced(text: str) -> str:
     """``text`` stripped, without an opening fence (three backticks, optionally followed by
     ``json``) and a closing one, with the whitespace around them. Linear in the length (the
@@ -201,7 +209,9 @@ async def run_simulation(ctx: ScoreContext[SimulationScorerParams]) -> ScoreResu
     # The probe is no record: its failure is not one of this request's unanswered records.
     errors = [e for e in client.errors if probe is None or e is not probe.error]
     predictions = [outcome.predictions for outcome in outcomes]
-    return _simulation_result(ctx.split, predictions, errors, notes, ctx.min_answered)
+    return _simulation_result(
+        ctx.split, predictions, errors, notes, ctx.min_answered, expected=EV_ANSWER_SHAPE
+    )
 
 
 RECORDS_PER_CALL = 8
@@ -279,7 +289,9 @@ async def _run_json(
     )
     errors = client.errors[errors_from:]
     notes = [*notes, structured.note]
-    return _simulation_result(ctx.split, predictions, errors, notes, ctx.min_answered)
+    return _simulation_result(
+        ctx.split, predictions, errors, notes, ctx.min_answered, expected=JSON_ANSWER_SHAPE
+    )
 
 
 def _simulation_result(
@@ -288,6 +300,8 @@ def _simulation_result(
     errors: Sequence[AutoInterpError],
     notes: list[str],
     min_answered: float,
+    *,
+    expected: str,
 ) -> ScoreResult:
     records = split.in_order
     activating = split.activating_indices
@@ -317,7 +331,10 @@ def _simulation_result(
             answered.append((true, predicted))
         items.append(item)
     coverage = coverage_of(items, by_class=True)
-    notes = [*notes, *require_coverage(coverage, min_answered, errors, what="records")]
+    notes = [
+        *notes,
+        *require_coverage(coverage, min_answered, errors, what="records", expected=expected),
+    ]
 
     # Per record: n, sum x, sum y, sum xx, sum yy, sum xy; a pooled correlation over any
     # resample of records is then a few sums (the interval resamples records many times).

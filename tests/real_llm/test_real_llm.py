@@ -260,8 +260,10 @@ async def test_every_scorer_scores_or_says_what_it_lacked(
     assert status == _GRPC_TO_HTTP[code]
     detail = data["detail"]
     if code == "UNAVAILABLE":
-        # The coverage floor's refusal names the counts, or the answer it expected.
+        # The coverage floor's refusal names the counts, or the answer shape it expected.
         assert "answer" in detail, detail
+        if "the expected format" in detail:
+            assert "the expected format (" in detail, detail
     if code == "DEADLINE_EXCEEDED":
         assert "deadline" in detail, detail
 
