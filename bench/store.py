@@ -231,7 +231,19 @@ def main() -> None:
                 "--batch-size",
                 "1000",
             )
-            tokens, batch_dollars, stored = _totals(root / "batch.jsonl")
+            # The results' usage is the last round's, answered from the store; the run's
+            # summary line counts what the batches were billed.
+            _, _, stored = _totals(root / "batch.jsonl")
+            billed = re.search(
+                r"^usage: \d+ LLM calls, ([\d,]+) prompt tokens, ([\d,]+) completion tokens, "
+                r"cost ([\d.e-]+)",
+                text,
+                re.MULTILINE,
+            )
+            if billed is None:
+                raise SystemExit("the batch run printed no usage line:\n" + text)
+            tokens = sum(int(billed.group(i).replace(",", "")) for i in (1, 2))
+            batch_dollars = float(billed.group(3))
             rounds = len(re.findall(r"^round \d+: ", text, re.MULTILINE))
             rows.append(
                 (

@@ -279,6 +279,8 @@ class RoundReport:
     expected_wait_s: float = 0.0
     notes: list[str] = field(default_factory=list)
     collected_cost: float | None = None
+    collected_prompt_tokens: int = 0
+    collected_completion_tokens: int = 0
 
 
 def _expected_wait(batch: Any, now: float) -> float:
@@ -402,6 +404,8 @@ class BatchRound:
         if isinstance(answer, str):
             return answer
         await self._store.put(key, answer)
+        self.report.collected_prompt_tokens += answer.prompt_tokens
+        self.report.collected_completion_tokens += answer.completion_tokens
         if answer.cost is not None:
             self.report.collected_cost = (self.report.collected_cost or 0.0) + answer.cost
         return ""

@@ -85,8 +85,16 @@ class _Round:
 
     def collected(self, report: pb.BatchRound) -> None:
         self.reports.append(report)
+        # What the batches billed: their answers, tokens and (by the price table) dollars.
+        # Replayed from the store later, the same answers count as store hits, not again.
+        billed = pb.Usage(
+            llm_calls=report.collected_answers,
+            prompt_tokens=report.collected_prompt_tokens,
+            completion_tokens=report.collected_completion_tokens,
+        )
         if report.HasField("collected_cost"):
-            self.stats.usage.add(pb.Usage(cost=report.collected_cost))
+            billed.cost = report.collected_cost
+        self.stats.usage.add(billed)
 
 
 async def run_batch(

@@ -510,6 +510,8 @@ def _round_proto(report: RoundReport) -> pb.BatchRound:
     return pb.BatchRound(
         collected_cost=cost if cost is not None and math.isfinite(cost) else None,
         collected_answers=report.collected_answers,
+        collected_prompt_tokens=report.collected_prompt_tokens,
+        collected_completion_tokens=report.collected_completion_tokens,
         failed_requests=report.failed_requests,
         submitted_requests=report.submitted_requests,
         submitted_batch_ids=report.submitted_batch_ids,

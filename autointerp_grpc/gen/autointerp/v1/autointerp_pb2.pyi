@@ -779,7 +779,7 @@ class Progress(_message.Message):
     def __init__(self, done: _Optional[int] = ..., total: _Optional[int] = ..., failed: _Optional[int] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., pending: _Optional[int] = ...) -> None: ...
 
 class BatchRound(_message.Message):
-    __slots__ = ("collected_answers", "failed_requests", "submitted_requests", "submitted_batch_ids", "open_batches", "open_requests", "open_completed", "expected_wait_s", "notes", "collected_cost")
+    __slots__ = ("collected_answers", "failed_requests", "submitted_requests", "submitted_batch_ids", "open_batches", "open_requests", "open_completed", "expected_wait_s", "notes", "collected_cost", "collected_prompt_tokens", "collected_completion_tokens")
     COLLECTED_ANSWERS_FIELD_NUMBER: _ClassVar[int]
     FAILED_REQUESTS_FIELD_NUMBER: _ClassVar[int]
     SUBMITTED_REQUESTS_FIELD_NUMBER: _ClassVar[int]
@@ -790,6 +790,8 @@ class BatchRound(_message.Message):
     EXPECTED_WAIT_S_FIELD_NUMBER: _ClassVar[int]
     NOTES_FIELD_NUMBER: _ClassVar[int]
     COLLECTED_COST_FIELD_NUMBER: _ClassVar[int]
+    COLLECTED_PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COLLECTED_COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
     collected_answers: int
     failed_requests: int
     submitted_requests: int
@@ -800,7 +802,9 @@ class BatchRound(_message.Message):
     expected_wait_s: float
     notes: _containers.RepeatedScalarFieldContainer[str]
     collected_cost: float
-    def __init__(self, collected_answers: _Optional[int] = ..., failed_requests: _Optional[int] = ..., submitted_requests: _Optional[int] = ..., submitted_batch_ids: _Optional[_Iterable[str]] = ..., open_batches: _Optional[int] = ..., open_requests: _Optional[int] = ..., open_completed: _Optional[int] = ..., expected_wait_s: _Optional[float] = ..., notes: _Optional[_Iterable[str]] = ..., collected_cost: _Optional[float] = ...) -> None: ...
+    collected_prompt_tokens: int
+    collected_completion_tokens: int
+    def __init__(self, collected_answers: _Optional[int] = ..., failed_requests: _Optional[int] = ..., submitted_requests: _Optional[int] = ..., submitted_batch_ids: _Optional[_Iterable[str]] = ..., open_batches: _Optional[int] = ..., open_requests: _Optional[int] = ..., open_completed: _Optional[int] = ..., expected_wait_s: _Optional[float] = ..., notes: _Optional[_Iterable[str]] = ..., collected_cost: _Optional[float] = ..., collected_prompt_tokens: _Optional[int] = ..., collected_completion_tokens: _Optional[int] = ...) -> None: ...
 
 class ExplainAndScoreEvent(_message.Message):
     __slots__ = ("result", "progress", "batch")
