@@ -26,8 +26,9 @@ from autointerp_grpc.report.charts import figures, plotly_js
 from autointerp_grpc.report.data import to_script_json
 
 _ASSETS = resources.files("autointerp_grpc.report") / "assets"
-_COMPRESSION = 6
-"""gzip level of the cards' data: 6 is within a second of 1 at 10,000 latents and smaller."""
+_COMPRESSION = 3
+"""gzip level of the cards' data. At 10,000 latents (51 MB of JSON lines) level 3 takes 0.4 s
+for 7.3 MB where level 6 takes 1.1 s for 6.0 MB and level 1 0.3 s for 8.7 MB."""
 
 
 def _asset(name: str) -> str:

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import math
 import re
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +26,10 @@ from report_run import (
 )
 from scipy.stats import spearmanr
 
-from autointerp_grpc.cli.commands import main
+from autointerp_grpc.cli.commands import build_parser, main
+from autointerp_grpc.cli.errors import UsageError
 from autointerp_grpc.cli.features import read_features
+from autointerp_grpc.cli.report import with_report
 from autointerp_grpc.report import build_report
 from autointerp_grpc.report.charts import WEBGL_POINTS, figures, pair_scatter, plotly_js
 from autointerp_grpc.report.data import (
@@ -269,3 +273,69 @@ def _numbers(values: list | dict) -> list[float]:
     if isinstance(values, list):
         return values
     return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).tolist()
+
+
+def _run_args(tmp_path: Path, *extra: str) -> argparse.Namespace:
+    """``autointerp run``'s arguments as its own parser reads them, writing into tmp_path."""
+    return build_parser().parse_args(
+        [
+            "run",
+            "--input",
+            str(FEATURES),
+            "--output",
+            str(tmp_path / "results.jsonl"),
+            "--model",
+            "openai/gpt-4o-mini",
+            *extra,
+        ]
+    )
+
+
+def _fake_run(status: int) -> tuple[list[argparse.Namespace], Callable[[argparse.Namespace], int]]:
+    """A stand-in for ``cmd_run`` that writes the fixture run's results file where the run's
+    --output says and exits with ``status``; the list collects the calls."""
+    calls: list[argparse.Namespace] = []
+
+    def run(args: argparse.Namespace) -> int:
+        calls.append(args)
+        assert write_run(Path(args.output).parent) == Path(args.output)
+        return status
+
+    return calls, run
+
+
+@pytest.mark.parametrize("status", [0, 1, 3])
+def test_run_report_writes_the_report_and_keeps_the_exit_status(
+    tmp_path: Path, capsys: pytest.CaptureFixture, status: int
+) -> None:
+    report = tmp_path / "out" / "report.html"
+    args = _run_args(tmp_path, "--report", str(report))
+    assert args.handler.__qualname__.startswith("with_report.")  # `run` goes through it
+    calls, run = _fake_run(status)
+    assert with_report(run)(args) == status  # a failed or stopped run's status is kept
+    assert len(calls) == 1
+    shown = page_data(report.read_text())
+    assert shown["table"]["ids"] == list(SCORES)
+    assert shown["summary"]["model"] == "openai/gpt-4o-mini"  # the run's --model
+    assert shown["withRecords"] == len(SCORES)
+    assert all(card["records"] for card in shown["cards"])  # --input's records on the cards
+    assert f"report: {report} (8 latents, records for 8" in capsys.readouterr().err
+
+
+def test_run_report_is_not_written_without_results_or_after_an_estimate(tmp_path: Path) -> None:
+    report = tmp_path / "report.html"
+    calls, run = _fake_run(0)
+    assert with_report(run)(_run_args(tmp_path, "--report", str(report), "--estimate")) == 0
+    assert len(calls) == 1 and not report.exists()
+    assert with_report(lambda args: 2)(_run_args(tmp_path / "none", "--report", str(report))) == 2
+    assert not report.exists()  # the run wrote no results file: nothing to report
+    assert with_report(run)(_run_args(tmp_path)) == 0  # no --report: only the run
+    assert not list(tmp_path.glob("*.html"))
+
+
+def test_run_report_must_not_overwrite_the_results_or_the_input(tmp_path: Path) -> None:
+    calls, run = _fake_run(0)
+    for target in (tmp_path / "results.jsonl", FEATURES):
+        with pytest.raises(UsageError, match="--report must not be"):
+            with_report(run)(_run_args(tmp_path, "--report", str(target)))
+    assert calls == []  # refused before the run started

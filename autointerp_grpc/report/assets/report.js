@@ -211,7 +211,9 @@ function loadCards() {
     for (let k = 0; k < raw.length; k++) bytes[k] = raw.charCodeAt(k);
     const text = await new Response(new Blob([bytes]).stream()
       .pipeThrough(new DecompressionStream('gzip'))).text();
-    return text ? text.split('\n') : [];
+    const lines = text ? text.split('\n') : [];
+    window.__reportCardsReady = performance.now();
+    return lines;
   })();
   return CARDS;
 }
