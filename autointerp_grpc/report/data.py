@@ -267,22 +267,81 @@ def correlations(
     return pairs
 
 
+# ---- the latent table ------------------------------------------------------------------------
+
+
+def _rounded(value: float) -> float:
+    """A score or bound as the table needs it (it shows 3 decimals and sorts by it)."""
+    return round(value, 5)
+
+
+def latent_table(results: Sequence[pb.FeatureResult], methods: Sequence[str]) -> dict[str, Any]:
+    """The latent table as columns (one list per column, a latent per position, in the
+    results' order): what the page's table shows, sorts and filters by, without each
+    latent's whole result (the page reads that only when a card is opened).
+
+    ``cells[j][i]``: latent i's score from scorer ``methods[j]``, or the code of the error it
+    gave instead (a string: "no score" when it gave neither), or None when it did not run;
+    ``lower``/``upper``: its 95% interval, None when it has none; ``coverage``: the smallest
+    answered fraction over the latent's scorers, None when none reports coverage; ``notes``:
+    the latent's notes and its scorers' (prefixed with the scorer)."""
+    position = {method: j for j, method in enumerate(methods)}
+    cells: list[list[float | str | None]] = [[None] * len(results) for _ in methods]
+    lower: list[list[float | None]] = [[None] * len(results) for _ in methods]
+    upper: list[list[float | None]] = [[None] * len(results) for _ in methods]
+    coverage: list[float | None] = []
+    notes: list[list[str]] = []
+    for i, result in enumerate(results):
+        worst: float | None = None
+        latent_notes = list(result.notes)
+        for outcome in result.scores:
+            latent_notes += [f"{outcome.method}: {note}" for note in outcome.notes]
+            if outcome.HasField("coverage") and outcome.coverage.total:
+                answered = outcome.coverage.answered / outcome.coverage.total
+                worst = answered if worst is None else min(worst, answered)
+            j = position.get(outcome.method)
+            if j is None or cells[j][i] is not None:
+                continue
+            if outcome.HasField("score") and _finite(outcome.score):
+                cells[j][i] = _rounded(outcome.score)
+                interval = outcome.confidence_interval
+                if outcome.HasField("confidence_interval") and _finite(
+                    interval.upper - interval.lower
+                ):
+                    lower[j][i], upper[j][i] = _rounded(interval.lower), _rounded(interval.upper)
+            elif outcome.HasField("error"):
+                cells[j][i] = outcome.error.code or "UNKNOWN"
+            else:
+                cells[j][i] = "no score"
+        coverage.append(None if worst is None else round(worst, 4))
+        notes.append(latent_notes)
+    return {
+        "ids": [r.id for r in results],
+        "explanations": [r.explanation for r in results],
+        "inSample": [int(r.in_sample) for r in results],
+        "cells": cells,
+        "lower": lower,
+        "upper": upper,
+        "coverage": coverage,
+        "notes": notes,
+    }
+
+
 # ---- records for the cards ------------------------------------------------------------------
 
 
-def _window(record: pb.Activation, size: int = RECORD_WINDOW) -> dict[str, Any]:
-    """The record's tokens and values around its peak, at most ``size`` tokens."""
-    values = list(record.values)
-    tokens = list(record.tokens)
+def _window(record: pb.Activation, peak_at: int, size: int = RECORD_WINDOW) -> dict[str, Any]:
+    """The record's tokens and values around its peak (token ``peak_at``), at most ``size``
+    tokens."""
+    tokens = record.tokens
     start = 0
     if len(tokens) > size:
-        peak = max(range(len(values)), key=values.__getitem__) if values else 0
-        start = min(max(0, peak - size // 2), len(tokens) - size)
+        start = min(max(0, peak_at - size // 2), len(tokens) - size)
     return {
         "start": start,
         "cut": len(tokens) > size,
-        "tokens": tokens[start : start + size],
-        "values": [_short_value(v) for v in values[start : start + size]],
+        "tokens": list(tokens[start : start + size]),
+        "values": [_short_value(v) if v else 0 for v in record.values[start : start + size]],
     }
 
 
@@ -294,22 +353,30 @@ def _short_value(value: float) -> float | int:
     return float(f"{value:.4g}")
 
 
-def _peak(record: pb.Activation) -> float:
-    finite = [v for v in record.values if math.isfinite(v)]
-    return max(finite, default=0.0)
+def _peak(record: pb.Activation) -> tuple[float, int]:
+    """The record's largest finite value (0 when it has none) and the token it is at."""
+    values = list(record.values)
+    if not values:
+        return 0.0, 0
+    if math.isfinite(sum(values)):  # every value finite (the usual case): max in C
+        peak = max(values)
+    else:
+        peak = max((v for v in values if math.isfinite(v)), default=0.0)
+    return peak, values.index(peak) if peak in values else 0
 
 
 def card_records(feature: pb.Feature) -> dict[str, Any]:
     """A feature's records as its card shows them: its strongest activating records and a
     few non-activating ones, with the latent's peak over all its records (what the shading
     is scaled by, as delphi normalises by the latent's maximum)."""
-    activating = sorted(feature.activations, key=_peak, reverse=True)
+    peaks = [(_peak(r), r) for r in feature.activations]
+    strongest = sorted(peaks, key=lambda pr: pr[0][0], reverse=True)[:SHOWN_ACTIVATING]
     return {
-        "max": max((_peak(r) for r in feature.activations), default=0.0),
+        "max": max((peak for (peak, _), _ in peaks), default=0.0),
         "activating": len(feature.activations),
         "nonActivating": len(feature.non_activating),
-        "act": [_window(r) for r in activating[:SHOWN_ACTIVATING]],
-        "non": [_window(r) for r in feature.non_activating[:SHOWN_NON_ACTIVATING]],
+        "act": [_window(r, at) for (_, at), r in strongest],
+        "non": [_window(r, _peak(r)[1]) for r in feature.non_activating[:SHOWN_NON_ACTIVATING]],
     }
 
 
@@ -324,8 +391,9 @@ def report_data(
     source: str = "",
     input_source: str = "",
 ) -> dict[str, Any]:
-    """The page's data: summary, scorers, correlations, each latent's result (as its results
-    line) and, for features of the input, the records its card shows."""
+    """The page's data: summary, scorers, correlations, the latent table (as columns), each
+    latent's result (as its results line) and, for features of the input, the records its
+    card shows."""
     stats = scorer_stats(read.results)
     by_id = {f.id: f for f in features}
     records = {r.id: card_records(by_id[r.id]) for r in read.results if r.id in by_id}
@@ -340,6 +408,7 @@ def report_data(
         "correlations": correlations(read.results, stats),
         "failures": [f.__dict__ for r in read.results for f in failures(r)],
         "latents": [to_json(r) for r in read.results],
+        "table": latent_table(read.results, [s.method for s in stats]),
         "records": records,
         "withRecords": len(records),
     }

@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import argparse
+import base64
 import json
 import math
 import re
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from report_run import (
     BEST_OF_K,
@@ -22,10 +26,12 @@ from report_run import (
 )
 from scipy.stats import spearmanr
 
-from autointerp_grpc.cli.commands import main
+from autointerp_grpc.cli.commands import build_parser, main
+from autointerp_grpc.cli.errors import UsageError
 from autointerp_grpc.cli.features import read_features
+from autointerp_grpc.cli.report import with_report
 from autointerp_grpc.report import build_report
-from autointerp_grpc.report.charts import plotly_js
+from autointerp_grpc.report.charts import WEBGL_POINTS, figures, pair_scatter, plotly_js
 from autointerp_grpc.report.data import (
     RECORD_WINDOW,
     card_records,
@@ -33,12 +39,7 @@ from autointerp_grpc.report.data import (
     read_results,
     report_data,
 )
-
-
-def _page_data(page: str) -> dict:
-    found = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page)
-    assert found is not None
-    return json.loads(found.group(1))
+from autointerp_grpc.report.page import page_data
 
 
 def _last_lines(path: Path) -> dict[str, dict]:
@@ -178,7 +179,9 @@ def test_page_is_self_contained_and_escapes_model_text(tmp_path: Path) -> None:
     )
     page = build_report(str(path)).html
     assert "<script>alert(1)" not in page
-    assert _page_data(page)["latents"][0]["explanation"] == hostile
+    shown = page_data(page)
+    assert shown["table"]["explanations"] == [hostile]
+    assert shown["cards"][0]["latent"]["explanation"] == hostile
     # plotly.js is inline; around it, nothing names an external script, style, font or
     # image (the Chromium test checks that the page loads nothing at all).
     assert plotly_js() in page
@@ -192,7 +195,7 @@ def test_report_command_writes_the_page(tmp_path: Path, capsys: pytest.CaptureFi
     out = tmp_path / "sub" / "report.html"
     status = main(["report", str(results), "--input", str(FEATURES), "-o", str(out)])
     assert status == 0
-    data = _page_data(out.read_text())
+    data = page_data(out.read_text())
     assert data["summary"]["features"] == len(SCORES)
     assert "8 latents, records for 8, 1 unreadable line(s) skipped" in capsys.readouterr().err
     assert not math.isnan(data["summary"]["seconds"])
@@ -209,3 +212,130 @@ def test_report_command_names_bad_input(tmp_path: Path, capsys: pytest.CaptureFi
     status = main(["report", str(results), "--input", str(bad_input), "-o", str(tmp_path / "r")])
     assert status == 2
     assert "bad.jsonl" in capsys.readouterr().err
+
+
+def test_page_carries_the_table_as_columns_and_every_card(tmp_path: Path) -> None:
+    path = write_run(tmp_path)
+    lines = _last_lines(path)
+    report = build_report(str(path), read_features(str(FEATURES)))
+    shown = page_data(report.html)
+    table = shown["table"]
+    # In the order of each latent's last line (the re-run latent moves to its re-run).
+    ids = list(SCORES)
+    assert table["ids"] == ids and sorted(ids) == sorted(lines)
+    assert table["explanations"] == [lines[i].get("explanation", "") for i in ids]
+    assert table["inSample"] == [int(i == IN_SAMPLE) for i in ids]
+    methods = [s["method"] for s in shown["scorers"]]
+    for j, method in enumerate(methods):
+        for i, latent in enumerate(lines[k] for k in ids):
+            outcome = next((s for s in latent.get("scores", []) if s["method"] == method), None)
+            cell = table["cells"][j][i]
+            if outcome is None:
+                assert cell is None
+            elif "score" in outcome:
+                assert cell == pytest.approx(outcome["score"], abs=1e-5)
+                interval = outcome["confidenceInterval"]
+                assert table["lower"][j][i] == pytest.approx(interval["lower"], abs=1e-5)
+                assert table["upper"][j][i] == pytest.approx(interval["upper"], abs=1e-5)
+            else:
+                assert cell == outcome["error"]["code"] and table["lower"][j][i] is None
+    assert table["cells"][methods.index("fuzz")][ids.index(FUZZ_FAILED)] == "UNAVAILABLE"
+    assert table["coverage"][2] == 0.9  # index 2 answered 9 of 10
+    assert table["notes"][2] == ["detection: 1 of 2 batches answered no usable line"]
+    assert table["notes"][ids.index(IN_SAMPLE)] == [
+        "scored in-sample: too few records to hold any out"
+    ]
+    # Every card: the latent's results line as written, and its records.
+    assert [card["latent"] for card in shown["cards"]] == [lines[i] for i in ids]
+    assert all(card["records"]["activating"] > 0 for card in shown["cards"])
+
+
+def test_charts_are_pre_binned_and_big_scatters_use_webgl(tmp_path: Path) -> None:
+    data = report_data(read_results(str(write_run(tmp_path))))
+    charts = {c["id"]: c["figure"] for c in figures(data)}
+    detection = charts["hist-0"]
+    (bars,) = detection["data"]
+    assert bars["type"] == "bar" and sum(_numbers(bars["y"])) == 7  # every score counted
+    assert detection["layout"]["shapes"][0]["x0"] == 0.5  # chance marked
+    assert "chance 0.5" in detection["layout"]["annotations"][0]["text"]
+    widths = charts["widths"]
+    assert [t["name"] for t in widths["data"]] == ["detection", "fuzz", "embedding"]
+    assert [sum(_numbers(t["y"])) for t in widths["data"]] == [7, 6, 7]
+    assert charts["pair-0"]["data"][0]["type"] == "scatter"
+    big = dict(data["correlations"][0])
+    big["ids"] = [f"l{i}" for i in range(WEBGL_POINTS + 1)]
+    big["xs"] = big["ys"] = [i / WEBGL_POINTS for i in range(WEBGL_POINTS + 1)]
+    assert pair_scatter(big)["data"][0]["type"] == "scattergl"
+
+
+def _numbers(values: list | dict) -> list[float]:
+    """A plotly array as JSON writes it: a list, or a base64 typed array (numpy arrays)."""
+    if isinstance(values, list):
+        return values
+    return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).tolist()
+
+
+def _run_args(tmp_path: Path, *extra: str) -> argparse.Namespace:
+    """``autointerp run``'s arguments as its own parser reads them, writing into tmp_path."""
+    return build_parser().parse_args(
+        [
+            "run",
+            "--input",
+            str(FEATURES),
+            "--output",
+            str(tmp_path / "results.jsonl"),
+            "--model",
+            "openai/gpt-4o-mini",
+            *extra,
+        ]
+    )
+
+
+def _fake_run(status: int) -> tuple[list[argparse.Namespace], Callable[[argparse.Namespace], int]]:
+    """A stand-in for ``cmd_run`` that writes the fixture run's results file where the run's
+    --output says and exits with ``status``; the list collects the calls."""
+    calls: list[argparse.Namespace] = []
+
+    def run(args: argparse.Namespace) -> int:
+        calls.append(args)
+        assert write_run(Path(args.output).parent) == Path(args.output)
+        return status
+
+    return calls, run
+
+
+@pytest.mark.parametrize("status", [0, 1, 3])
+def test_run_report_writes_the_report_and_keeps_the_exit_status(
+    tmp_path: Path, capsys: pytest.CaptureFixture, status: int
+) -> None:
+    report = tmp_path / "out" / "report.html"
+    args = _run_args(tmp_path, "--report", str(report))
+    assert args.handler.__qualname__.startswith("with_report.")  # `run` goes through it
+    calls, run = _fake_run(status)
+    assert with_report(run)(args) == status  # a failed or stopped run's status is kept
+    assert len(calls) == 1
+    shown = page_data(report.read_text())
+    assert shown["table"]["ids"] == list(SCORES)
+    assert shown["summary"]["model"] == "openai/gpt-4o-mini"  # the run's --model
+    assert shown["withRecords"] == len(SCORES)
+    assert all(card["records"] for card in shown["cards"])  # --input's records on the cards
+    assert f"report: {report} (8 latents, records for 8" in capsys.readouterr().err
+
+
+def test_run_report_is_not_written_without_results_or_after_an_estimate(tmp_path: Path) -> None:
+    report = tmp_path / "report.html"
+    calls, run = _fake_run(0)
+    assert with_report(run)(_run_args(tmp_path, "--report", str(report), "--estimate")) == 0
+    assert len(calls) == 1 and not report.exists()
+    assert with_report(lambda args: 2)(_run_args(tmp_path / "none", "--report", str(report))) == 2
+    assert not report.exists()  # the run wrote no results file: nothing to report
+    assert with_report(run)(_run_args(tmp_path)) == 0  # no --report: only the run
+    assert not list(tmp_path.glob("*.html"))
+
+
+def test_run_report_must_not_overwrite_the_results_or_the_input(tmp_path: Path) -> None:
+    calls, run = _fake_run(0)
+    for target in (tmp_path / "results.jsonl", FEATURES):
+        with pytest.raises(UsageError, match="--report must not be"):
+            with_report(run)(_run_args(tmp_path, "--report", str(target)))
+    assert calls == []  # refused before the run started

@@ -1,8 +1,11 @@
 (() => {
 'use strict';
+// This script runs as soon as the parser reaches it: the summary, the scorers and the first
+// page of the table are drawn from the small report-data document before the browser has read
+// the charts and the cards' data that follow it in the file.
 const D = JSON.parse(document.getElementById('report-data').textContent);
-const FIGS = JSON.parse(document.getElementById('report-figures').textContent);
 const S = D.summary;
+const T = D.table;
 const PAGE = 100;
 
 function el(tag, props, ...children) {
@@ -87,34 +90,19 @@ function renderScorers() {
     corr.length ? el('ul', {}, ...corr) : '');
 }
 
-// ---- latent table ----
-const LAT = D.latents;
+// ---- latent table (columns of D.table; a page of rows at a time) ----
 const METHODS = D.scorers.map(s => s.method);
 const FAILED = new Map();
 for (const f of D.failures) { if (!FAILED.has(f.id)) FAILED.set(f.id, []); FAILED.get(f.id).push(f); }
-function outcome(lat, method) { return (lat.scores || []).find(o => o.method === method); }
-function coverage(lat) {
-  let worst = null;
-  for (const o of lat.scores || []) {
-    const c = o.coverage;
-    if (c && c.total) { const f = c.answered / c.total; if (worst === null || f < worst) worst = f; }
-  }
-  return worst;
-}
-function allNotes(lat) {
-  const notes = [...(lat.notes || [])];
-  for (const o of lat.scores || []) for (const n of o.notes || []) notes.push(o.method + ': ' + n);
-  return notes;
-}
-function status(lat) {
-  const f = FAILED.get(lat.id);
+function status(id, inSample) {
+  const f = FAILED.get(id);
   if (f) return f.map(x => (x.where === 'feature' ? '' : x.where + ' ') + x.code).join(', ');
-  return lat.inSample ? 'ok (in-sample)' : 'ok';
+  return inSample ? 'ok (in-sample)' : 'ok';
 }
-const ROWS = LAT.map((lat, i) => ({
-  i, id: lat.id, explanation: lat.explanation || '', failed: FAILED.has(lat.id),
-  inSample: !!lat.inSample, status: status(lat), coverage: coverage(lat), notes: allNotes(lat),
-  scores: METHODS.map(m => { const o = outcome(lat, m); return o && o.score !== undefined ? o.score : null; }),
+const ROWS = T.ids.map((id, i) => ({
+  i, id, explanation: T.explanations[i] || '', failed: FAILED.has(id),
+  inSample: !!T.inSample[i], status: status(id, T.inSample[i]), coverage: T.coverage[i],
+  notes: T.notes[i], scores: METHODS.map((m, j) => typeof T.cells[j][i] === 'number' ? T.cells[j][i] : null),
 }));
 const COLUMNS = [
   {key: 'id', label: 'latent', get: r => r.id},
@@ -146,27 +134,25 @@ function applyView() {
   state.page = Math.min(state.page, pages - 1);
   renderRows();
 }
-function scoreCell(lat, method) {
-  const o = outcome(lat, method);
-  if (!o) return el('td', {class: 'num'}, '–');
-  if (o.score === undefined) return el('td', {class: 'num error'}, o.error ? o.error.code : 'no score');
-  const ci = o.confidenceInterval;
-  return el('td', {class: 'num'}, fmt(o.score),
-    ci ? el('div', {class: 'ci'}, `[${fmt(ci.lower, 2)}, ${fmt(ci.upper, 2)}]`) : '');
+function scoreCell(i, j) {
+  const cell = T.cells[j][i];
+  if (cell === null || cell === undefined) return el('td', {class: 'num'}, '–');
+  if (typeof cell === 'string') return el('td', {class: 'num error'}, cell);
+  const lower = T.lower[j][i], upper = T.upper[j][i];
+  return el('td', {class: 'num'}, fmt(cell),
+    lower !== null ? el('div', {class: 'ci'}, `[${fmt(lower, 2)}, ${fmt(upper, 2)}]`) : '');
 }
 function renderRows() {
   const start = state.page * PAGE;
   const shown = state.view.slice(start, start + PAGE);
   const body = document.querySelector('#latents tbody');
-  body.replaceChildren(...shown.map(r => {
-    const lat = LAT[r.i];
-    return el('tr', {class: r.failed ? 'failed' : '', dataset: {id: r.id}, onclick: () => openCard(r.i)},
+  body.replaceChildren(...shown.map(r =>
+    el('tr', {class: r.failed ? 'failed' : '', dataset: {id: r.id}, onclick: () => openCard(r.i)},
       el('td', {}, r.id), el('td', {}, r.explanation),
-      ...METHODS.map(m => scoreCell(lat, m)),
+      ...METHODS.map((m, j) => scoreCell(r.i, j)),
       el('td', {class: 'num'}, r.coverage === null ? '–' : (100 * r.coverage).toFixed(0) + '%'),
       el('td', {title: r.notes.join('\n')}, r.notes.length ? `${r.notes.length}: ${r.notes[0].slice(0, 80)}` : ''),
-      el('td', {class: 'status'}, r.status));
-  }));
+      el('td', {class: 'status'}, r.status))));
   const pages = Math.max(1, Math.ceil(state.view.length / PAGE));
   document.getElementById('count').textContent = state.view.length
     ? `latents ${int(start + 1)}–${int(start + shown.length)} of ${int(state.view.length)}` +
@@ -210,9 +196,41 @@ function recordView(rec, max) {
       title: `${rec.values[k]}`}, t)), rec.cut ? el('span', {class: 'muted'}, ' …') : '');
 }
 function kv(label, value) { return el('div', {}, el('span', {class: 'muted'}, label + ': '), value); }
-function openCard(i) {
-  const lat = LAT[i];
+
+// Every latent's card data: one JSON line per latent, gzipped and base64-encoded at the end of
+// the file; unpacked once (after the charts, or when a card is first opened), each line parsed
+// only when its card is opened.
+let CARDS = null;
+function loadCards() {
+  if (CARDS === null) CARDS = (async () => {
+    if (typeof DecompressionStream === 'undefined')
+      throw new Error('this browser cannot unpack the cards\' data (it has no DecompressionStream: '
+        + 'Chrome 80+, Firefox 113+ and Safari 16.4+ have it)');
+    const raw = atob(document.getElementById('report-cards').textContent.trim());
+    const bytes = new Uint8Array(raw.length);
+    for (let k = 0; k < raw.length; k++) bytes[k] = raw.charCodeAt(k);
+    const text = await new Response(new Blob([bytes]).stream()
+      .pipeThrough(new DecompressionStream('gzip'))).text();
+    const lines = text ? text.split('\n') : [];
+    window.__reportCardsReady = performance.now();
+    return lines;
+  })();
+  return CARDS;
+}
+let opening = 0;
+async function openCard(i) {
+  const ticket = ++opening;
   const card = document.getElementById('card');
+  let lines;
+  try {
+    lines = await loadCards();
+  } catch (err) {
+    card.replaceChildren(el('h2', {id: 'card-id'}, T.ids[i]), el('p', {class: 'error'}, String(err.message || err)));
+    card.hidden = false;
+    return;
+  }
+  if (ticket !== opening) return;  // another card was asked for meanwhile
+  const {latent: lat, records: rec} = JSON.parse(lines[i]);
   const parts = [el('h2', {id: 'card-id'}, lat.id),
     el('div', {class: 'explanation', id: 'card-explanation'}, lat.explanation || '(no explanation)')];
   for (const f of FAILED.get(lat.id) || [])
@@ -247,7 +265,6 @@ function openCard(i) {
         el('td', {class: 'num'}, c.score !== undefined ? fmt(c.score) : '–'),
         el('td', {}, c.explanation, c.explanation === lat.explanation ? el('strong', {}, '  ← chosen') : ''))))));
   }
-  const rec = D.records[lat.id];
   if (rec) {
     parts.push(el('h3', {}, `Top activating records (${rec.act.length} of ${rec.activating}; shaded by activation, latent max ${fmt(rec.max)})`),
       el('div', {id: 'card-records'}, ...rec.act.map(r => recordView(r, rec.max))));
@@ -268,7 +285,7 @@ function openCard(i) {
 function renderFailures() {
   const box = document.getElementById('failures');
   if (!D.failures.length) { box.replaceChildren(el('p', {class: 'muted'}, 'None.')); return; }
-  const index = new Map(LAT.map((l, i) => [l.id, i]));
+  const index = new Map(T.ids.map((id, i) => [id, i]));
   const shown = D.failures.slice(0, 500);
   box.replaceChildren(el('table', {}, el('thead', {}, el('tr', {}, ...['latent', 'failed in', 'code', 'message'].map(h => el('th', {}, h)))),
     el('tbody', {}, ...shown.map(f => el('tr', {onclick: () => openCard(index.get(f.id)), style: 'cursor: pointer'},
@@ -276,22 +293,42 @@ function renderFailures() {
     D.failures.length > shown.length ? el('p', {class: 'muted'}, `… and ${D.failures.length - shown.length} more: filter the table by "failed".`) : '');
 }
 
-// ---- charts ----
-function drawCharts() {
-  const box = document.getElementById('charts');
-  if (!FIGS.length) { box.replaceChildren(el('p', {class: 'muted'}, 'No scores to chart.')); window.__reportCharts = performance.now(); return; }
-  const draws = FIGS.map(f => {
-    const div = el('div', {class: 'chart', id: f.id});
-    box.append(div);
-    return Plotly.newPlot(div, f.figure.data, f.figure.layout, {displayModeBar: false, responsive: true});
-  });
-  Promise.all(draws).then(() => { window.__reportCharts = performance.now(); });
+// ---- charts: drawn one at a time, after the first paint (called once plotly.js is read) ----
+function hasWebGL() {
+  try {
+    const canvas = document.createElement('canvas');
+    return !!(canvas.getContext('webgl2') || canvas.getContext('webgl'));
+  } catch (err) {
+    return false;
+  }
 }
+const later = f => requestAnimationFrame(() => setTimeout(f, 0));
+window.__reportDrawCharts = () => {
+  const FIGS = JSON.parse(document.getElementById('report-figures').textContent);
+  const box = document.getElementById('charts');
+  const done = () => { window.__reportCharts = performance.now(); later(() => loadCards().catch(() => {})); };
+  if (!FIGS.length) { box.replaceChildren(el('p', {class: 'muted'}, 'No scores to chart.')); done(); return; }
+  const webgl = hasWebGL();
+  const divs = FIGS.map(f => el('div', {class: 'chart', id: f.id}));
+  box.replaceChildren(...divs);
+  let k = 0;
+  const next = () => {
+    if (k === FIGS.length) { done(); return; }
+    const f = FIGS[k], div = divs[k];
+    k++;
+    // Without WebGL a big scatter plot is drawn as SVG: slower, but drawn.
+    const traces = webgl ? f.figure.data
+      : f.figure.data.map(t => t.type === 'scattergl' ? Object.assign({}, t, {type: 'scatter'}) : t);
+    Plotly.newPlot(div, traces, f.figure.layout, {displayModeBar: false, responsive: true})
+      .then(() => later(next));
+  };
+  later(next);
+};
 
 renderSummary();
 renderScorers();
 renderTable();
 renderFailures();
 window.__reportRendered = performance.now();
-requestAnimationFrame(() => setTimeout(drawCharts, 0));
+later(() => { window.__reportPainted = performance.now(); });
 })();
