@@ -148,7 +148,11 @@ class Usage:
             f"{self.completion_tokens:,} completion tokens, {shown_cost}"
         )
         if self.cached_prompt_tokens:
-            line += f" ({self.cached_prompt_tokens:,} prompt tokens from the provider's cache)"
+            share = self.cached_prompt_tokens / max(self.prompt_tokens, 1)
+            line += (
+                f" ({self.cached_prompt_tokens:,} prompt tokens, {share:.0%}, from the "
+                "provider's prompt cache)"
+            )
         if self.cached_responses:
             saved = self.saved_cost
             line += f"; {self.cached_responses} answered by the response store" + (

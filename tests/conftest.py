@@ -51,11 +51,13 @@ def clean_fake(fake_llm: FakeLLMServer) -> Iterator[FakeLLMServer]:
     fake_llm.set_fault(None)
     fake_llm.set_latency(0)
     fake_llm.set_rate_limit(None)
+    fake_llm.set_prompt_cache(False)
     fake_llm.reset_stats()
     yield fake_llm
     fake_llm.set_fault(None)
     fake_llm.set_latency(0)
     fake_llm.set_rate_limit(None)
+    fake_llm.set_prompt_cache(False)
 
 
 @pytest.fixture(scope="session")

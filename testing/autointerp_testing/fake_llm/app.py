@@ -486,18 +486,25 @@ class _Endpoints:
             _approx_tokens(reasoning) if reasoning else 0
         )
         total_tokens = prompt_tokens + completion_tokens
+        cached = self.state.cached_prefix_tokens(
+            request["messages"],
+            lambda fixed: min(prompt_tokens, sum(len(message_text(m)) for m in fixed) // 4),
+        )
+        usage: dict[str, Any] = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": total_tokens,
+            "cost": round(total_tokens * COST_PER_TOKEN, 12),
+        }
+        if cached:
+            usage["prompt_tokens_details"] = {"cached_tokens": cached}
         return {
             "id": self.state.next_id(),
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model,
             "choices": [choice],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": total_tokens,
-                "cost": round(total_tokens * COST_PER_TOKEN, 12),
-            },
+            "usage": usage,
             "system_fingerprint": "fake-llm",
         }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import json
 import threading
 import time
 from typing import Any
@@ -41,6 +42,9 @@ class FakeLLMState:
         """The ``retry-after-ms`` a 429 fault sends."""
         self.rate_limit: TokenBucket | None = None
         """The request-rate limit chat completions are held to (None: none)."""
+        self.prompt_cache: set[str] | None = None
+        """Prefixes seen so far, when the fake plays a provider's automatic prompt cache
+        (:meth:`set_prompt_cache`); None: no cache, no ``cached_tokens`` reported."""
         self._ids = itertools.count(1)
         self.batches = FakeBatches()
         """The Batch API's files and batches (:mod:`.batches`)."""
@@ -66,6 +70,26 @@ class FakeLLMState:
         """Answer chat completions over ``rps`` requests per second (a token bucket holding
         ``burst``, one second's worth unless told) with HTTP 429; None lifts the limit."""
         self.rate_limit = None if rps is None else TokenBucket(float(rps), burst)
+
+    def set_prompt_cache(self, on: bool) -> None:
+        """Play a provider's automatic prompt cache: a chat completion whose messages before
+        the last one were sent before reports their tokens as
+        ``usage.prompt_tokens_details.cached_tokens``. Turning it on or off forgets them."""
+        with self._lock:
+            self.prompt_cache = set() if on else None
+
+    def cached_prefix_tokens(self, messages: list[Any], tokens_of: Any) -> int:
+        """The prompt tokens of ``messages`` the cache holds (0 with no cache), remembering
+        their fixed part (every message but the last) for the calls after."""
+        with self._lock:
+            cache = self.prompt_cache
+            if cache is None or len(messages) < 2:
+                return 0
+            key = json.dumps(messages[:-1], sort_keys=True, default=str)
+            if key in cache:
+                return tokens_of(messages[:-1])
+            cache.add(key)
+            return 0
 
     def config(self) -> dict[str, Any]:
         """Current latency, fault, remaining fault count, retry-after and rate-limit
