@@ -7,7 +7,8 @@ starts at :data:`INITIAL` and doubles every round trip (slow start) until the fi
 then every answer that arrives while the gate is full raises the limit by ``1/limit`` (about
 one more call in flight per round trip; :data:`PROBE` times slower near the limit where the
 last 429 came), and a 429 cuts it to :data:`DECREASE` of itself, once per round of calls (a
-429 answering a call sent before the last cut is not news). A 429's
+429 answering a call sent before the last cut is not news); the first 429, which ends slow
+start, halves it (:data:`SLOW_START_DECREASE`), as TCP does. A 429's
 ``Retry-After`` (``retry-after-ms`` where sent) also holds back new calls until then. The
 limit never exceeds ``AUTOINTERP_LLM__MAX_CONCURRENCY`` and never drops below 1.
 
@@ -40,6 +41,7 @@ from autointerp_grpc.observability import Metrics
 __all__ = [
     "DECREASE",
     "MAX_PAUSE_S",
+    "SLOW_START_DECREASE",
     "AdaptiveGate",
     "AdaptiveLimits",
     "AdaptiveWaitExpired",
@@ -51,6 +53,8 @@ INITIAL = 8
 up to the ceiling)."""
 DECREASE = 0.75
 """What a 429 leaves of the limit (multiplicative decrease)."""
+SLOW_START_DECREASE = 0.5
+"""What the first 429 (the end of slow start) leaves of the limit."""
 PROBE = 8
 """Near the limit of the last 429 (within one slot of it, and up to :data:`PROBE_SPAN`
 past it) the limit grows this many times slower: the provider's limit is close."""
@@ -143,9 +147,13 @@ class AdaptiveGate(FairGate):
         if retry_after is not None:
             self._resume_at = max(self._resume_at, self._clock() + retry_after)
         if sent_in_epoch == self.epoch:
+            # The 429 that ends slow start halves the limit (slow start doubled it in the
+            # last round trip, so the provider's limit lies between the two); later ones cut
+            # it by DECREASE.
+            factor = SLOW_START_DECREASE if self._last_cut is None else self._decrease
             self.epoch += 1
             self._last_cut = self.limit
-            self._set_limit(self.limit * self._decrease)
+            self._set_limit(self.limit * factor)
         elif self._on_change is not None:
             self._on_change(self)
 

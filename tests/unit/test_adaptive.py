@@ -14,6 +14,7 @@ from autointerp_grpc.backends.adaptive import (
     DECREASE,
     INITIAL,
     MAX_PAUSE_S,
+    SLOW_START_DECREASE,
     AdaptiveGate,
     AdaptiveWaitExpired,
     retry_after_s,
@@ -60,12 +61,13 @@ async def test_slow_start_then_a_429_cuts_once_per_epoch() -> None:
     before = gate.limit
     sent_in = gate.epoch
     gate.refused(sent_in, None)
-    assert gate.limit == pytest.approx(before * DECREASE)
+    # The 429 that ends slow start halves the limit (it doubled in the last round trip).
+    assert gate.limit == pytest.approx(before * SLOW_START_DECREASE)
     gate.refused(sent_in, None)  # another call of the same round: no second cut
-    assert gate.limit == pytest.approx(before * DECREASE)
+    assert gate.limit == pytest.approx(before * SLOW_START_DECREASE)
     assert gate.rate_limited == 2
-    gate.refused(gate.epoch, None)  # a call sent after the cut: news
-    assert gate.limit == pytest.approx(before * DECREASE * DECREASE)
+    gate.refused(gate.epoch, None)  # a call sent after the cut: news, cut by DECREASE
+    assert gate.limit == pytest.approx(before * SLOW_START_DECREASE * DECREASE)
     await _release(tasks)
 
 
@@ -92,15 +94,15 @@ async def test_an_idle_gate_does_not_grow() -> None:
 async def test_a_lowered_limit_hands_no_slot_on_until_calls_are_under_it() -> None:
     gate = AdaptiveGate(8)
     tasks = await _fill(gate, "a", 8)
-    gate.refused(gate.epoch, None)  # 8 -> 6 while 8 are held
-    assert gate.capacity == 6
+    gate.refused(gate.epoch, None)  # 8 -> 4 (the end of slow start) while 8 are held
+    assert gate.capacity == 4
     waiter = asyncio.create_task(_fill(gate, "b", 1))
-    await _release(tasks[:2])  # 6 held: at the limit, still nothing to hand on
+    await _release(tasks[:4])  # 4 held: at the limit, still nothing to hand on
     await asyncio.sleep(0.05)
     assert not waiter.done()
-    await _release(tasks[2:3])  # 5 held: one slot free
+    await _release(tasks[4:5])  # 3 held: one slot free
     more = await asyncio.wait_for(waiter, 1.0)
-    assert gate.in_use == 6
+    assert gate.in_use == 4
     await _release(tasks[3:] + more)
 
 
