@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 from support import app_settings, free_port, in_process_app
+from test_batch import _grpc_round as batch_round
+from test_batch import _request as batch_request
+from test_batch import _until_done as batch_until_done
 from test_store import API_KEY, _request, _run
 
 from autointerp_grpc.backends.store import PostgresStore, StoredAnswer, call_key
@@ -129,3 +132,32 @@ async def test_two_replicas_share_one_store(postgres_url: str, fake_llm, clean_f
     finally:
         await store.aclose()
     assert entries and all(API_KEY not in e for e in entries)
+
+
+async def test_batch_rounds_on_the_shared_store(postgres_url: str, fake_llm, clean_fake) -> None:
+    """The Batch API's ledger lives in PostgreSQL too: a batch one replica submitted is
+    collected by another, and nothing is sent twice or live."""
+    # A database of its own: the other tests' answers would answer these calls.
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS batch_ledger")
+        conn.execute("CREATE DATABASE batch_ledger")
+    url = postgres_url.rsplit("/", 1)[0] + "/batch_ledger"
+    settings = app_settings(fake_llm.base_url, store={"url": url})
+    clean_fake.batches.configure(delay_s=0.5)
+    before = clean_fake.batches.requests
+    try:
+        async with in_process_app(settings) as first:
+            _, progress, report = await batch_round(first, batch_request(batch=True))
+            assert progress.pending == 2 and report is not None
+            assert report.submitted_requests == 2 and report.open_batches == 1
+    finally:
+        clean_fake.batches.configure()
+    async with in_process_app(settings) as second:
+        results, _, _ = await batch_until_done(second, batch_request(batch=True))
+    assert all(r.explanation and not r.pending and r.scores for r in results)
+    assert clean_fake.stats()["requests"] == 0
+    # Each call went out once, in batches: 2 explanations, then their scorers' calls.
+    sent = clean_fake.batches.requests - before
+    assert sent == sum(r.usage.cached_responses for r in results)
