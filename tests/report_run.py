@@ -97,6 +97,8 @@ def result_for(feature_id: str, index: int) -> pb.FeatureResult:
     if index % 2 == 1:  # half the features answered partly from the response store
         result.usage.cached_responses = 3
         result.usage.saved_cost = 0.0015
+    else:  # the others partly from the provider's prompt cache
+        result.usage.cached_prompt_tokens = 1500
     return result
 
 

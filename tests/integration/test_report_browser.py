@@ -80,6 +80,7 @@ def test_report_in_chromium(tmp_path: Path, browser: Browser) -> None:  # noqa: 
     assert tiles["model"] == "openai/gpt-4o-mini"
     assert tiles["promptTokens"] == "30,300" and tiles["cost"] == "$0.0280"
     assert tiles["storeHits"] == "9" and tiles["inSample"] == "1"
+    assert tiles["cachedPromptTokens"] == "6,000 (20%)"
     assert browser.evaluate("document.querySelectorAll('#reasons tbody tr').length") == 2
 
     # Every chart drawn by plotly.js: a histogram per scorer, the widths, three pairs.

@@ -85,6 +85,8 @@ def test_summary_numbers_match_the_results_file(tmp_path: Path) -> None:
     assert summary["pricedFeatures"] == sum("cost" in u for u in usages) == 7
     assert summary["storeHits"] == sum(u.get("cachedResponses", 0) for u in usages) > 0
     assert summary["savedCost"] == pytest.approx(sum(u.get("savedCost", 0) for u in usages))
+    cached = sum(int(u.get("cachedPromptTokens", 0)) for u in usages)
+    assert summary["cachedPromptTokens"] == cached > 0
     assert summary["inSample"] == sum(bool(r.get("inSample")) for r in lines.values()) == 1
     assert summary["heldOut"] == sum(
         not r.get("inSample") and r.get("testRecords", 0) > 0 for r in lines.values()

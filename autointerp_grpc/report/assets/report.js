@@ -50,6 +50,11 @@ function renderSummary() {
     tile('cost', 'cost' + (S.cost !== null && S.pricedFeatures < S.features
       ? ` (${int(S.pricedFeatures)} latents priced)` : ''), money(S.cost)),
   );
+  if (S.cachedPromptTokens) {
+    const share = S.promptTokens ? ` (${fmt(100 * S.cachedPromptTokens / S.promptTokens, 0)}%)` : '';
+    tiles.push(tile('cachedPromptTokens', "from the provider's prompt cache",
+      int(S.cachedPromptTokens) + share));
+  }
   if (S.storeHits || S.savedCost !== null) {
     tiles.push(tile('storeHits', 'response-store hits', int(S.storeHits)));
     tiles.push(tile('savedCost', 'saved by the store', money(S.savedCost)));
