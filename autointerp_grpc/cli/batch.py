@@ -27,6 +27,7 @@ from typing import TextIO
 
 from autointerp_grpc.cli.inputs import UsageError
 from autointerp_grpc.cli.results import ResultWriter, RunStats, table
+from autointerp_grpc.cli.runner import bulk_runner
 from autointerp_grpc.client import bulk
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 
@@ -116,27 +117,17 @@ async def run_batch(
     try:
         for number in range(1, args.batch_rounds + 1):
             state = _Round(writer, stats)
-            jobs = []
-            for feature in remaining:
-                local = bulk.local_error(feature)
-                if local is not None:
-                    state.finish(local)
-                else:
-                    jobs.append(bulk.Job(feature))
-            runner = bulk.BulkRunner(
+            runner = bulk_runner(
+                args,
                 servers,
                 template,
-                jobs,
-                batch_size=args.batch_size,
-                streams=args.streams or 2 * len(servers),
-                retries=args.retries,
-                stream_timeout=args.timeout,
-                idle_timeout=args.idle_timeout or None,
-                on_result=state.finish,
+                remaining,
+                state.finish,
                 on_usage=stats.usage.add,
                 on_batch=state.collected,
             )
-            await runner.run()
+            if runner is not None:
+                await runner.run()
             line = round_line(number, state.finished, len(state.waiting), state.reports)
             print(line, file=out, flush=True)
             if not state.waiting:

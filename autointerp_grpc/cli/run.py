@@ -29,6 +29,7 @@ from autointerp_grpc.cli.inputs import (
     set_params,
 )
 from autointerp_grpc.cli.results import ResultWriter, RunStats, read_done_ids
+from autointerp_grpc.cli.runner import bulk_runner
 from autointerp_grpc.client import bulk
 from autointerp_grpc.gen.autointerp.v1 import autointerp_pb2 as pb
 
@@ -200,27 +201,8 @@ async def _execute(
             stats.usage.add(usage)
 
     try:
-        jobs: list[bulk.Job] = []
-        for feature in todo:
-            local = bulk.local_error(feature)
-            if local is not None:
-                finish(local)
-            else:
-                jobs.append(bulk.Job(feature))
-        if jobs:
-            runner = bulk.BulkRunner(
-                servers,
-                template,
-                jobs,
-                batch_size=args.batch_size,
-                streams=args.streams or 2 * len(servers),
-                retries=args.retries,
-                stream_timeout=args.timeout,
-                idle_timeout=args.idle_timeout or None,
-                on_result=finish,
-                on_usage=used,
-                on_retry=retried,
-            )
+        runner = bulk_runner(args, servers, template, todo, finish, on_usage=used, on_retry=retried)
+        if runner is not None:
             if args.max_cost is not None:
                 budget = Budget(runner, args.max_cost, stats.usage)
             await runner.run()
