@@ -46,18 +46,12 @@ async def app(fake_llm: FakeLLMServer) -> AsyncIterator[InProcessApp]:
 
 @pytest.fixture
 def clean_fake(fake_llm: FakeLLMServer) -> Iterator[FakeLLMServer]:
-    """The fake LLM with no fault, no latency and fresh statistics; the fault and latency a
-    test set are cleared after it too, so the session's other tests never inherit them."""
-    fake_llm.set_fault(None)
-    fake_llm.set_latency(0)
-    fake_llm.set_rate_limit(None)
-    fake_llm.set_prompt_cache(False)
+    """The fake LLM with no fault, no latency and fresh statistics; what a test set is
+    cleared after it too, so the session's other tests never inherit it."""
+    fake_llm.clear_settings()
     fake_llm.reset_stats()
     yield fake_llm
-    fake_llm.set_fault(None)
-    fake_llm.set_latency(0)
-    fake_llm.set_rate_limit(None)
-    fake_llm.set_prompt_cache(False)
+    fake_llm.clear_settings()
 
 
 @pytest.fixture(scope="session")

@@ -495,7 +495,8 @@ class _CallLog:
     logprobs_returned: int = 0
 
 
-def _plain_messages(prompt: str | list[dict[str, Any]]) -> list[dict[str, str]]:
+def plain_messages(prompt: str | list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The chat messages ``prompt`` goes on the wire as."""
     if isinstance(prompt, str):
         return [{"role": "user", "content": prompt}]
     # delphi's simulator builds roles as a str Enum; send their plain values.
@@ -565,7 +566,7 @@ class LLMClient(Client):
     ) -> Response:
         params = {k: kwargs[k] for k in _FORWARDED_KWARGS if k in kwargs}
         params.update(self._overrides)
-        messages = _plain_messages(prompt)
+        messages = plain_messages(prompt)
         use = self._store
         key = (
             call_key(use.provider, self.model, messages, params, candidate_index.get())

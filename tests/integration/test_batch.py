@@ -51,33 +51,12 @@ def _request(batch: bool, **options: Any) -> dict[str, Any]:
 Events = tuple[list[pb.FeatureResult], pb.Progress, pb.BatchRound | None]
 
 
-async def _grpc_round(app, body: dict[str, Any]) -> Events:
-    request = json_format.ParseDict(body, pb.ExplainAndScoreRequest())
+def _round_of(events: list[pb.ExplainAndScoreEvent]) -> Events:
+    """A round's results (by id), its last progress and its batch report."""
     results: list[pb.FeatureResult] = []
     progress = pb.Progress()
     round_: pb.BatchRound | None = None
-    async with grpc.aio.insecure_channel(app.grpc_target) as channel:
-        stream = pb_grpc.AutoInterpStub(channel).ExplainAndScore(
-            request, metadata=app.auth, timeout=120
-        )
-        async for event in stream:
-            if event.HasField("result"):
-                results.append(event.result)
-            elif event.HasField("batch"):
-                round_ = event.batch
-            else:
-                progress = event.progress
-    return sorted(results, key=lambda r: r.id), progress, round_
-
-
-async def _rest_round(app, body: dict[str, Any]) -> Events:
-    response = await app.rest.post("/v1/explain-and-score", json=body, headers=app.headers)
-    assert response.status_code == 200, response.text
-    results: list[pb.FeatureResult] = []
-    progress = pb.Progress()
-    round_: pb.BatchRound | None = None
-    for line in response.text.splitlines():
-        event = json_format.Parse(line, pb.ExplainAndScoreEvent())
+    for event in events:
         if event.HasField("result"):
             results.append(event.result)
         elif event.HasField("batch"):
@@ -85,6 +64,23 @@ async def _rest_round(app, body: dict[str, Any]) -> Events:
         else:
             progress = event.progress
     return sorted(results, key=lambda r: r.id), progress, round_
+
+
+async def _grpc_round(app, body: dict[str, Any]) -> Events:
+    request = json_format.ParseDict(body, pb.ExplainAndScoreRequest())
+    async with grpc.aio.insecure_channel(app.grpc_target) as channel:
+        stream = pb_grpc.AutoInterpStub(channel).ExplainAndScore(
+            request, metadata=app.auth, timeout=120
+        )
+        return _round_of([event async for event in stream])
+
+
+async def _rest_round(app, body: dict[str, Any]) -> Events:
+    response = await app.rest.post("/v1/explain-and-score", json=body, headers=app.headers)
+    assert response.status_code == 200, response.text
+    return _round_of(
+        [json_format.Parse(line, pb.ExplainAndScoreEvent()) for line in response.text.splitlines()]
+    )
 
 
 def _measured(result: pb.FeatureResult) -> dict[str, Any]:

@@ -63,17 +63,6 @@ def _body(method: str, word: str) -> dict[str, Any]:
     return body
 
 
-def _messages(prompt: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The chat messages a prompt goes on the wire as (delphi's simulator builds its roles
-    as a str Enum)."""
-    if isinstance(prompt, str):
-        return [{"role": "user", "content": prompt}]
-    return [
-        {"role": str(getattr(m["role"], "value", m["role"])), "content": m["content"]}
-        for m in prompt
-    ]
-
-
 def _serial(messages: list[dict[str, Any]]) -> str:
     return "".join(f"<{m['role']}>{m['content']}" for m in messages)
 
@@ -93,7 +82,7 @@ async def test_the_fixed_part_comes_first_and_never_changes(
     generate = llm_module.LLMClient.generate
 
     async def capture(self: Any, prompt: Any, **kwargs: Any) -> Any:
-        sent.append(_messages(prompt))
+        sent.append(llm_module.plain_messages(prompt))
         return await generate(self, prompt, **kwargs)
 
     monkeypatch.setattr(llm_module.LLMClient, "generate", capture)

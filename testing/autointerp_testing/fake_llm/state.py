@@ -71,6 +71,13 @@ class FakeLLMState:
         ``burst``, one second's worth unless told) with HTTP 429; None lifts the limit."""
         self.rate_limit = None if rps is None else TokenBucket(float(rps), burst)
 
+    def clear_settings(self) -> None:
+        """No fault, no latency, no rate limit and no prompt cache: the fake as it starts."""
+        self.set_fault(None)
+        self.set_latency(0)
+        self.set_rate_limit(None)
+        self.set_prompt_cache(False)
+
     def set_prompt_cache(self, on: bool) -> None:
         """Play a provider's automatic prompt cache: a chat completion whose messages before
         the last one were sent before reports their tokens as
