@@ -30,6 +30,7 @@ import openai
 from autointerp_grpc.backends.store import GuardedStore, StoredAnswer
 from autointerp_grpc.errors import FailedPrecondition, Unavailable
 from autointerp_grpc.pricing import PriceTable
+from autointerp_grpc.redaction import redact_value
 
 log = logging.getLogger(__name__)
 
@@ -298,6 +299,12 @@ def _expected_wait(batch: Any, now: float) -> float:
     return max(0.0, window_left)
 
 
+_REASON_SCAN = 4096
+"""How much of a failed batch request's message is read."""
+_REASON_LIMIT = 200
+"""How much of it (redacted) is kept as the reason."""
+
+
 class BatchRound:
     """One batch-mode request's dealings with the provider's Batch API and the ledger."""
 
@@ -392,7 +399,12 @@ class BatchRound:
         response = item.get("response")
         error = item.get("error")
         if isinstance(error, dict) and error:
-            return f"the provider failed the request: {str(error.get('message', ''))[:200]}"
+            # The reason is kept in the ledger and may reach a caller's error: never with the
+            # API key in it (a provider that echoes it), and redacted before it is cut short,
+            # so no part of the key survives the cut.
+            message = str(error.get("message", ""))[:_REASON_SCAN]
+            reason = redact_value(message, self._client.api_key)[:_REASON_LIMIT]
+            return f"the provider failed the request: {reason}"
         if not isinstance(response, dict):
             return "the provider sent no response"
         status = response.get("status_code")
